@@ -1,0 +1,1 @@
+//! Argon2id hashing of the admin password.

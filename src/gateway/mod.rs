@@ -1,0 +1,1 @@
+//! The gateway: auth, routing, handlers, usage.

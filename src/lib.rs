@@ -1,0 +1,15 @@
+//! noviqi: a self-hosted AI gateway in one binary and one TOML file.
+//!
+//! Clients speaking OpenAI's or Anthropic's API authenticate with a gateway key, pass rate
+//! limits and lockouts, and are routed by model name to an upstream provider whose credential
+//! is stored encrypted in the config. See `ARCHITECTURE.md` for the request lifecycle.
+
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod gateway;
+pub mod http;
+pub mod limits;
+pub mod sse;
+pub mod translate;
+pub mod upstream;

@@ -1,0 +1,1 @@
+//! Sliding-window rate limits and brute-force lockouts.

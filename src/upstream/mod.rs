@@ -1,0 +1,1 @@
+//! Upstream providers: the wire protocol behind one trait.
