@@ -5,6 +5,7 @@
 //! is stored encrypted in the config. See `ARCHITECTURE.md` for the request lifecycle.
 
 pub mod cli;
+pub mod clientip;
 pub mod config;
 pub mod crypto;
 pub mod gateway;
@@ -13,3 +14,4 @@ pub mod limits;
 pub mod sse;
 pub mod translate;
 pub mod upstream;
+pub mod usage;

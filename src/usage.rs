@@ -1,0 +1,1 @@
+//! Usage records: one JSON line per request, appended durably.
