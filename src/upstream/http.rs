@@ -1,0 +1,289 @@
+//! OpenAI-compatible and Anthropic upstreams over HTTP(S), through one ureq `Agent` per
+//! provider on the same rustls stack the server uses (ring provider).
+//!
+//! Owns the provider's connection pool (sized to the server's concurrency: ureq's default of
+//! three idle connections per host churns thousands of sockets into TIME_WAIT under load) and
+//! the pre-built authentication header. Timeouts: connect ≤ 10 s, the provider's
+//! `timeout_secs` for the first byte of the answer and again for every read after it (an idle
+//! timeout, so a long stream that keeps producing is never cut), and `request_timeout_secs` for
+//! the whole exchange. Proxies come from the environment as curl reads them: `https_proxy` /
+//! `HTTPS_PROXY` for https, `http_proxy` for http, `ALL_PROXY` for either, unless `NO_PROXY`
+//! names the host.
+
+use std::io::{self, Read};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ureq::tls::{Certificate, RootCerts, TlsConfig};
+use zeroize::Zeroizing;
+
+use super::{Method, UpstreamError, UpstreamRequest, UpstreamResponse};
+use crate::config::model::{Provider, ProviderKind, ServerSettings};
+
+/// Upper bound on connecting, whatever the provider's timeout.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Response headers relayed to the client (everything else is the gateway's business).
+const KEPT_HEADERS: &[&str] = &["content-type", "retry-after"];
+
+pub struct HttpProvider {
+    provider: Arc<Provider>,
+    agent: ureq::Agent,
+    /// `(name, value)` of the credential header, built once; zeroized on drop.
+    auth: Option<(&'static str, Zeroizing<String>)>,
+}
+
+impl HttpProvider {
+    pub fn new(provider: Arc<Provider>, server: &ServerSettings) -> Result<HttpProvider, String> {
+        let mut tls = TlsConfig::builder();
+        if let Some(ca_file) = &provider.ca_file {
+            tls = tls.root_certs(roots_with(ca_file)?);
+        }
+        let timeout = Some(provider.timeout);
+        let pool = server.max_connections.max(16);
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .user_agent(concat!("noviqi/", env!("CARGO_PKG_VERSION")))
+            .max_idle_connections(pool)
+            .max_idle_connections_per_host(pool)
+            .timeout_connect(Some(CONNECT_TIMEOUT.min(provider.timeout)))
+            .timeout_recv_response(timeout)
+            .timeout_per_read(timeout)
+            .timeout_global(Some(server.request_timeout))
+            .proxy(proxy_for(&provider.base_url))
+            .tls_config(tls.build())
+            .build();
+        let auth = provider.api_key.as_ref().map(|key| match provider.kind {
+            ProviderKind::Anthropic => ("x-api-key", Zeroizing::new(key.expose().to_owned())),
+            ProviderKind::OpenAi | ProviderKind::Mock => (
+                "authorization",
+                Zeroizing::new(format!("Bearer {}", key.expose())),
+            ),
+        });
+        Ok(HttpProvider {
+            provider,
+            agent: ureq::Agent::new_with_config(config),
+            auth,
+        })
+    }
+}
+
+impl super::Provider for HttpProvider {
+    fn send(&self, request: &UpstreamRequest<'_>) -> Result<UpstreamResponse, UpstreamError> {
+        let url = format!("{}{}", self.provider.base_url, request.path);
+        let result = match request.method {
+            Method::Get => {
+                let mut builder = self.agent.get(&url);
+                for (name, value) in self.headers(request) {
+                    builder = builder.header(name, value);
+                }
+                builder.call()
+            }
+            Method::Post => {
+                let mut builder = self.agent.post(&url);
+                for (name, value) in self.headers(request) {
+                    builder = builder.header(name, value);
+                }
+                builder.send(request.body)
+            }
+        };
+        let response = result.map_err(classify)?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .filter(|(name, _)| KEPT_HEADERS.contains(&name.as_str()))
+            .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_owned())))
+            .collect();
+        let body = response.into_body().into_reader();
+        Ok(UpstreamResponse {
+            status,
+            headers,
+            body: Box::new(ClassifiedReader(body)),
+        })
+    }
+}
+
+impl HttpProvider {
+    /// Forwarded client headers, then the provider's static headers, then its credential (so
+    /// neither a client nor a static header can replace the credential).
+    fn headers<'a>(
+        &'a self,
+        request: &'a UpstreamRequest<'_>,
+    ) -> impl Iterator<Item = (&'a str, &'a str)> {
+        let forwarded = request
+            .headers
+            .iter()
+            .map(|(name, value)| (*name, value.as_str()));
+        let anthropic_version = (self.provider.kind == ProviderKind::Anthropic
+            && !request
+                .headers
+                .iter()
+                .any(|(name, _)| *name == "anthropic-version"))
+        .then_some(("anthropic-version", "2023-06-01"));
+        let statics = self
+            .provider
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()));
+        let auth = self
+            .auth
+            .as_ref()
+            .map(|(name, value)| (*name, value.as_str()));
+        forwarded.chain(anthropic_version).chain(statics).chain(auth)
+    }
+}
+
+/// Keeps timeouts distinguishable from other read failures once the body is streaming: ureq
+/// reports them as `io::Error`s wrapping its own error.
+struct ClassifiedReader<R>(R);
+
+impl<R: Read> Read for ClassifiedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf).map_err(|e| {
+            let timed_out = e.kind() == io::ErrorKind::TimedOut
+                || e.kind() == io::ErrorKind::WouldBlock
+                || e.get_ref()
+                    .and_then(|inner| inner.downcast_ref::<ureq::Error>())
+                    .is_some_and(|inner| matches!(inner, ureq::Error::Timeout(_)));
+            if timed_out {
+                io::Error::new(io::ErrorKind::TimedOut, "upstream read timed out")
+            } else {
+                e
+            }
+        })
+    }
+}
+
+fn classify(error: ureq::Error) -> UpstreamError {
+    match error {
+        ureq::Error::Timeout(which) => UpstreamError::Timeout(which.to_string()),
+        ureq::Error::Io(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+            ) =>
+        {
+            UpstreamError::Timeout(e.to_string())
+        }
+        ureq::Error::Protocol(e) => UpstreamError::Unreadable(e.to_string()),
+        ureq::Error::Http(e) => UpstreamError::Unreadable(e.to_string()),
+        ureq::Error::BodyExceedsLimit(n) => {
+            UpstreamError::Unreadable(format!("body exceeds {n} bytes"))
+        }
+        ureq::Error::HostNotFound => UpstreamError::Unreachable("host not found".into()),
+        ureq::Error::ConnectionFailed => UpstreamError::Unreachable("connection failed".into()),
+        other => UpstreamError::Unreachable(other.to_string()),
+    }
+}
+
+/// The bundled Mozilla roots plus every certificate in `ca_file`.
+fn roots_with(ca_file: &std::path::Path) -> Result<RootCerts, String> {
+    let pem = std::fs::read(ca_file)
+        .map_err(|e| format!("cannot read ca_file {}: {e}", ca_file.display()))?;
+    let extra = ureq::tls::parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(cert)) => Some(Ok(cert)),
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        })
+        .collect::<Result<Vec<Certificate<'static>>, _>>()
+        .map_err(|e| format!("ca_file {} is not valid PEM: {e}", ca_file.display()))?;
+    if extra.is_empty() {
+        return Err(format!("ca_file {} holds no certificate", ca_file.display()));
+    }
+    let bundled = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+        .iter()
+        .map(|der| Certificate::from_der(der.as_ref()).to_owned());
+    Ok(RootCerts::from(bundled.chain(extra)))
+}
+
+/// The proxy curl would use for `base_url`, honouring `NO_PROXY`.
+fn proxy_for(base_url: &str) -> Option<ureq::Proxy> {
+    let env = |names: &[&str]| {
+        names
+            .iter()
+            .find_map(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+    };
+    let https = base_url.starts_with("https://");
+    let chosen = if https {
+        env(&["https_proxy", "HTTPS_PROXY"])
+    } else {
+        // Like curl, only the lower-case form for plain http (HTTP_PROXY is CGI-spoofable).
+        env(&["http_proxy"])
+    }
+    .or_else(|| env(&["all_proxy", "ALL_PROXY"]))?;
+    let host = host_of(base_url);
+    if let Some(no_proxy) = env(&["no_proxy", "NO_PROXY"]) {
+        if no_proxy_matches(&no_proxy, host) {
+            return None;
+        }
+    }
+    match ureq::Proxy::new(&chosen) {
+        Ok(proxy) => Some(proxy),
+        Err(_) => {
+            log::warn!("ignoring an unparsable proxy setting from the environment");
+            None
+        }
+    }
+}
+
+fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if let Some(v6) = authority.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or(v6);
+    }
+    authority.split(':').next().unwrap_or(authority)
+}
+
+/// curl's `NO_PROXY` rules: `*` matches all; an entry matches the host itself and its
+/// subdomains (a leading dot is ignored); IP entries may be CIDRs.
+fn no_proxy_matches(no_proxy: &str, host: &str) -> bool {
+    let host = host.to_ascii_lowercase();
+    let ip = host.parse::<IpAddr>().ok();
+    no_proxy.split(',').map(str::trim).any(|entry| {
+        if entry == "*" {
+            return true;
+        }
+        if let Some(ip) = ip {
+            if let Ok(net) = entry.parse::<ipnet::IpNet>() {
+                return net.contains(&ip);
+            }
+            if let Ok(addr) = entry.parse::<IpAddr>() {
+                return addr == ip;
+            }
+        }
+        let entry = entry.trim_start_matches('.').to_ascii_lowercase();
+        !entry.is_empty()
+            && (host == entry
+                || (host.ends_with(&entry) && host[..host.len() - entry.len()].ends_with('.')))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{host_of, no_proxy_matches};
+
+    #[test]
+    fn hosts() {
+        assert_eq!(host_of("https://api.openai.com/v1"), "api.openai.com");
+        assert_eq!(host_of("http://127.0.0.1:11434/v1"), "127.0.0.1");
+        assert_eq!(host_of("http://[::1]:8080"), "::1");
+        assert_eq!(host_of("http://user:pw@host:1/x"), "host");
+    }
+
+    #[test]
+    fn no_proxy_like_curl() {
+        assert!(no_proxy_matches("*", "api.openai.com"));
+        assert!(no_proxy_matches("openai.com", "api.openai.com"));
+        assert!(no_proxy_matches(".openai.com", "api.openai.com"));
+        assert!(no_proxy_matches("localhost, 127.0.0.0/8", "127.0.0.1"));
+        assert!(!no_proxy_matches("openai.com", "notopenai.com"));
+        assert!(!no_proxy_matches("10.0.0.0/8", "127.0.0.1"));
+        assert!(!no_proxy_matches("", "example.com"));
+    }
+}
