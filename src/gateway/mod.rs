@@ -1,5 +1,8 @@
 //! The gateway: auth, routing, handlers, usage.
 
+pub mod error;
+pub mod rewrite;
+
 use std::path::Path;
 
 /// Runs `noviqi serve` on the config at `path` until SIGTERM/SIGINT.

@@ -1,0 +1,230 @@
+//! Reading and rewriting a client's JSON body without re-serialising it.
+//!
+//! Clients send large bodies (long contexts, base64 images, 80 KB Claude Code turns). The
+//! gateway needs three fields (`model`, `stream`, `stream_options`) and must replace `model`
+//! with the upstream's name; it finds the exact byte span of the `model` value while skipping
+//! everything else, and splices the new value in. Owns no state.
+
+use std::ops::Range;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::error::ApiError;
+
+/// What the gateway reads from a request body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    pub model: Option<String>,
+    pub stream: bool,
+    /// `stream_options.include_usage` as the client sent it.
+    pub include_usage: bool,
+    /// Whether the client sent `stream_options` at all.
+    pub has_stream_options: bool,
+    /// Byte span of the `model` value (quotes included) in the body.
+    model_span: Option<Range<usize>>,
+}
+
+#[derive(Deserialize)]
+struct RawProbe<'a> {
+    #[serde(borrow, default)]
+    model: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    stream: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    stream_options: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: Option<bool>,
+}
+
+/// Reads the fields the gateway routes on. A body that is not one JSON object is a 400.
+pub fn probe(body: &[u8]) -> Result<Probe, ApiError> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Err(ApiError::bad_request(
+            "request body must be a JSON object",
+            None,
+        ));
+    }
+    let raw: RawProbe<'_> = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!("malformed JSON body: {}", describe(&e)), None)
+    })?;
+    let (model, model_span) = match raw.model {
+        Some(value) => {
+            let model: String = serde_json::from_str(value.get()).map_err(|_| {
+                ApiError::bad_request("`model` must be a string", Some("model"))
+            })?;
+            (Some(model), span_of(body, value.get()))
+        }
+        None => (None, None),
+    };
+    let stream = raw.stream.is_some_and(|v| v.get() == "true");
+    let include_usage = raw
+        .stream_options
+        .and_then(|v| serde_json::from_str::<StreamOptions>(v.get()).ok())
+        .and_then(|o| o.include_usage)
+        .unwrap_or(false);
+    Ok(Probe {
+        model,
+        stream,
+        include_usage,
+        has_stream_options: raw.stream_options.is_some_and(|v| v.get() != "null"),
+        model_span,
+    })
+}
+
+/// Where in `body` the slice `inner` (borrowed from it) lies.
+fn span_of(body: &[u8], inner: &str) -> Option<Range<usize>> {
+    let start = (inner.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
+    let end = start.checked_add(inner.len())?;
+    (end <= body.len()).then_some(start..end)
+}
+
+/// A serde_json error without the input echoed back (it may hold prompt text).
+fn describe(e: &serde_json::Error) -> String {
+    let what = match e.classify() {
+        serde_json::error::Category::Eof => "unexpected end of input",
+        serde_json::error::Category::Syntax => "syntax error",
+        serde_json::error::Category::Data => "unexpected value",
+        serde_json::error::Category::Io => "read error",
+    };
+    format!("{what} at line {} column {}", e.line(), e.column())
+}
+
+/// The body with `model` set to `upstream_model` and, when `add_include_usage`, with
+/// `stream_options.include_usage = true` (so the upstream reports a stream's tokens).
+pub fn rewrite(
+    body: &[u8],
+    probe: &Probe,
+    upstream_model: &str,
+    add_include_usage: bool,
+) -> Result<Vec<u8>, ApiError> {
+    if add_include_usage && probe.has_stream_options && !probe.include_usage {
+        // Rare: the client sent stream_options without include_usage. Edit it as a value.
+        let mut value: serde_json::Value =
+            serde_json::from_slice(body).map_err(|_| ApiError::internal())?;
+        value["model"] = serde_json::Value::String(upstream_model.to_owned());
+        value["stream_options"]["include_usage"] = serde_json::Value::Bool(true);
+        return serde_json::to_vec(&value).map_err(|_| ApiError::internal());
+    }
+    let model = serde_json::to_string(upstream_model).map_err(|_| ApiError::internal())?;
+    let inject = add_include_usage && !probe.has_stream_options;
+    let mut out = Vec::with_capacity(body.len() + model.len() + 48);
+    let open = body.iter().position(|&b| b == b'{').ok_or_else(ApiError::internal)?;
+    out.extend_from_slice(&body[..=open]);
+    if inject {
+        out.extend_from_slice(br#""stream_options":{"include_usage":true},"#);
+    }
+    match &probe.model_span {
+        Some(span) => {
+            out.extend_from_slice(&body[open + 1..span.start]);
+            out.extend_from_slice(model.as_bytes());
+            out.extend_from_slice(&body[span.end..]);
+        }
+        None => {
+            out.extend_from_slice(br#""model":"#);
+            out.extend_from_slice(model.as_bytes());
+            let rest = &body[open + 1..];
+            let empty = rest
+                .iter()
+                .find(|b| !b.is_ascii_whitespace())
+                .is_some_and(|&b| b == b'}');
+            if !empty {
+                out.push(b',');
+            }
+            out.extend_from_slice(rest);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn parse(bytes: &[u8]) -> Value {
+        serde_json::from_slice(bytes).unwrap()
+    }
+
+    #[test]
+    fn rewrites_model_in_place() {
+        let body = br#"{"messages":[{"role":"user","content":"hi \"model\""}], "model" : "fast" ,"stream":true}"#;
+        let p = probe(body).unwrap();
+        assert_eq!(p.model.as_deref(), Some("fast"));
+        assert!(p.stream);
+        let out = rewrite(body, &p, "gpt-4o-mini", false).unwrap();
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert!(text.contains(r#""model" : "gpt-4o-mini" ,"#), "{text}");
+        assert_eq!(parse(&out)["messages"][0]["content"], "hi \"model\"");
+    }
+
+    #[test]
+    fn injects_include_usage() {
+        let body = br#"{"model":"m","stream":true,"messages":[]}"#;
+        let p = probe(body).unwrap();
+        let out = parse(&rewrite(body, &p, "u", true).unwrap());
+        assert_eq!(out["stream_options"]["include_usage"], true);
+        assert_eq!(out["model"], "u");
+
+        let body = br#"{"model":"m","stream":true,"stream_options":{}}"#;
+        let p = probe(body).unwrap();
+        assert!(p.has_stream_options && !p.include_usage);
+        let out = parse(&rewrite(body, &p, "u", true).unwrap());
+        assert_eq!(out["stream_options"]["include_usage"], true);
+
+        let body = br#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#;
+        let p = probe(body).unwrap();
+        assert!(p.include_usage);
+        let out = rewrite(body, &p, "u", true).unwrap();
+        assert_eq!(parse(&out)["stream_options"]["include_usage"], true);
+    }
+
+    #[test]
+    fn escapes_and_unicode_survive() {
+        let body = "{\"model\":\"caf\\u00e9\",\"x\":\"ü\"}".as_bytes();
+        let p = probe(body).unwrap();
+        assert_eq!(p.model.as_deref(), Some("café"));
+        let out = parse(&rewrite(body, &p, "a\"b", false).unwrap());
+        assert_eq!(out, json!({"model": "a\"b", "x": "ü"}));
+    }
+
+    #[test]
+    fn refusals() {
+        assert_eq!(probe(b"[1]").unwrap_err().status, 400);
+        assert_eq!(probe(b"{\"model\":").unwrap_err().status, 400);
+        assert_eq!(probe(b"{\"model\":3}").unwrap_err().param.as_deref(), Some("model"));
+        assert_eq!(probe(b"{\"model\":\"a\",\"model\":\"b\"}").unwrap_err().status, 400);
+        assert_eq!(probe(b"{}").unwrap().model, None);
+        let msg = probe(b"{\"secret prompt\" 1}").unwrap_err().message;
+        assert!(!msg.contains("secret"), "{msg}");
+    }
+
+    #[test]
+    fn missing_model_is_added() {
+        for body in [&b"{}"[..], b"{ }", b"{\"a\":1}"] {
+            let p = probe(body).unwrap();
+            let out = parse(&rewrite(body, &p, "m", false).unwrap());
+            assert_eq!(out["model"], "m");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn probe_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
+            let _ = probe(&bytes);
+        }
+
+        #[test]
+        fn rewrite_keeps_everything_else(model in "\\PC{0,20}", other in "\\PC{0,40}", upstream in "\\PC{0,20}") {
+            let body = serde_json::to_vec(&json!({"other": other, "model": model, "n": [1, 2]})).unwrap();
+            let p = probe(&body).unwrap();
+            let out = parse(&rewrite(&body, &p, &upstream, false).unwrap());
+            proptest::prop_assert_eq!(out, json!({"other": other, "model": upstream, "n": [1, 2]}));
+        }
+    }
+}
