@@ -293,7 +293,7 @@ mod tests {
         let (n, head) = parse("GET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n\r\nrest")
             .unwrap()
             .unwrap();
-        assert_eq!(n, 41);
+        assert_eq!(n, 40);
         assert_eq!(head.method(), "GET");
         assert_eq!(head.target(), "/a?b=1");
         assert_eq!(head.header("x-a"), Some("1"));
