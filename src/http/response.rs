@@ -1,0 +1,325 @@
+//! Responses: what a handler returns ([`Response`], [`Body`]) and how the layer writes it —
+//! head and small body in one write, streams as one chunk frame per piece, flushed at once.
+//!
+//! State owned here: a per-thread cache of the formatted `Date` value (refreshed once a
+//! second); the output buffer itself belongs to the connection and is reused.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::io::{self, Write};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::wire::Wire;
+
+/// Bodies up to this size go out in the same write as the head.
+const COALESCE_MAX: usize = 64 * 1024;
+
+/// A stream producer: runs on the connection thread after the head is written.
+pub type StreamFn = Box<dyn FnOnce(&mut StreamWriter<'_>) -> io::Result<()> + Send>;
+
+/// A response body.
+pub enum Body {
+    Empty,
+    Bytes(Vec<u8>),
+    /// Written as it is produced: chunked to HTTP/1.1 clients, close-delimited to HTTP/1.0.
+    /// If the closure returns `Err`, the response is left visibly truncated (no last chunk).
+    Stream(StreamFn),
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Body::Empty => f.write_str("Empty"),
+            Body::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
+            Body::Stream(_) => f.write_str("Stream"),
+        }
+    }
+}
+
+/// What a handler answers. The layer adds `Date`, `Content-Length` or `Transfer-Encoding`,
+/// `Connection` and (under TLS) `Strict-Transport-Security`; handler values for those are
+/// ignored.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Body,
+}
+
+impl Response {
+    /// A response with no body.
+    pub fn new(status: u16) -> Response {
+        Response {
+            status,
+            headers: Vec::new(),
+            body: Body::Empty,
+        }
+    }
+
+    /// A fixed body with `Content-Type: application/json`.
+    pub fn json(status: u16, body: impl Into<Vec<u8>>) -> Response {
+        Response::bytes(status, "application/json", body)
+    }
+
+    /// A fixed body with the given content type.
+    pub fn bytes(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Response {
+        Response {
+            status,
+            headers: vec![("Content-Type".to_owned(), content_type.to_owned())],
+            body: Body::Bytes(body.into()),
+        }
+    }
+
+    /// A streamed body produced by `f` (see [`StreamWriter`]).
+    pub fn stream(
+        status: u16,
+        f: impl FnOnce(&mut StreamWriter<'_>) -> io::Result<()> + Send + 'static,
+    ) -> Response {
+        Response {
+            status,
+            headers: Vec::new(),
+            body: Body::Stream(Box::new(f)),
+        }
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Response {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Hands a streamed body to the client piece by piece.
+pub struct StreamWriter<'a> {
+    wire: &'a mut dyn Wire,
+    buf: &'a mut Vec<u8>,
+    chunked: bool,
+    failed: bool,
+}
+
+impl StreamWriter<'_> {
+    /// Writes `bytes` as one piece (one chunk frame, one write) and flushes it. An `Err`
+    /// means the client is gone or stopped reading: stop producing.
+    pub fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if self.failed {
+            return Err(io::Error::new(io::ErrorKind::BrokenPipe, "client gone"));
+        }
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let r = if self.chunked {
+            self.buf.clear();
+            let _ = write!(self.buf, "{:x}\r\n", bytes.len());
+            self.buf.extend_from_slice(bytes);
+            self.buf.extend_from_slice(b"\r\n");
+            self.wire.write_all(self.buf)
+        } else {
+            self.wire.write_all(bytes)
+        };
+        let r = r.and_then(|()| self.wire.flush());
+        if r.is_err() {
+            self.failed = true;
+        }
+        r
+    }
+
+    /// True once a write has failed (the client is gone).
+    pub fn client_gone(&self) -> bool {
+        self.failed
+    }
+}
+
+/// How a response is to be framed for this request.
+pub(crate) struct Framing {
+    pub is_head: bool,
+    pub minor: u8,
+    pub keep_alive: bool,
+    pub tls: bool,
+}
+
+/// Writes `resp`; returns whether the connection may be kept open afterwards.
+pub(crate) fn write_response(
+    wire: &mut dyn Wire,
+    out: &mut Vec<u8>,
+    resp: Response,
+    f: &Framing,
+) -> io::Result<bool> {
+    let no_body = matches!(resp.status, 100..=199 | 204 | 304);
+    let streaming = matches!(resp.body, Body::Stream(_)) && !no_body;
+    let chunked = streaming && f.minor >= 1;
+    let keep_alive = f.keep_alive
+        && !(streaming && !chunked)
+        && !resp
+            .header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+    out.clear();
+    write_head(out, &resp, f, keep_alive, chunked);
+    match resp.body {
+        Body::Bytes(b) if !f.is_head && !no_body => {
+            if b.len() <= COALESCE_MAX {
+                out.extend_from_slice(&b);
+                wire.write_all(out)?;
+            } else {
+                wire.write_all(out)?;
+                wire.write_all(&b)?;
+            }
+            wire.flush()?;
+        }
+        Body::Stream(produce) if !f.is_head && !no_body => {
+            wire.write_all(out)?;
+            wire.flush()?;
+            let mut w = StreamWriter {
+                wire,
+                buf: out,
+                chunked,
+                failed: false,
+            };
+            let r = produce(&mut w);
+            if w.failed || r.is_err() {
+                return Err(r
+                    .err()
+                    .unwrap_or_else(|| io::Error::new(io::ErrorKind::BrokenPipe, "client gone")));
+            }
+            if chunked {
+                w.wire.write_all(b"0\r\n\r\n")?;
+                w.wire.flush()?;
+            }
+        }
+        _ => {
+            wire.write_all(out)?;
+            wire.flush()?;
+        }
+    }
+    Ok(keep_alive)
+}
+
+fn write_head(out: &mut Vec<u8>, resp: &Response, f: &Framing, keep_alive: bool, chunked: bool) {
+    let _ = write!(
+        out,
+        "HTTP/1.1 {} {}\r\nDate: ",
+        resp.status,
+        reason(resp.status)
+    );
+    with_date(|d| out.extend_from_slice(d));
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &resp.headers {
+        if is_layer_header(name)
+            || (f.tls && name.eq_ignore_ascii_case("strict-transport-security"))
+        {
+            continue;
+        }
+        if !valid_name(name) || !valid_value(value) {
+            log::warn!("dropping response header {name:?} with an invalid name or value");
+            continue;
+        }
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if f.tls {
+        out.extend_from_slice(b"Strict-Transport-Security: max-age=31536000\r\n");
+    }
+    match &resp.body {
+        _ if matches!(resp.status, 100..=199 | 204 | 304) => {}
+        Body::Empty => out.extend_from_slice(b"Content-Length: 0\r\n"),
+        Body::Bytes(b) => {
+            let _ = write!(out, "Content-Length: {}\r\n", b.len());
+        }
+        Body::Stream(_) if chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        Body::Stream(_) => {}
+    }
+    if !keep_alive {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if f.minor == 0 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn is_layer_header(name: &str) -> bool {
+    [
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "date",
+        "keep-alive",
+    ]
+    .iter()
+    .any(|h| name.eq_ignore_ascii_case(h))
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn valid_value(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+}
+
+thread_local! {
+    static DATE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+}
+
+/// Calls `f` with the current `Date` value, formatted at most once a second per thread.
+fn with_date(f: impl FnOnce(&[u8])) {
+    let now = SystemTime::now();
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    DATE.with(|cell| {
+        let mut cache = cell.borrow_mut();
+        if cache.0 != secs {
+            *cache = (secs, httpdate::fmt_http_date(now));
+        }
+        f(cache.1.as_bytes());
+    });
+}
+
+/// The standard reason phrase for `status` (empty when unknown, which is allowed).
+pub(crate) fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        417 => "Expectation Failed",
+        422 => "Unprocessable Content",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "",
+    }
+}
