@@ -98,7 +98,7 @@ impl SseParser {
         if let Some(e) = self.failed {
             return Err(e);
         }
-        if self.after_cr {
+        if self.after_cr && !bytes.is_empty() {
             self.after_cr = false;
             if let Some(rest) = bytes.strip_prefix(b"\n") {
                 bytes = rest;
@@ -218,6 +218,8 @@ impl SseParser {
         };
         match name {
             b"data" => {
+                // Lossy decoding may grow invalid bytes threefold: bound the decoded text.
+                let value = String::from_utf8_lossy(value);
                 let extra = value.len() + usize::from(self.has_data);
                 if self.pending_event_len() + extra > self.max_event {
                     return Err(SseError::EventTooLarge {
@@ -227,16 +229,17 @@ impl SseParser {
                 if self.has_data {
                     self.data.push('\n');
                 }
-                self.data.push_str(&String::from_utf8_lossy(value));
+                self.data.push_str(&value);
                 self.has_data = true;
             }
             b"event" => {
+                let value = String::from_utf8_lossy(value);
                 if self.data.len() + value.len() > self.max_event {
                     return Err(SseError::EventTooLarge {
                         limit: self.max_event,
                     });
                 }
-                self.event = (!value.is_empty()).then(|| String::from_utf8_lossy(value).into());
+                self.event = (!value.is_empty()).then(|| value.into_owned());
             }
             b"id" if !value.contains(&0) => {
                 self.last_id = Some(String::from_utf8_lossy(value).into_owned());
@@ -344,6 +347,7 @@ mod tests {
         let mut p = SseParser::new(64);
         let mut out = Vec::new();
         p.push(b"data: x\r", &mut out).unwrap();
+        p.push(b"", &mut out).unwrap(); // regression: an empty read used to forget the `\r`
         p.push(b"\n\r", &mut out).unwrap();
         p.push(b"\n", &mut out).unwrap();
         assert_eq!(out, vec![ev(None, "x")]);
