@@ -125,7 +125,11 @@ mod tests {
     #[test]
     fn several_trusted_hops_and_header_lines() {
         let t = ["10.0.0.0/8", "127.0.0.1/32"];
-        let got = run("127.0.0.1", &["6.6.6.6, 198.51.100.7", "10.1.1.1, 10.2.2.2"], &t);
+        let got = run(
+            "127.0.0.1",
+            &["6.6.6.6, 198.51.100.7", "10.1.1.1, 10.2.2.2"],
+            &t,
+        );
         assert_eq!(got, ip("198.51.100.7"));
         let got = run("127.0.0.1", &["10.3.3.3,10.1.1.1", "10.2.2.2"], &t);
         assert_eq!(got, ip("10.3.3.3"), "all trusted: the left-most");
@@ -138,8 +142,14 @@ mod tests {
             run("127.0.0.1", &["1.2.3.4, unknown, 10.0.0.2"], &t),
             ip("10.0.0.2")
         );
-        assert_eq!(run("127.0.0.1", &["1.2.3.4, <script>"], &t), ip("127.0.0.1"));
-        assert_eq!(run("127.0.0.1", &["1.2.3.4, 999.1.1.1"], &t), ip("127.0.0.1"));
+        assert_eq!(
+            run("127.0.0.1", &["1.2.3.4, <script>"], &t),
+            ip("127.0.0.1")
+        );
+        assert_eq!(
+            run("127.0.0.1", &["1.2.3.4, 999.1.1.1"], &t),
+            ip("127.0.0.1")
+        );
         // Empty entries are skipped, not garbage.
         assert_eq!(run("127.0.0.1", &["1.2.3.4, ,", ""], &t), ip("1.2.3.4"));
     }
@@ -148,7 +158,10 @@ mod tests {
     fn ports_brackets_and_mapped_addresses() {
         let t = ["127.0.0.1/32", "10.0.0.0/8"];
         assert_eq!(run("127.0.0.1", &["192.0.2.1:5555"], &t), ip("192.0.2.1"));
-        assert_eq!(run("127.0.0.1", &["[2001:db8::1]:443"], &t), ip("2001:db8::1"));
+        assert_eq!(
+            run("127.0.0.1", &["[2001:db8::1]:443"], &t),
+            ip("2001:db8::1")
+        );
         assert_eq!(run("127.0.0.1", &["[2001:db8::1]"], &t), ip("2001:db8::1"));
         assert_eq!(run("127.0.0.1", &["::ffff:192.0.2.3"], &t), ip("192.0.2.3"));
         // A v4-mapped peer is the trusted IPv4 proxy.

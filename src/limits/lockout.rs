@@ -316,7 +316,7 @@ mod tests {
         assert!(!lo.record_failure(a, &st, s(302)));
         assert!(!lo.record_failure(a, &st, s(303)));
         assert!(lo.record_failure(a, &st, s(304)));
-        assert!(lo.is_empty() == false);
+        assert!(lo.check(a, &st, s(305)).is_err());
     }
 
     #[test]

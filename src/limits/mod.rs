@@ -274,7 +274,10 @@ mod tests {
     }
 
     fn header<'a>(pairs: &'a [(&'static str, String)], name: &str) -> Option<&'a str> {
-        pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+        pairs
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     #[test]

@@ -219,7 +219,10 @@ impl TokenWindow {
         WindowStatus {
             limit,
             remaining: limit.saturating_sub(self.sum),
-            reset: self.buckets.back().map_or(Duration::ZERO, |&(b, _)| until(b)),
+            reset: self
+                .buckets
+                .back()
+                .map_or(Duration::ZERO, |&(b, _)| until(b)),
             retry_after,
         }
     }
@@ -300,7 +303,14 @@ mod tests {
             let ok = try_admit(&mut w, 5, now);
             seen.push((ok, w.status(5, now).remaining));
         }
-        let expect = [(true, 4), (true, 3), (true, 2), (true, 1), (true, 0), (false, 0)];
+        let expect = [
+            (true, 4),
+            (true, 3),
+            (true, 2),
+            (true, 1),
+            (true, 0),
+            (false, 0),
+        ];
         assert_eq!(seen, expect);
     }
 
