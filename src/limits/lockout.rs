@@ -1,0 +1,382 @@
+//! Brute-force lockout per client address: too many failed logins or bad keys lock it out.
+//!
+//! # Policy
+//!
+//! Addresses are grouped the way an attacker's supply is: one IPv4 address, or one IPv6 /64
+//! (the smallest block a host usually gets); IPv4-mapped IPv6 counts as the IPv4 address.
+//! A streak of failures starts at the first failure and lasts `lockout_window`; if it reaches
+//! `lockout_max_failures` within that span the address is locked for `lockout_duration`, and
+//! every request from it gets 429 with `Retry-After` until then (the gateway checks before
+//! looking at credentials). Failures while locked do not extend the lock. A success clears the
+//! address's record; so does the end of a lock (the next failure starts a new streak). A
+//! streak older than the window starts over at the next failure. `lockout_max_failures = 0`
+//! disables lockouts.
+//!
+//! # Bounded state
+//!
+//! The table holds at most `max_entries` addresses ([`DEFAULT_MAX_ENTRIES`] = 100,000). When
+//! a new address arrives at a full table, the least recently failed one is dropped, except
+//! that a currently locked address at the front is moved to the back instead (at most
+//! [`MAX_LOCKED_SKIPS`] per insertion, so a table full of locks still evicts): a flood of
+//! distinct addresses cannot unlock an attacker who is locked, and cannot grow memory.
+//!
+//! Eviction order is a queue of `(address, sequence)` records beside the map; a record whose
+//! sequence no longer matches the map is stale and skipped. The queue is compacted when it
+//! exceeds `2 × max_entries + 16` records, so insertions are amortised O(1).
+//!
+//! Memory: a map slot is 48 bytes (16-byte address key, 32-byte entry) plus a control byte,
+//! a queue record 24 bytes. At 100,000 entries that is at most 131,072 slots (6.4 MB) plus a
+//! queue of at most 262,144 records (6.3 MB): under 13 MB, and flat whatever the traffic.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use super::retry_after_secs;
+use super::window::nanos;
+use crate::config::model::SecuritySettings;
+
+/// The default table size.
+pub const DEFAULT_MAX_ENTRIES: usize = 100_000;
+
+/// How many locked entries one insertion may move to the back before evicting anyway.
+pub const MAX_LOCKED_SKIPS: usize = 8;
+
+/// Whole seconds until a locked address may try again (at least 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryAfterSecs(pub u64);
+
+/// The unit a lockout applies to: an IPv4 address or an IPv6 /64.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AddrKey {
+    V4(u32),
+    V6Net(u64),
+}
+
+impl AddrKey {
+    pub fn of(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(v4) => AddrKey::V4(u32::from(v4)),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => AddrKey::V4(u32::from(v4)),
+                None => AddrKey::V6Net((u128::from(v6) >> 64) as u64),
+            },
+        }
+    }
+}
+
+impl fmt::Display for AddrKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            AddrKey::V4(v4) => write!(f, "{}", Ipv4Addr::from(v4)),
+            AddrKey::V6Net(net) => write!(f, "{}/64", Ipv6Addr::from(u128::from(net) << 64)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    failures: u32,
+    /// Nanoseconds when the current streak began.
+    streak_start: u64,
+    /// Nanoseconds the lock ends; 0 when not locked.
+    locked_until: u64,
+    /// Matches the newest queue record of this address.
+    seq: u64,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    map: HashMap<AddrKey, Entry>,
+    order: VecDeque<(AddrKey, u64)>,
+    next_seq: u64,
+}
+
+/// The failure table. `Send + Sync`; share it behind an `Arc`.
+#[derive(Debug)]
+pub struct Lockout {
+    table: Mutex<Table>,
+    max_entries: usize,
+}
+
+impl Default for Lockout {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_ENTRIES)
+    }
+}
+
+impl Lockout {
+    /// A table of at most `max_entries` addresses (at least 1).
+    pub fn new(max_entries: usize) -> Self {
+        Self {
+            table: Mutex::new(Table::default()),
+            max_entries: max_entries.max(1),
+        }
+    }
+
+    /// `Err` with the wait when `ip` is locked at `now`.
+    pub fn check(
+        &self,
+        ip: IpAddr,
+        settings: &SecuritySettings,
+        now: Duration,
+    ) -> Result<(), RetryAfterSecs> {
+        if settings.lockout_max_failures == 0 {
+            return Ok(());
+        }
+        let now = nanos(now);
+        let table = self.table.lock();
+        match table.map.get(&AddrKey::of(ip)) {
+            Some(e) if e.locked_until > now => Err(RetryAfterSecs(retry_after_secs(
+                Duration::from_nanos(e.locked_until - now),
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts a failed login or bad key from `ip`; true when this failure locked it.
+    pub fn record_failure(&self, ip: IpAddr, settings: &SecuritySettings, now: Duration) -> bool {
+        let max = settings.lockout_max_failures;
+        if max == 0 {
+            return false;
+        }
+        let key = AddrKey::of(ip);
+        let now = nanos(now);
+        let mut guard = self.table.lock();
+        let table = &mut *guard;
+        let seq = table.next_seq;
+        table.next_seq += 1;
+
+        let entry = match table.map.get_mut(&key) {
+            Some(e) if e.locked_until > now => return false,
+            Some(e) => {
+                let stale = now.saturating_sub(e.streak_start) >= nanos(settings.lockout_window);
+                if e.locked_until != 0 || stale {
+                    *e = Entry {
+                        failures: 0,
+                        streak_start: now,
+                        locked_until: 0,
+                        seq,
+                    };
+                }
+                e.seq = seq;
+                e.failures = e.failures.saturating_add(1);
+                *e
+            }
+            None => {
+                table.make_room(self.max_entries, now);
+                let e = Entry {
+                    failures: 1,
+                    streak_start: now,
+                    locked_until: 0,
+                    seq,
+                };
+                table.map.insert(key, e);
+                e
+            }
+        };
+        table.order.push_back((key, seq));
+        table.compact(self.max_entries);
+
+        if entry.failures < max {
+            return false;
+        }
+        let until = now.saturating_add(nanos(settings.lockout_duration)).max(1);
+        if let Some(e) = table.map.get_mut(&key) {
+            e.locked_until = until;
+        }
+        drop(guard);
+        log::warn!(
+            "lockout: {key} locked for {}s after {max} failed attempts",
+            settings.lockout_duration.as_secs()
+        );
+        true
+    }
+
+    /// A successful login or valid key from `ip`: its failure count starts over.
+    pub fn record_success(&self, ip: IpAddr) {
+        let mut table = self.table.lock();
+        if table.map.remove(&AddrKey::of(ip)).is_some() {
+            table.compact(self.max_entries);
+        }
+    }
+
+    /// Number of addresses tracked.
+    pub fn len(&self) -> usize {
+        self.table.lock().map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The documented maximum of `len()`.
+    pub fn max_entries(&self) -> usize {
+        self.max_entries
+    }
+}
+
+impl Table {
+    /// Evicts until there is room for one more address.
+    fn make_room(&mut self, max_entries: usize, now: u64) {
+        let mut skips = 0;
+        while self.map.len() >= max_entries {
+            let Some((key, seq)) = self.order.pop_front() else {
+                // Unreachable while every map entry has a queue record; still stay bounded.
+                let any = self.map.keys().next().copied();
+                if let Some(k) = any {
+                    self.map.remove(&k);
+                }
+                continue;
+            };
+            let Some(e) = self.map.get_mut(&key) else {
+                continue;
+            };
+            if e.seq != seq {
+                continue;
+            }
+            if e.locked_until > now && skips < MAX_LOCKED_SKIPS {
+                skips += 1;
+                e.seq = self.next_seq;
+                self.order.push_back((key, self.next_seq));
+                self.next_seq += 1;
+                continue;
+            }
+            self.map.remove(&key);
+        }
+    }
+
+    /// Drops stale queue records once they outnumber live ones.
+    fn compact(&mut self, max_entries: usize) {
+        if self.order.len() > 2 * max_entries + 16 {
+            let map = &self.map;
+            self.order
+                .retain(|(k, s)| map.get(k).is_some_and(|e| e.seq == *s));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn settings(max: u32) -> SecuritySettings {
+        SecuritySettings {
+            master_key_file: PathBuf::new(),
+            lockout_max_failures: max,
+            lockout_window: Duration::from_secs(300),
+            lockout_duration: Duration::from_secs(900),
+        }
+    }
+
+    fn s(secs: u64) -> Duration {
+        Duration::from_secs(secs)
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn locks_after_max_consecutive_failures() {
+        let (lo, st) = (Lockout::new(10), settings(3));
+        let a = ip("192.0.2.7");
+        assert!(!lo.record_failure(a, &st, s(0)));
+        assert!(!lo.record_failure(a, &st, s(10)));
+        assert_eq!(lo.check(a, &st, s(10)), Ok(()));
+        assert!(lo.record_failure(a, &st, s(20)));
+        assert_eq!(lo.check(a, &st, s(20)), Err(RetryAfterSecs(900)));
+        assert_eq!(
+            lo.check(a, &st, Duration::from_millis(919_500)),
+            Err(RetryAfterSecs(1))
+        );
+        // Failures while locked do not extend it.
+        assert!(!lo.record_failure(a, &st, s(500)));
+        assert_eq!(lo.check(a, &st, s(920)), Ok(()));
+        // After the lock a fresh streak starts.
+        assert!(!lo.record_failure(a, &st, s(921)));
+        assert_eq!(lo.check(a, &st, s(921)), Ok(()));
+        assert_eq!(lo.check(ip("192.0.2.8"), &st, s(20)), Ok(()));
+    }
+
+    #[test]
+    fn success_resets_and_window_expires() {
+        let (lo, st) = (Lockout::new(10), settings(3));
+        let a = ip("198.51.100.1");
+        lo.record_failure(a, &st, s(0));
+        lo.record_failure(a, &st, s(1));
+        lo.record_success(a);
+        assert!(!lo.record_failure(a, &st, s(2)));
+        assert!(!lo.record_failure(a, &st, s(3)));
+        // The streak began at 2 s; at 302 s it is over and this failure starts a new one.
+        assert!(!lo.record_failure(a, &st, s(302)));
+        assert!(!lo.record_failure(a, &st, s(303)));
+        assert!(lo.record_failure(a, &st, s(304)));
+        assert!(lo.check(a, &st, s(305)).is_err());
+    }
+
+    #[test]
+    fn zero_disables() {
+        let (lo, st) = (Lockout::new(10), settings(0));
+        for t in 0..10 {
+            assert!(!lo.record_failure(ip("192.0.2.1"), &st, s(t)));
+        }
+        assert_eq!(lo.check(ip("192.0.2.1"), &st, s(10)), Ok(()));
+        assert!(lo.is_empty());
+    }
+
+    #[test]
+    fn ipv6_grouped_by_64_and_mapped_v4() {
+        let (lo, st) = (Lockout::new(10), settings(2));
+        lo.record_failure(ip("2001:db8:1:2::1"), &st, s(0));
+        assert!(lo.record_failure(ip("2001:db8:1:2:ffff::9"), &st, s(1)));
+        assert!(lo.check(ip("2001:db8:1:2:abcd::1"), &st, s(2)).is_err());
+        assert_eq!(lo.check(ip("2001:db8:1:3::1"), &st, s(2)), Ok(()));
+        lo.record_failure(ip("::ffff:192.0.2.9"), &st, s(0));
+        assert!(lo.record_failure(ip("192.0.2.9"), &st, s(1)));
+        assert!(lo.check(ip("::ffff:192.0.2.9"), &st, s(2)).is_err());
+        assert_eq!(
+            AddrKey::of(ip("2001:db8:1:2::1")).to_string(),
+            "2001:db8:1:2::/64"
+        );
+    }
+
+    #[test]
+    fn million_addresses_stay_bounded_and_lock_holds() {
+        let lo = Lockout::new(DEFAULT_MAX_ENTRIES);
+        let st = settings(3);
+        let locked = ip("203.0.113.5");
+        for t in 0..3 {
+            lo.record_failure(locked, &st, s(t));
+        }
+        for i in 0..1_000_000u32 {
+            let a = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i));
+            lo.record_failure(a, &st, Duration::from_micros(3_000_000 + u64::from(i)));
+            if i % 4096 == 0 {
+                let t = lo.table.lock();
+                assert!(t.map.len() <= DEFAULT_MAX_ENTRIES);
+                assert!(t.order.len() <= 2 * DEFAULT_MAX_ENTRIES + 16);
+            }
+        }
+        assert!(lo.len() <= lo.max_entries());
+        assert_eq!(lo.len(), DEFAULT_MAX_ENTRIES);
+        assert!(lo.check(locked, &st, s(10)).is_err());
+        // The earliest flood addresses were evicted.
+        assert!(!lo.table.lock().map.contains_key(&AddrKey::V4(0x0a00_0000)));
+    }
+
+    #[test]
+    fn all_locked_table_still_evicts() {
+        let lo = Lockout::new(4);
+        let st = settings(1);
+        for i in 0..100u32 {
+            assert!(lo.record_failure(IpAddr::V4(Ipv4Addr::from(i)), &st, s(1)));
+            assert!(lo.len() <= 4);
+        }
+        assert!(lo.check(IpAddr::V4(Ipv4Addr::from(99)), &st, s(2)).is_err());
+    }
+}
