@@ -92,6 +92,23 @@ pub fn add_key(text: &str, key: &NewKey) -> Result<String, EditError> {
     if let Some(t) = &key.expires_at {
         table["expires_at"] = value(t.as_str());
     }
+    if keys.is_empty() {
+        // The first key goes at the very end, after any trailing comments (toml_edit would put
+        // it before them, splitting a commented example from what follows it).
+        let mut alone = DocumentMut::new();
+        let mut tables = ArrayOfTables::new();
+        tables.push(table);
+        alone.insert("keys", Item::ArrayOfTables(tables));
+        let mut out = text.to_owned();
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push('\n');
+        }
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(&alone.to_string());
+        return Ok(out);
+    }
     keys.push(table);
     Ok(doc.to_string())
 }
