@@ -1,8 +1,471 @@
-//! Command-line interface; the only writer to stdout.
+//! Command-line interface: `init`, `serve`, `check`, `keys`, `secret`, `admin`; the only writer
+//! to stdout.
+//!
+//! What a script needs (a new key, an `enc:v1:` value, `keys list`) goes to stdout alone; advice
+//! goes to stderr; any error exits non-zero. Every edit of the config goes through
+//! `config::edit` (comments and layout kept), is re-validated with `config::load_str` before it
+//! is written, and is written atomically, so the CLI never leaves an invalid or half-written
+//! config.
+//!
+//! `secret rotate`, in order: (1) refuse if `NOVIQI_MASTER_KEY` is set (rotation writes the key
+//! file); (2) recover from an interrupted rotation if `<key>.new` exists (see below);
+//! (3) decrypt every secret with the current key and re-encrypt it under a fresh key, in memory,
+//! and validate the new config — any failure stops here with nothing changed; (4) write the new
+//! key to `<key>.new` (0600, fsync); (5) write the old key to `<key>.old` (0600, atomic);
+//! (6) atomically replace the config; (7) rename `<key>.new` over `<key>` and fsync the folder.
+//! A crash before (6) leaves the old config and old key in force (plus a stray `<key>.new`);
+//! a crash between (6) and (7) leaves the new config with the new key still in `<key>.new`.
+//! Both are repaired by running `noviqi secret rotate` again, which finishes the swap when the
+//! config decrypts under `<key>.new` and discards `<key>.new` otherwise; `noviqi check` names
+//! the file to move when it finds one. The old key always survives in `<key>.old` or `<key>`.
 
+use std::ffi::OsString;
+use std::io::{BufRead as _, IsTerminal as _, Read as _, Write as _};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use zeroize::Zeroizing;
+
+use crate::config::edit::{self, NewKey};
+use crate::config::{self, Secrets};
+use crate::crypto::apikey;
+use crate::crypto::secret::{self, MASTER_KEY_ENV, MasterKey};
+
+const EXAMPLE_CONFIG: &str = include_str!("../noviqi.example.toml");
+const CONFIG_ENV: &str = "NOVIQI_CONFIG";
+const MAX_STDIN_SECRET: u64 = 1 << 20;
+
+const USAGE: &str = "\
+noviqi — a self-hosted AI gateway
+
+Usage: noviqi <command> [--config PATH]
+
+Commands:
+  init                      write a commented config, a master key file and one key
+  serve                     run the gateway
+  check                     validate the config and decrypt every secret
+  keys add NAME [--models GLOB…] [--rpm N] [--tpm N] [--expires RFC3339]
+                            create a key; prints it once on stdout
+  keys list                 one key per line: name, prefix, state
+  keys revoke NAME          disable a key
+  secret encrypt            read a secret from stdin, print its enc:v1: form
+  secret set PROVIDER       read a secret from stdin, store it encrypted for PROVIDER
+  secret rotate             new master key; re-encrypt every secret (old key kept as .old)
+  admin passwd              read the admin password from stdin (or a prompt) and store its hash
+
+Options:
+  -c, --config PATH         config file (else $NOVIQI_CONFIG, else ./noviqi.toml)
+  -h, --help                this help
+  -V, --version             the version
+";
 
 /// Runs the command named by the process arguments.
 pub fn main() -> ExitCode {
-    ExitCode::SUCCESS
+    match parse_args(lexopt::Parser::from_env()).and_then(run) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("noviqi: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type CliResult<T = ()> = Result<T, String>;
+
+/// The command line, parsed but not yet dispatched.
+#[derive(Debug, Default)]
+struct Args {
+    config: Option<PathBuf>,
+    words: Vec<String>,
+    models: Vec<String>,
+    rpm: Option<u64>,
+    tpm: Option<u64>,
+    expires: Option<String>,
+    help: bool,
+    version: bool,
+}
+
+fn parse_args(mut parser: lexopt::Parser) -> CliResult<Args> {
+    use lexopt::Arg::{Long, Short, Value};
+    let mut args = Args::default();
+    let num = |v: OsString, flag: &str| -> CliResult<u64> {
+        v.to_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("{flag} needs a whole number"))
+    };
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Short('c') | Long("config") => {
+                args.config = Some(parser.value().map_err(|e| e.to_string())?.into());
+            }
+            Long("models") => {
+                for v in parser.values().map_err(|e| e.to_string())? {
+                    let v = v.into_string().map_err(|_| "--models needs UTF-8 globs")?;
+                    args.models.extend(v.split(',').filter(|s| !s.is_empty()).map(str::to_owned));
+                }
+            }
+            Long("rpm") => args.rpm = Some(num(parser.value().map_err(|e| e.to_string())?, "--rpm")?),
+            Long("tpm") => args.tpm = Some(num(parser.value().map_err(|e| e.to_string())?, "--tpm")?),
+            Long("expires") => {
+                let v = parser.value().map_err(|e| e.to_string())?;
+                args.expires = Some(v.into_string().map_err(|_| "--expires needs an RFC 3339 time")?);
+            }
+            Short('h') | Long("help") => args.help = true,
+            Short('V') | Long("version") => args.version = true,
+            Value(v) => args
+                .words
+                .push(v.into_string().map_err(|_| "arguments must be UTF-8")?),
+            other => return Err(format!("{}; see `noviqi --help`", other.unexpected())),
+        }
+    }
+    Ok(args)
+}
+
+fn run(args: Args) -> CliResult {
+    if args.help {
+        return out(USAGE.trim_end());
+    }
+    if args.version {
+        return out(&format!("noviqi {}", env!("CARGO_PKG_VERSION")));
+    }
+    let words: Vec<&str> = args.words.iter().map(String::as_str).collect();
+    let is_keys_add = words.starts_with(&["keys", "add"]);
+    if !is_keys_add
+        && (!args.models.is_empty() || args.rpm.is_some() || args.tpm.is_some() || args.expires.is_some())
+    {
+        return Err("--models, --rpm, --tpm and --expires apply only to `keys add`".into());
+    }
+    let path = config_path(args.config.clone());
+    match words.as_slice() {
+        ["init"] => init(&path),
+        ["serve"] => serve(&path),
+        ["check"] => check(&path),
+        ["keys", "add", name] => keys_add(&path, name, &args),
+        ["keys", "list"] => keys_list(&path),
+        ["keys", "revoke", name] => keys_revoke(&path, name),
+        ["secret", "encrypt"] => secret_encrypt(&path),
+        ["secret", "set", provider] => secret_set(&path, provider),
+        ["secret", "rotate"] => secret_rotate(&path),
+        ["admin", "passwd"] => admin_passwd(&path),
+        [] => Err(format!("no command given\n\n{USAGE}")),
+        _ => Err(format!("unknown command `{}`; see `noviqi --help`", words.join(" "))),
+    }
+}
+
+/// `--config`, else `$NOVIQI_CONFIG`, else `./noviqi.toml`.
+fn config_path(flag: Option<PathBuf>) -> PathBuf {
+    flag.or_else(|| std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("noviqi.toml"))
+}
+
+/// Writes one line to stdout; a closed stdout is an error, not a panic.
+fn out(line: &str) -> CliResult {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{line}")
+        .and_then(|()| stdout.flush())
+        .map_err(|e| format!("cannot write to stdout: {e}"))
+}
+
+fn read_config(path: &Path) -> CliResult<String> {
+    std::fs::read_to_string(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            format!("{}: no such config file; create one with `noviqi init` or pass --config", path.display())
+        } else {
+            format!("{}: cannot read the config file: {e}", path.display())
+        }
+    })
+}
+
+/// Validates `new_text` and atomically replaces the config with it.
+fn write_config(path: &Path, new_text: &str) -> CliResult {
+    config::load_str(new_text, path, Secrets::Skip)
+        .map_err(|e| format!("refusing to write the config, it would not load: {e}"))?;
+    edit::write_atomic(path, new_text.as_bytes(), 0o600)
+        .map_err(|e| format!("{}: cannot write the config (the old file is unchanged): {e}", path.display()))
+}
+
+/// The master key file named by the config (leniently: the config may not load yet, e.g. while
+/// its plaintext key is being encrypted), resolved against the config's folder.
+fn master_key_path(path: &Path) -> PathBuf {
+    let named = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| text.parse::<toml_edit::DocumentMut>().ok())
+        .and_then(|doc| {
+            doc.get("security")
+                .and_then(|s| s.get("master_key_file"))
+                .and_then(|f| f.as_str())
+                .filter(|f| !f.is_empty())
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "noviqi.key".to_owned());
+    let file = Path::new(&named);
+    if file.is_absolute() { file.to_owned() } else { config::load::config_dir(path).join(file) }
+}
+
+/// A secret from stdin (a prompt on a terminal), minus one trailing `\n` or `\r\n`.
+fn read_secret(prompt: &str) -> CliResult<Zeroizing<String>> {
+    let stdin = std::io::stdin();
+    let mut bytes = Zeroizing::new(Vec::new());
+    if stdin.is_terminal() {
+        eprint!("{prompt}: ");
+        let _ = std::io::stderr().flush();
+        stdin
+            .lock()
+            .take(MAX_STDIN_SECRET + 1)
+            .read_until(b'\n', &mut bytes)
+            .map_err(|e| format!("cannot read stdin: {e}"))?;
+    } else {
+        stdin
+            .lock()
+            .take(MAX_STDIN_SECRET + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("cannot read stdin: {e}"))?;
+    }
+    if bytes.len() as u64 > MAX_STDIN_SECRET {
+        return Err("the secret on stdin is longer than 1 MiB".into());
+    }
+    let len = bytes.len();
+    if bytes.ends_with(b"\r\n") {
+        bytes.truncate(len - 2);
+    } else if bytes.ends_with(b"\n") {
+        bytes.truncate(len - 1);
+    }
+    if bytes.is_empty() {
+        return Err("nothing was read from stdin; pipe the secret in, e.g. `printf %s \"$KEY\" | noviqi …`".into());
+    }
+    let text = std::str::from_utf8(&bytes).map_err(|_| "the secret on stdin is not UTF-8")?;
+    Ok(Zeroizing::new(text.to_owned()))
+}
+
+fn init(path: &Path) -> CliResult {
+    let key_path = master_key_path_from_template(path);
+    for existing in [path, key_path.as_path()] {
+        if existing.exists() {
+            return Err(format!("{} already exists; refusing to overwrite it", existing.display()));
+        }
+    }
+    let (key, hash) = apikey::generate();
+    let text = edit::add_key(EXAMPLE_CONFIG, &NewKey {
+        name: "default".into(),
+        hash,
+        prefix: apikey::prefix(&key),
+        models: Vec::new(),
+        requests_per_minute: None,
+        tokens_per_minute: None,
+        expires_at: None,
+    })
+    .map_err(|e| e.to_string())?;
+    config::load_str(&text, path, Secrets::Skip).map_err(|e| format!("internal error: the template does not load: {e}"))?;
+    let master = MasterKey::generate();
+    let key_text = Zeroizing::new(format!("{}\n", master.to_base64().as_str()));
+    edit::create_private(&key_path, key_text.as_bytes(), 0o600)
+        .map_err(|e| format!("{}: cannot create the master key file: {e}", key_path.display()))?;
+    if let Err(e) = edit::create_private(path, text.as_bytes(), 0o600) {
+        let _ = std::fs::remove_file(&key_path);
+        return Err(format!("{}: cannot create the config: {e}", path.display()));
+    }
+    out(&key)?;
+    eprintln!(
+        "Wrote {} and {} (keep it secret, mode 0600).\nThe key above, named `default`, is shown only once. Next: `noviqi serve --config {}`",
+        path.display(),
+        key_path.display(),
+        path.display()
+    );
+    Ok(())
+}
+
+fn master_key_path_from_template(path: &Path) -> PathBuf {
+    config::load::config_dir(path).join("noviqi.key")
+}
+
+fn serve(path: &Path) -> CliResult {
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).try_init();
+    crate::gateway::run(path)
+}
+
+fn check(path: &Path) -> CliResult {
+    let config = config::load(path, Secrets::Decrypt).map_err(|e| e.to_string())?;
+    eprintln!(
+        "{}: OK ({} providers, {} models, {} keys; every secret decrypted)",
+        path.display(),
+        config.providers.len(),
+        config.models.len(),
+        config.keys.len()
+    );
+    Ok(())
+}
+
+fn keys_add(path: &Path, name: &str, args: &Args) -> CliResult {
+    if name.trim().is_empty() || name.chars().any(char::is_control) {
+        return Err("a key name must be non-empty text without control characters".into());
+    }
+    if let Some(t) = &args.expires {
+        if config::load::parse_time(t).is_none() {
+            return Err(format!("--expires `{t}` is not an RFC 3339 time like 2027-06-01T00:00:00Z"));
+        }
+    }
+    let text = read_config(path)?;
+    let (key, hash) = apikey::generate();
+    let new_text = edit::add_key(&text, &NewKey {
+        name: name.to_owned(),
+        hash,
+        prefix: apikey::prefix(&key),
+        models: args.models.clone(),
+        requests_per_minute: args.rpm,
+        tokens_per_minute: args.tpm,
+        expires_at: args.expires.clone(),
+    })
+    .map_err(|e| format!("{}: {e}", path.display()))?;
+    write_config(path, &new_text)?;
+    out(&key)?;
+    eprintln!("Added key `{name}` to {}. It is shown only once; store it now.", path.display());
+    Ok(())
+}
+
+fn keys_list(path: &Path) -> CliResult {
+    let config = config::load(path, Secrets::Skip).map_err(|e| e.to_string())?;
+    let now = std::time::SystemTime::now();
+    let width = config.keys.iter().map(|k| k.name.chars().count()).max().unwrap_or(0);
+    let mut lines = String::new();
+    for key in &config.keys {
+        let state = if key.disabled {
+            "disabled"
+        } else if key.is_expired(now) {
+            "expired"
+        } else {
+            "active"
+        };
+        let prefix = if key.prefix.is_empty() { "-" } else { key.prefix.as_str() };
+        lines.push_str(&format!("{:<width$}  {:<12}  {state}\n", key.name, prefix));
+    }
+    if lines.is_empty() {
+        eprintln!("No keys; add one with `noviqi keys add NAME`.");
+        return Ok(());
+    }
+    out(lines.trim_end_matches('\n'))
+}
+
+fn keys_revoke(path: &Path, name: &str) -> CliResult {
+    let text = read_config(path)?;
+    let new_text = edit::revoke_key(&text, name).map_err(|e| format!("{}: {e}", path.display()))?;
+    write_config(path, &new_text)?;
+    eprintln!("Key `{name}` is disabled; a running `noviqi serve` picks this up when it reloads the file.");
+    Ok(())
+}
+
+fn secret_encrypt(path: &Path) -> CliResult {
+    let master = MasterKey::load(&master_key_path(path)).map_err(|e| e.to_string())?;
+    let plain = read_secret("Secret to encrypt")?;
+    out(&secret::encrypt(&master, plain.as_bytes()))?;
+    eprintln!("Put the line above in a provider's api_key, or use `noviqi secret set PROVIDER`.");
+    Ok(())
+}
+
+fn secret_set(path: &Path, provider: &str) -> CliResult {
+    let text = read_config(path)?;
+    let master = MasterKey::load(&master_key_path(path)).map_err(|e| e.to_string())?;
+    // Check the edit is possible before asking for the secret.
+    edit::set_provider_api_key(&text, provider, "").map_err(|e| format!("{}: {e}", path.display()))?;
+    let plain = read_secret(&format!("API key for provider `{provider}`"))?;
+    let enc = secret::encrypt(&master, plain.as_bytes());
+    let new_text = edit::set_provider_api_key(&text, provider, &enc).map_err(|e| format!("{}: {e}", path.display()))?;
+    write_config(path, &new_text)?;
+    eprintln!("Stored the encrypted key for provider `{provider}` in {}.", path.display());
+    Ok(())
+}
+
+fn secret_rotate(path: &Path) -> CliResult {
+    if std::env::var_os(MASTER_KEY_ENV).is_some() {
+        return Err(format!(
+            "{MASTER_KEY_ENV} is set; `secret rotate` rotates the key file. Unset it, rotate, then put the new key file's contents where you keep {MASTER_KEY_ENV}"
+        ));
+    }
+    let key_path = master_key_path(path);
+    let new_path = edit::with_suffix(&key_path, ".new");
+    let old_path = edit::with_suffix(&key_path, ".old");
+    let mut text = read_config(path)?;
+    let current = MasterKey::load_file(&key_path).map_err(|e| e.to_string())?;
+    if new_path.exists() && recover_rotation(path, &text, &key_path, &new_path, &current)? {
+        return Ok(());
+    }
+    let new_key = MasterKey::generate();
+    let (new_text, count) = edit::reencrypt(&text, &current, &new_key).map_err(|e| format!("{}: {e}", path.display()))?;
+    config::load_str(&new_text, path, Secrets::Skip)
+        .map_err(|e| format!("refusing to rotate, the config would not load: {e}"))?;
+    let new_b64 = Zeroizing::new(format!("{}\n", new_key.to_base64().as_str()));
+    edit::create_private(&new_path, new_b64.as_bytes(), 0o600).map_err(rotate_io(&new_path))?;
+    let old_b64 = Zeroizing::new(format!("{}\n", current.to_base64().as_str()));
+    replace_private(&old_path, old_b64.as_bytes()).map_err(rotate_io(&old_path))?;
+    edit::write_atomic(path, new_text.as_bytes(), 0o600).map_err(rotate_io(path))?;
+    text.clear();
+    finish_swap(&new_path, &key_path)?;
+    eprintln!(
+        "Rotated the master key: {count} secret(s) re-encrypted; new key in {}, old key kept in {}.",
+        key_path.display(),
+        old_path.display()
+    );
+    Ok(())
+}
+
+fn rotate_io(what: &Path) -> impl Fn(std::io::Error) -> String + '_ {
+    move |e| format!("{}: {e} (the config and key are unchanged; run `noviqi secret rotate` again)", what.display())
+}
+
+/// A `<key>.new` exists: a rotation was interrupted. If the config decrypts under it, finish
+/// the swap (returns true); otherwise it is stale and is removed (returns false).
+fn recover_rotation(path: &Path, text: &str, key_path: &Path, new_path: &Path, current: &MasterKey) -> CliResult<bool> {
+    let pending = MasterKey::load_file(new_path).map_err(|e| e.to_string())?;
+    let under_new = edit::reencrypt(text, &pending, &pending).map(|(_, n)| n);
+    let under_current = edit::reencrypt(text, current, current).is_ok();
+    match under_new {
+        Ok(n) if n > 0 && !under_current => {
+            finish_swap(new_path, key_path)?;
+            eprintln!(
+                "Finished an interrupted rotation: {} now holds the key {} is encrypted with. Run `noviqi secret rotate` again to rotate once more.",
+                key_path.display(),
+                path.display()
+            );
+            Ok(true)
+        }
+        _ => {
+            std::fs::remove_file(new_path).map_err(|e| format!("{}: {e}", new_path.display()))?;
+            eprintln!("Removed {} left by an interrupted rotation (the config did not use it).", new_path.display());
+            Ok(false)
+        }
+    }
+}
+
+fn finish_swap(new_path: &Path, key_path: &Path) -> CliResult {
+    std::fs::rename(new_path, key_path)
+        .and_then(|()| edit::sync_dir(&config::load::config_dir(key_path)))
+        .map_err(|e| {
+            format!(
+                "cannot move {} over {}: {e}; the config is already encrypted under {}, so move it by hand",
+                new_path.display(),
+                key_path.display(),
+                new_path.display()
+            )
+        })
+}
+
+/// Atomically replaces `path` with a new 0600 file holding `contents`.
+fn replace_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let tmp = edit::with_suffix(path, &format!(".tmp.{}", std::process::id()));
+    let result = edit::create_private(&tmp, contents, 0o600)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .and_then(|()| edit::sync_dir(&config::load::config_dir(path)));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn admin_passwd(path: &Path) -> CliResult {
+    let text = read_config(path)?;
+    let password = read_secret("New admin password")?;
+    let phc = crate::crypto::password::hash(&password).map_err(|e| e.to_string())?;
+    let new_text = edit::set_admin_password_hash(&text, &phc).map_err(|e| format!("{}: {e}", path.display()))?;
+    write_config(path, &new_text)?;
+    eprintln!("Admin password set; the dashboard is at /admin once `noviqi serve` reloads.");
+    Ok(())
 }

@@ -1,0 +1,264 @@
+//! Rewrites of the config file that keep its comments and layout (`toml_edit`), and the atomic
+//! write that puts the result in place.
+//!
+//! Each edit is a pure function from the old text to the new text; the CLI re-validates the new
+//! text with `load_str` before `write_atomic` replaces the file. `write_atomic` writes a temp
+//! file beside the target with the target's permissions, fsyncs it, renames it over the target
+//! and fsyncs the folder, so a crash leaves either the old file or the new one, never a mix.
+//! Owns no state.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use toml_edit::{ArrayOfTables, DocumentMut, Item, Table, Value, value};
+
+use crate::crypto::apikey::KeyHash;
+use crate::crypto::secret::{self, MasterKey};
+
+/// Why an edit could not be made. The message is a sentence for the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EditError(pub String);
+
+impl std::fmt::Display for EditError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for EditError {}
+
+fn err(message: impl Into<String>) -> EditError {
+    EditError(message.into())
+}
+
+/// A key to append as a `[[keys]]` table.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub name: String,
+    pub hash: KeyHash,
+    pub prefix: String,
+    /// Empty means the default `["*"]`, written out so the user sees it.
+    pub models: Vec<String>,
+    pub requests_per_minute: Option<u64>,
+    pub tokens_per_minute: Option<u64>,
+    /// RFC 3339, already checked by the caller or by the re-validation.
+    pub expires_at: Option<String>,
+}
+
+fn parse(text: &str) -> Result<DocumentMut, EditError> {
+    text.parse::<DocumentMut>()
+        .map_err(|e| err(format!("the config is not valid TOML: {}", e.message())))
+}
+
+/// `[[name]]` tables, refusing a document where `name` is something else.
+fn tables_mut<'a>(doc: &'a mut DocumentMut, name: &str) -> Result<&'a mut ArrayOfTables, EditError> {
+    let item = doc
+        .entry(name)
+        .or_insert(Item::ArrayOfTables(ArrayOfTables::new()));
+    item.as_array_of_tables_mut()
+        .ok_or_else(|| err(format!("`{name}` in the config is not written as [[{name}]] tables; edit it by hand")))
+}
+
+fn find_named<'a>(tables: &'a mut ArrayOfTables, name: &str) -> Option<&'a mut Table> {
+    tables
+        .iter_mut()
+        .find(|t| t.get("name").and_then(Item::as_str) == Some(name))
+}
+
+/// Appends a `[[keys]]` table; refuses a name that exists.
+pub fn add_key(text: &str, key: &NewKey) -> Result<String, EditError> {
+    let mut doc = parse(text)?;
+    let keys = tables_mut(&mut doc, "keys")?;
+    if find_named(keys, &key.name).is_some() {
+        return Err(err(format!("a key named `{}` already exists; pick another name or revoke it first", key.name)));
+    }
+    let mut table = Table::new();
+    table["name"] = value(key.name.as_str());
+    table["hash"] = value(key.hash.to_string());
+    table["prefix"] = value(key.prefix.as_str());
+    let models: toml_edit::Array = if key.models.is_empty() {
+        ["*"].into_iter().collect()
+    } else {
+        key.models.iter().map(String::as_str).collect()
+    };
+    table["models"] = value(models);
+    if let Some(n) = key.requests_per_minute {
+        table["requests_per_minute"] = value(to_i64(n)?);
+    }
+    if let Some(n) = key.tokens_per_minute {
+        table["tokens_per_minute"] = value(to_i64(n)?);
+    }
+    if let Some(t) = &key.expires_at {
+        table["expires_at"] = value(t.as_str());
+    }
+    if keys.is_empty() {
+        // The first key goes at the very end, after any trailing comments (toml_edit would put
+        // it before them, splitting a commented example from what follows it).
+        let mut alone = DocumentMut::new();
+        let mut tables = ArrayOfTables::new();
+        tables.push(table);
+        alone.insert("keys", Item::ArrayOfTables(tables));
+        let mut out = text.to_owned();
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push('\n');
+        }
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(&alone.to_string());
+        return Ok(out);
+    }
+    keys.push(table);
+    Ok(doc.to_string())
+}
+
+fn to_i64(n: u64) -> Result<i64, EditError> {
+    i64::try_from(n).map_err(|_| err(format!("{n} is too large for TOML")))
+}
+
+/// Sets `disabled = true` on the key named `name`.
+pub fn revoke_key(text: &str, name: &str) -> Result<String, EditError> {
+    let mut doc = parse(text)?;
+    let keys = tables_mut(&mut doc, "keys")?;
+    let table = find_named(keys, name).ok_or_else(|| err(format!("no key named `{name}`; `noviqi keys list` shows them")))?;
+    table["disabled"] = value(true);
+    Ok(doc.to_string())
+}
+
+/// Writes `api_key = enc` into the provider named `provider`; refuses one using api_key_env.
+pub fn set_provider_api_key(text: &str, provider: &str, enc: &str) -> Result<String, EditError> {
+    let mut doc = parse(text)?;
+    let providers = tables_mut(&mut doc, "providers")?;
+    let table = find_named(providers, provider)
+        .ok_or_else(|| err(format!("no provider named `{provider}` in the config; add a [[providers]] entry first")))?;
+    if table.contains_key("api_key_env") {
+        return Err(err(format!("provider `{provider}` reads its key from api_key_env; remove that line first if you want to store an encrypted key instead")));
+    }
+    set_keep_decor(table, "api_key", enc);
+    Ok(doc.to_string())
+}
+
+/// Replaces a string value, keeping the comment after it when there is one.
+fn set_keep_decor(table: &mut Table, key: &str, new: &str) {
+    match table.get_mut(key).and_then(Item::as_value_mut) {
+        Some(old) => {
+            let decor = old.decor().clone();
+            *old = Value::from(new);
+            *old.decor_mut() = decor;
+        }
+        None => table[key] = value(new),
+    }
+}
+
+/// Writes `[admin] password_hash = phc`, creating `[admin]` when absent.
+pub fn set_admin_password_hash(text: &str, phc: &str) -> Result<String, EditError> {
+    let mut doc = parse(text)?;
+    let admin = doc
+        .entry("admin")
+        .or_insert(Item::Table(Table::new()))
+        .as_table_mut()
+        .ok_or_else(|| err("`admin` in the config is not a [admin] table; edit it by hand"))?;
+    set_keep_decor(admin, "password_hash", phc);
+    Ok(doc.to_string())
+}
+
+/// Re-encrypts every `providers[].api_key = "enc:v1:…"` from `old` to `new`. Fails, changing
+/// nothing, if any value does not decrypt under `old`.
+pub fn reencrypt(text: &str, old: &MasterKey, new: &MasterKey) -> Result<(String, usize), EditError> {
+    let mut doc = parse(text)?;
+    let mut count = 0;
+    let Some(providers) = doc.get_mut("providers").and_then(Item::as_array_of_tables_mut) else {
+        return Ok((doc.to_string(), 0));
+    };
+    for (i, table) in providers.iter_mut().enumerate() {
+        let Some(current) = table.get("api_key").and_then(Item::as_str) else { continue };
+        let plain = secret::decrypt(old, current)
+            .map_err(|e| err(format!("providers[{i}].api_key: {e}; nothing was changed")))?;
+        let fresh = secret::encrypt(new, plain.expose().as_bytes());
+        set_keep_decor(table, "api_key", &fresh);
+        count += 1;
+    }
+    Ok((doc.to_string(), count))
+}
+
+/// `path` + `suffix` (`noviqi.key` → `noviqi.key.old`).
+pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Replaces `path` with `contents` atomically: temp file beside it (same permissions as the
+/// old file, else `mode_if_new`), fsync, rename, fsync the folder. On error the old file is
+/// intact and the temp file removed.
+pub fn write_atomic(path: &Path, contents: &[u8], mode_if_new: u32) -> std::io::Result<()> {
+    let dir = crate::config::load::config_dir(path);
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let result = write_new(&tmp, path, contents, mode_if_new).and_then(|()| {
+        std::fs::rename(&tmp, path)?;
+        sync_dir(&dir)
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Creates `tmp` (never following or reusing an existing file) with the permissions of `like`.
+fn write_new(tmp: &Path, like: &Path, contents: &[u8], mode_if_new: u32) -> std::io::Result<()> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        let mode = std::fs::metadata(like).map_or(mode_if_new, |m| m.permissions().mode() & 0o7777);
+        options.mode(0o600);
+        let mut file = options.open(tmp)?;
+        // `mode` at creation is filtered by the umask; set the exact permissions explicitly.
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        file.write_all(contents)?;
+        file.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (like, mode_if_new);
+        let mut file = options.open(tmp)?;
+        file.write_all(contents)?;
+        file.sync_all()
+    }
+}
+
+/// Creates a new file with exactly `mode` from the start (never wider, even briefly).
+pub fn create_private(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(mode);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    let mut file = options.open(path)?;
+    let result = file.write_all(contents).and_then(|()| file.sync_all());
+    if result.is_err() {
+        drop(file);
+        let _ = std::fs::remove_file(path);
+    }
+    result
+}
+
+/// fsyncs a folder so a rename in it survives a crash.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
