@@ -52,12 +52,18 @@ fn parse(text: &str) -> Result<DocumentMut, EditError> {
 }
 
 /// `[[name]]` tables, refusing a document where `name` is something else.
-fn tables_mut<'a>(doc: &'a mut DocumentMut, name: &str) -> Result<&'a mut ArrayOfTables, EditError> {
+fn tables_mut<'a>(
+    doc: &'a mut DocumentMut,
+    name: &str,
+) -> Result<&'a mut ArrayOfTables, EditError> {
     let item = doc
         .entry(name)
         .or_insert(Item::ArrayOfTables(ArrayOfTables::new()));
-    item.as_array_of_tables_mut()
-        .ok_or_else(|| err(format!("`{name}` in the config is not written as [[{name}]] tables; edit it by hand")))
+    item.as_array_of_tables_mut().ok_or_else(|| {
+        err(format!(
+            "`{name}` in the config is not written as [[{name}]] tables; edit it by hand"
+        ))
+    })
 }
 
 fn find_named<'a>(tables: &'a mut ArrayOfTables, name: &str) -> Option<&'a mut Table> {
@@ -71,7 +77,10 @@ pub fn add_key(text: &str, key: &NewKey) -> Result<String, EditError> {
     let mut doc = parse(text)?;
     let keys = tables_mut(&mut doc, "keys")?;
     if find_named(keys, &key.name).is_some() {
-        return Err(err(format!("a key named `{}` already exists; pick another name or revoke it first", key.name)));
+        return Err(err(format!(
+            "a key named `{}` already exists; pick another name or revoke it first",
+            key.name
+        )));
     }
     let mut table = Table::new();
     table["name"] = value(key.name.as_str());
@@ -121,7 +130,11 @@ fn to_i64(n: u64) -> Result<i64, EditError> {
 pub fn revoke_key(text: &str, name: &str) -> Result<String, EditError> {
     let mut doc = parse(text)?;
     let keys = tables_mut(&mut doc, "keys")?;
-    let table = find_named(keys, name).ok_or_else(|| err(format!("no key named `{name}`; `noviqi keys list` shows them")))?;
+    let table = find_named(keys, name).ok_or_else(|| {
+        err(format!(
+            "no key named `{name}`; `noviqi keys list` shows them"
+        ))
+    })?;
     table["disabled"] = value(true);
     Ok(doc.to_string())
 }
@@ -130,10 +143,15 @@ pub fn revoke_key(text: &str, name: &str) -> Result<String, EditError> {
 pub fn set_provider_api_key(text: &str, provider: &str, enc: &str) -> Result<String, EditError> {
     let mut doc = parse(text)?;
     let providers = tables_mut(&mut doc, "providers")?;
-    let table = find_named(providers, provider)
-        .ok_or_else(|| err(format!("no provider named `{provider}` in the config; add a [[providers]] entry first")))?;
+    let table = find_named(providers, provider).ok_or_else(|| {
+        err(format!(
+            "no provider named `{provider}` in the config; add a [[providers]] entry first"
+        ))
+    })?;
     if table.contains_key("api_key_env") {
-        return Err(err(format!("provider `{provider}` reads its key from api_key_env; remove that line first if you want to store an encrypted key instead")));
+        return Err(err(format!(
+            "provider `{provider}` reads its key from api_key_env; remove that line first if you want to store an encrypted key instead"
+        )));
     }
     set_keep_decor(table, "api_key", enc);
     Ok(doc.to_string())
@@ -165,14 +183,23 @@ pub fn set_admin_password_hash(text: &str, phc: &str) -> Result<String, EditErro
 
 /// Re-encrypts every `providers[].api_key = "enc:v1:…"` from `old` to `new`. Fails, changing
 /// nothing, if any value does not decrypt under `old`.
-pub fn reencrypt(text: &str, old: &MasterKey, new: &MasterKey) -> Result<(String, usize), EditError> {
+pub fn reencrypt(
+    text: &str,
+    old: &MasterKey,
+    new: &MasterKey,
+) -> Result<(String, usize), EditError> {
     let mut doc = parse(text)?;
     let mut count = 0;
-    let Some(providers) = doc.get_mut("providers").and_then(Item::as_array_of_tables_mut) else {
+    let Some(providers) = doc
+        .get_mut("providers")
+        .and_then(Item::as_array_of_tables_mut)
+    else {
         return Ok((doc.to_string(), 0));
     };
     for (i, table) in providers.iter_mut().enumerate() {
-        let Some(current) = table.get("api_key").and_then(Item::as_str) else { continue };
+        let Some(current) = table.get("api_key").and_then(Item::as_str) else {
+            continue;
+        };
         let plain = secret::decrypt(old, current)
             .map_err(|e| err(format!("providers[{i}].api_key: {e}; nothing was changed")))?;
         let fresh = secret::encrypt(new, plain.expose().as_bytes());
@@ -194,7 +221,10 @@ pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 /// intact and the temp file removed.
 pub fn write_atomic(path: &Path, contents: &[u8], mode_if_new: u32) -> std::io::Result<()> {
     let dir = crate::config::load::config_dir(path);
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
     let result = write_new(&tmp, path, contents, mode_if_new).and_then(|()| {
         std::fs::rename(&tmp, path)?;
