@@ -292,3 +292,68 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_key(name: &str) -> NewKey {
+        NewKey {
+            name: name.into(),
+            hash: KeyHash::of(name),
+            prefix: "nvq_abcdefgh".into(),
+            models: Vec::new(),
+            requests_per_minute: Some(5),
+            tokens_per_minute: None,
+            expires_at: None,
+        }
+    }
+
+    #[test]
+    fn add_key_to_empty_and_existing() {
+        let one = add_key("", &new_key("a")).unwrap();
+        assert!(one.starts_with("[[keys]]\nname = \"a\""), "{one}");
+        let two = add_key(&one, &new_key("b")).unwrap();
+        assert!(two.find("\"a\"").unwrap() < two.find("\"b\"").unwrap());
+        assert!(
+            add_key(&two, &new_key("a"))
+                .unwrap_err()
+                .0
+                .contains("already exists")
+        );
+        assert!(add_key("keys = 3\n", &new_key("a")).is_err());
+        assert!(add_key("[[keys]\n", &new_key("a")).is_err());
+    }
+
+    #[test]
+    fn other_edits() {
+        assert!(revoke_key("", "x").unwrap_err().0.contains("no key named"));
+        assert!(set_admin_password_hash("admin = 1\n", "h").is_err());
+        let t = set_admin_password_hash("[admin] # the dashboard\n", "h").unwrap();
+        assert!(
+            t.contains("# the dashboard") && t.contains("password_hash = \"h\""),
+            "{t}"
+        );
+        let p = "[[providers]]\nname = \"p\"\nkind = \"openai\"\napi_key = \"old\" # keep\n";
+        let t = set_provider_api_key(p, "p", "enc:v1:new").unwrap();
+        assert!(t.contains("api_key = \"enc:v1:new\" # keep"), "{t}");
+    }
+
+    #[test]
+    fn failed_atomic_write_leaves_the_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "old").unwrap();
+        // Occupy the temp file's name so creating it fails.
+        let tmp = dir
+            .path()
+            .join(format!(".c.toml.tmp.{}", std::process::id()));
+        std::fs::create_dir(&tmp).unwrap();
+        assert!(write_atomic(&path, b"new", 0o600).is_err());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old");
+        std::fs::remove_dir(&tmp).unwrap();
+        write_atomic(&path, b"new", 0o600).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}
