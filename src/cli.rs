@@ -101,14 +101,22 @@ fn parse_args(mut parser: lexopt::Parser) -> CliResult<Args> {
             Long("models") => {
                 for v in parser.values().map_err(|e| e.to_string())? {
                     let v = v.into_string().map_err(|_| "--models needs UTF-8 globs")?;
-                    args.models.extend(v.split(',').filter(|s| !s.is_empty()).map(str::to_owned));
+                    args.models
+                        .extend(v.split(',').filter(|s| !s.is_empty()).map(str::to_owned));
                 }
             }
-            Long("rpm") => args.rpm = Some(num(parser.value().map_err(|e| e.to_string())?, "--rpm")?),
-            Long("tpm") => args.tpm = Some(num(parser.value().map_err(|e| e.to_string())?, "--tpm")?),
+            Long("rpm") => {
+                args.rpm = Some(num(parser.value().map_err(|e| e.to_string())?, "--rpm")?)
+            }
+            Long("tpm") => {
+                args.tpm = Some(num(parser.value().map_err(|e| e.to_string())?, "--tpm")?)
+            }
             Long("expires") => {
                 let v = parser.value().map_err(|e| e.to_string())?;
-                args.expires = Some(v.into_string().map_err(|_| "--expires needs an RFC 3339 time")?);
+                args.expires = Some(
+                    v.into_string()
+                        .map_err(|_| "--expires needs an RFC 3339 time")?,
+                );
             }
             Short('h') | Long("help") => args.help = true,
             Short('V') | Long("version") => args.version = true,
@@ -131,7 +139,10 @@ fn run(args: Args) -> CliResult {
     let words: Vec<&str> = args.words.iter().map(String::as_str).collect();
     let is_keys_add = words.starts_with(&["keys", "add"]);
     if !is_keys_add
-        && (!args.models.is_empty() || args.rpm.is_some() || args.tpm.is_some() || args.expires.is_some())
+        && (!args.models.is_empty()
+            || args.rpm.is_some()
+            || args.tpm.is_some()
+            || args.expires.is_some())
     {
         return Err("--models, --rpm, --tpm and --expires apply only to `keys add`".into());
     }
@@ -148,14 +159,21 @@ fn run(args: Args) -> CliResult {
         ["secret", "rotate"] => secret_rotate(&path),
         ["admin", "passwd"] => admin_passwd(&path),
         [] => Err(format!("no command given\n\n{USAGE}")),
-        _ => Err(format!("unknown command `{}`; see `noviqi --help`", words.join(" "))),
+        _ => Err(format!(
+            "unknown command `{}`; see `noviqi --help`",
+            words.join(" ")
+        )),
     }
 }
 
 /// `--config`, else `$NOVIQI_CONFIG`, else `./noviqi.toml`.
 fn config_path(flag: Option<PathBuf>) -> PathBuf {
-    flag.or_else(|| std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()).map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("noviqi.toml"))
+    flag.or_else(|| {
+        std::env::var_os(CONFIG_ENV)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    })
+    .unwrap_or_else(|| PathBuf::from("noviqi.toml"))
 }
 
 /// Writes one line to stdout; a closed stdout is an error, not a panic.
@@ -169,7 +187,10 @@ fn out(line: &str) -> CliResult {
 fn read_config(path: &Path) -> CliResult<String> {
     std::fs::read_to_string(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
-            format!("{}: no such config file; create one with `noviqi init` or pass --config", path.display())
+            format!(
+                "{}: no such config file; create one with `noviqi init` or pass --config",
+                path.display()
+            )
         } else {
             format!("{}: cannot read the config file: {e}", path.display())
         }
@@ -180,8 +201,12 @@ fn read_config(path: &Path) -> CliResult<String> {
 fn write_config(path: &Path, new_text: &str) -> CliResult {
     config::load_str(new_text, path, Secrets::Skip)
         .map_err(|e| format!("refusing to write the config, it would not load: {e}"))?;
-    edit::write_atomic(path, new_text.as_bytes(), 0o600)
-        .map_err(|e| format!("{}: cannot write the config (the old file is unchanged): {e}", path.display()))
+    edit::write_atomic(path, new_text.as_bytes(), 0o600).map_err(|e| {
+        format!(
+            "{}: cannot write the config (the old file is unchanged): {e}",
+            path.display()
+        )
+    })
 }
 
 /// The master key file named by the config (leniently: the config may not load yet, e.g. while
@@ -199,7 +224,11 @@ fn master_key_path(path: &Path) -> PathBuf {
         })
         .unwrap_or_else(|| "noviqi.key".to_owned());
     let file = Path::new(&named);
-    if file.is_absolute() { file.to_owned() } else { config::load::config_dir(path).join(file) }
+    if file.is_absolute() {
+        file.to_owned()
+    } else {
+        config::load::config_dir(path).join(file)
+    }
 }
 
 /// A secret from stdin (a prompt on a terminal), minus one trailing `\n` or `\r\n`.
@@ -231,7 +260,10 @@ fn read_secret(prompt: &str) -> CliResult<Zeroizing<String>> {
         bytes.truncate(len - 1);
     }
     if bytes.is_empty() {
-        return Err("nothing was read from stdin; pipe the secret in, e.g. `printf %s \"$KEY\" | noviqi …`".into());
+        return Err(
+            "nothing was read from stdin; pipe the secret in, e.g. `printf %s \"$KEY\" | noviqi …`"
+                .into(),
+        );
     }
     let text = std::str::from_utf8(&bytes).map_err(|_| "the secret on stdin is not UTF-8")?;
     Ok(Zeroizing::new(text.to_owned()))
@@ -241,25 +273,36 @@ fn init(path: &Path) -> CliResult {
     let key_path = master_key_path_from_template(path);
     for existing in [path, key_path.as_path()] {
         if existing.exists() {
-            return Err(format!("{} already exists; refusing to overwrite it", existing.display()));
+            return Err(format!(
+                "{} already exists; refusing to overwrite it",
+                existing.display()
+            ));
         }
     }
     let (key, hash) = apikey::generate();
-    let text = edit::add_key(EXAMPLE_CONFIG, &NewKey {
-        name: "default".into(),
-        hash,
-        prefix: apikey::prefix(&key),
-        models: Vec::new(),
-        requests_per_minute: None,
-        tokens_per_minute: None,
-        expires_at: None,
-    })
+    let text = edit::add_key(
+        EXAMPLE_CONFIG,
+        &NewKey {
+            name: "default".into(),
+            hash,
+            prefix: apikey::prefix(&key),
+            models: Vec::new(),
+            requests_per_minute: None,
+            tokens_per_minute: None,
+            expires_at: None,
+        },
+    )
     .map_err(|e| e.to_string())?;
-    config::load_str(&text, path, Secrets::Skip).map_err(|e| format!("internal error: the template does not load: {e}"))?;
+    config::load_str(&text, path, Secrets::Skip)
+        .map_err(|e| format!("internal error: the template does not load: {e}"))?;
     let master = MasterKey::generate();
     let key_text = Zeroizing::new(format!("{}\n", master.to_base64().as_str()));
-    edit::create_private(&key_path, key_text.as_bytes(), 0o600)
-        .map_err(|e| format!("{}: cannot create the master key file: {e}", key_path.display()))?;
+    edit::create_private(&key_path, key_text.as_bytes(), 0o600).map_err(|e| {
+        format!(
+            "{}: cannot create the master key file: {e}",
+            key_path.display()
+        )
+    })?;
     if let Err(e) = edit::create_private(path, text.as_bytes(), 0o600) {
         let _ = std::fs::remove_file(&key_path);
         return Err(format!("{}: cannot create the config: {e}", path.display()));
@@ -279,7 +322,8 @@ fn master_key_path_from_template(path: &Path) -> PathBuf {
 }
 
 fn serve(path: &Path) -> CliResult {
-    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).try_init();
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .try_init();
     crate::gateway::run(path)
 }
 
@@ -301,31 +345,44 @@ fn keys_add(path: &Path, name: &str, args: &Args) -> CliResult {
     }
     if let Some(t) = &args.expires {
         if config::load::parse_time(t).is_none() {
-            return Err(format!("--expires `{t}` is not an RFC 3339 time like 2027-06-01T00:00:00Z"));
+            return Err(format!(
+                "--expires `{t}` is not an RFC 3339 time like 2027-06-01T00:00:00Z"
+            ));
         }
     }
     let text = read_config(path)?;
     let (key, hash) = apikey::generate();
-    let new_text = edit::add_key(&text, &NewKey {
-        name: name.to_owned(),
-        hash,
-        prefix: apikey::prefix(&key),
-        models: args.models.clone(),
-        requests_per_minute: args.rpm,
-        tokens_per_minute: args.tpm,
-        expires_at: args.expires.clone(),
-    })
+    let new_text = edit::add_key(
+        &text,
+        &NewKey {
+            name: name.to_owned(),
+            hash,
+            prefix: apikey::prefix(&key),
+            models: args.models.clone(),
+            requests_per_minute: args.rpm,
+            tokens_per_minute: args.tpm,
+            expires_at: args.expires.clone(),
+        },
+    )
     .map_err(|e| format!("{}: {e}", path.display()))?;
     write_config(path, &new_text)?;
     out(&key)?;
-    eprintln!("Added key `{name}` to {}. It is shown only once; store it now.", path.display());
+    eprintln!(
+        "Added key `{name}` to {}. It is shown only once; store it now.",
+        path.display()
+    );
     Ok(())
 }
 
 fn keys_list(path: &Path) -> CliResult {
     let config = config::load(path, Secrets::Skip).map_err(|e| e.to_string())?;
     let now = std::time::SystemTime::now();
-    let width = config.keys.iter().map(|k| k.name.chars().count()).max().unwrap_or(0);
+    let width = config
+        .keys
+        .iter()
+        .map(|k| k.name.chars().count())
+        .max()
+        .unwrap_or(0);
     let mut lines = String::new();
     for key in &config.keys {
         let state = if key.disabled {
@@ -335,7 +392,11 @@ fn keys_list(path: &Path) -> CliResult {
         } else {
             "active"
         };
-        let prefix = if key.prefix.is_empty() { "-" } else { key.prefix.as_str() };
+        let prefix = if key.prefix.is_empty() {
+            "-"
+        } else {
+            key.prefix.as_str()
+        };
         lines.push_str(&format!("{:<width$}  {:<12}  {state}\n", key.name, prefix));
     }
     if lines.is_empty() {
@@ -349,7 +410,9 @@ fn keys_revoke(path: &Path, name: &str) -> CliResult {
     let text = read_config(path)?;
     let new_text = edit::revoke_key(&text, name).map_err(|e| format!("{}: {e}", path.display()))?;
     write_config(path, &new_text)?;
-    eprintln!("Key `{name}` is disabled; a running `noviqi serve` picks this up when it reloads the file.");
+    eprintln!(
+        "Key `{name}` is disabled; a running `noviqi serve` picks this up when it reloads the file."
+    );
     Ok(())
 }
 
@@ -365,12 +428,17 @@ fn secret_set(path: &Path, provider: &str) -> CliResult {
     let text = read_config(path)?;
     let master = MasterKey::load(&master_key_path(path)).map_err(|e| e.to_string())?;
     // Check the edit is possible before asking for the secret.
-    edit::set_provider_api_key(&text, provider, "").map_err(|e| format!("{}: {e}", path.display()))?;
+    edit::set_provider_api_key(&text, provider, "")
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     let plain = read_secret(&format!("API key for provider `{provider}`"))?;
     let enc = secret::encrypt(&master, plain.as_bytes());
-    let new_text = edit::set_provider_api_key(&text, provider, &enc).map_err(|e| format!("{}: {e}", path.display()))?;
+    let new_text = edit::set_provider_api_key(&text, provider, &enc)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     write_config(path, &new_text)?;
-    eprintln!("Stored the encrypted key for provider `{provider}` in {}.", path.display());
+    eprintln!(
+        "Stored the encrypted key for provider `{provider}` in {}.",
+        path.display()
+    );
     Ok(())
 }
 
@@ -389,7 +457,8 @@ fn secret_rotate(path: &Path) -> CliResult {
         return Ok(());
     }
     let new_key = MasterKey::generate();
-    let (new_text, count) = edit::reencrypt(&text, &current, &new_key).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (new_text, count) = edit::reencrypt(&text, &current, &new_key)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     config::load_str(&new_text, path, Secrets::Skip)
         .map_err(|e| format!("refusing to rotate, the config would not load: {e}"))?;
     let new_b64 = Zeroizing::new(format!("{}\n", new_key.to_base64().as_str()));
@@ -408,12 +477,23 @@ fn secret_rotate(path: &Path) -> CliResult {
 }
 
 fn rotate_io(what: &Path) -> impl Fn(std::io::Error) -> String + '_ {
-    move |e| format!("{}: {e} (the config and key are unchanged; run `noviqi secret rotate` again)", what.display())
+    move |e| {
+        format!(
+            "{}: {e} (the config and key are unchanged; run `noviqi secret rotate` again)",
+            what.display()
+        )
+    }
 }
 
 /// A `<key>.new` exists: a rotation was interrupted. If the config decrypts under it, finish
 /// the swap (returns true); otherwise it is stale and is removed (returns false).
-fn recover_rotation(path: &Path, text: &str, key_path: &Path, new_path: &Path, current: &MasterKey) -> CliResult<bool> {
+fn recover_rotation(
+    path: &Path,
+    text: &str,
+    key_path: &Path,
+    new_path: &Path,
+    current: &MasterKey,
+) -> CliResult<bool> {
     let pending = MasterKey::load_file(new_path).map_err(|e| e.to_string())?;
     let under_new = edit::reencrypt(text, &pending, &pending).map(|(_, n)| n);
     let under_current = edit::reencrypt(text, current, current).is_ok();
@@ -429,7 +509,10 @@ fn recover_rotation(path: &Path, text: &str, key_path: &Path, new_path: &Path, c
         }
         _ => {
             std::fs::remove_file(new_path).map_err(|e| format!("{}: {e}", new_path.display()))?;
-            eprintln!("Removed {} left by an interrupted rotation (the config did not use it).", new_path.display());
+            eprintln!(
+                "Removed {} left by an interrupted rotation (the config did not use it).",
+                new_path.display()
+            );
             Ok(false)
         }
     }
@@ -464,7 +547,8 @@ fn admin_passwd(path: &Path) -> CliResult {
     let text = read_config(path)?;
     let password = read_secret("New admin password")?;
     let phc = crate::crypto::password::hash(&password).map_err(|e| e.to_string())?;
-    let new_text = edit::set_admin_password_hash(&text, &phc).map_err(|e| format!("{}: {e}", path.display()))?;
+    let new_text = edit::set_admin_password_hash(&text, &phc)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     write_config(path, &new_text)?;
     eprintln!("Admin password set; the dashboard is at /admin once `noviqi serve` reloads.");
     Ok(())

@@ -52,12 +52,18 @@ fn parse(text: &str) -> Result<DocumentMut, EditError> {
 }
 
 /// `[[name]]` tables, refusing a document where `name` is something else.
-fn tables_mut<'a>(doc: &'a mut DocumentMut, name: &str) -> Result<&'a mut ArrayOfTables, EditError> {
+fn tables_mut<'a>(
+    doc: &'a mut DocumentMut,
+    name: &str,
+) -> Result<&'a mut ArrayOfTables, EditError> {
     let item = doc
         .entry(name)
         .or_insert(Item::ArrayOfTables(ArrayOfTables::new()));
-    item.as_array_of_tables_mut()
-        .ok_or_else(|| err(format!("`{name}` in the config is not written as [[{name}]] tables; edit it by hand")))
+    item.as_array_of_tables_mut().ok_or_else(|| {
+        err(format!(
+            "`{name}` in the config is not written as [[{name}]] tables; edit it by hand"
+        ))
+    })
 }
 
 fn find_named<'a>(tables: &'a mut ArrayOfTables, name: &str) -> Option<&'a mut Table> {
@@ -71,7 +77,10 @@ pub fn add_key(text: &str, key: &NewKey) -> Result<String, EditError> {
     let mut doc = parse(text)?;
     let keys = tables_mut(&mut doc, "keys")?;
     if find_named(keys, &key.name).is_some() {
-        return Err(err(format!("a key named `{}` already exists; pick another name or revoke it first", key.name)));
+        return Err(err(format!(
+            "a key named `{}` already exists; pick another name or revoke it first",
+            key.name
+        )));
     }
     let mut table = Table::new();
     table["name"] = value(key.name.as_str());
@@ -121,7 +130,11 @@ fn to_i64(n: u64) -> Result<i64, EditError> {
 pub fn revoke_key(text: &str, name: &str) -> Result<String, EditError> {
     let mut doc = parse(text)?;
     let keys = tables_mut(&mut doc, "keys")?;
-    let table = find_named(keys, name).ok_or_else(|| err(format!("no key named `{name}`; `noviqi keys list` shows them")))?;
+    let table = find_named(keys, name).ok_or_else(|| {
+        err(format!(
+            "no key named `{name}`; `noviqi keys list` shows them"
+        ))
+    })?;
     table["disabled"] = value(true);
     Ok(doc.to_string())
 }
@@ -130,10 +143,15 @@ pub fn revoke_key(text: &str, name: &str) -> Result<String, EditError> {
 pub fn set_provider_api_key(text: &str, provider: &str, enc: &str) -> Result<String, EditError> {
     let mut doc = parse(text)?;
     let providers = tables_mut(&mut doc, "providers")?;
-    let table = find_named(providers, provider)
-        .ok_or_else(|| err(format!("no provider named `{provider}` in the config; add a [[providers]] entry first")))?;
+    let table = find_named(providers, provider).ok_or_else(|| {
+        err(format!(
+            "no provider named `{provider}` in the config; add a [[providers]] entry first"
+        ))
+    })?;
     if table.contains_key("api_key_env") {
-        return Err(err(format!("provider `{provider}` reads its key from api_key_env; remove that line first if you want to store an encrypted key instead")));
+        return Err(err(format!(
+            "provider `{provider}` reads its key from api_key_env; remove that line first if you want to store an encrypted key instead"
+        )));
     }
     set_keep_decor(table, "api_key", enc);
     Ok(doc.to_string())
@@ -165,14 +183,23 @@ pub fn set_admin_password_hash(text: &str, phc: &str) -> Result<String, EditErro
 
 /// Re-encrypts every `providers[].api_key = "enc:v1:…"` from `old` to `new`. Fails, changing
 /// nothing, if any value does not decrypt under `old`.
-pub fn reencrypt(text: &str, old: &MasterKey, new: &MasterKey) -> Result<(String, usize), EditError> {
+pub fn reencrypt(
+    text: &str,
+    old: &MasterKey,
+    new: &MasterKey,
+) -> Result<(String, usize), EditError> {
     let mut doc = parse(text)?;
     let mut count = 0;
-    let Some(providers) = doc.get_mut("providers").and_then(Item::as_array_of_tables_mut) else {
+    let Some(providers) = doc
+        .get_mut("providers")
+        .and_then(Item::as_array_of_tables_mut)
+    else {
         return Ok((doc.to_string(), 0));
     };
     for (i, table) in providers.iter_mut().enumerate() {
-        let Some(current) = table.get("api_key").and_then(Item::as_str) else { continue };
+        let Some(current) = table.get("api_key").and_then(Item::as_str) else {
+            continue;
+        };
         let plain = secret::decrypt(old, current)
             .map_err(|e| err(format!("providers[{i}].api_key: {e}; nothing was changed")))?;
         let fresh = secret::encrypt(new, plain.expose().as_bytes());
@@ -194,7 +221,10 @@ pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 /// intact and the temp file removed.
 pub fn write_atomic(path: &Path, contents: &[u8], mode_if_new: u32) -> std::io::Result<()> {
     let dir = crate::config::load::config_dir(path);
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
     let result = write_new(&tmp, path, contents, mode_if_new).and_then(|()| {
         std::fs::rename(&tmp, path)?;
@@ -260,5 +290,70 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     {
         let _ = dir;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_key(name: &str) -> NewKey {
+        NewKey {
+            name: name.into(),
+            hash: KeyHash::of(name),
+            prefix: "nvq_abcdefgh".into(),
+            models: Vec::new(),
+            requests_per_minute: Some(5),
+            tokens_per_minute: None,
+            expires_at: None,
+        }
+    }
+
+    #[test]
+    fn add_key_to_empty_and_existing() {
+        let one = add_key("", &new_key("a")).unwrap();
+        assert!(one.starts_with("[[keys]]\nname = \"a\""), "{one}");
+        let two = add_key(&one, &new_key("b")).unwrap();
+        assert!(two.find("\"a\"").unwrap() < two.find("\"b\"").unwrap());
+        assert!(
+            add_key(&two, &new_key("a"))
+                .unwrap_err()
+                .0
+                .contains("already exists")
+        );
+        assert!(add_key("keys = 3\n", &new_key("a")).is_err());
+        assert!(add_key("[[keys]\n", &new_key("a")).is_err());
+    }
+
+    #[test]
+    fn other_edits() {
+        assert!(revoke_key("", "x").unwrap_err().0.contains("no key named"));
+        assert!(set_admin_password_hash("admin = 1\n", "h").is_err());
+        let t = set_admin_password_hash("[admin] # the dashboard\n", "h").unwrap();
+        assert!(
+            t.contains("# the dashboard") && t.contains("password_hash = \"h\""),
+            "{t}"
+        );
+        let p = "[[providers]]\nname = \"p\"\nkind = \"openai\"\napi_key = \"old\" # keep\n";
+        let t = set_provider_api_key(p, "p", "enc:v1:new").unwrap();
+        assert!(t.contains("api_key = \"enc:v1:new\" # keep"), "{t}");
+    }
+
+    #[test]
+    fn failed_atomic_write_leaves_the_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "old").unwrap();
+        // Occupy the temp file's name so creating it fails.
+        let tmp = dir
+            .path()
+            .join(format!(".c.toml.tmp.{}", std::process::id()));
+        std::fs::create_dir(&tmp).unwrap();
+        assert!(write_atomic(&path, b"new", 0o600).is_err());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old");
+        std::fs::remove_dir(&tmp).unwrap();
+        write_atomic(&path, b"new", 0o600).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

@@ -29,8 +29,14 @@ pub enum Secrets {
 
 /// Reads and loads the config at `path`.
 pub fn load(path: &Path, secrets: Secrets) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::file(path, format!("cannot read the config file: {e}")))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        let message = if e.kind() == std::io::ErrorKind::NotFound {
+            "no such config file; create one with `noviqi init` or pass --config PATH".to_owned()
+        } else {
+            format!("cannot read the config file: {e}")
+        };
+        ConfigError::file(path, message)
+    })?;
     load_str(&text, path, secrets)
 }
 
@@ -39,9 +45,10 @@ pub fn load_str(text: &str, path: &Path, secrets: Secrets) -> Result<Config, Con
     let raw: RawConfig =
         toml::from_str(text).map_err(|e| ConfigError::from_toml(path, text, &e))?;
     let dir = config_dir(path);
-    let mut providers =
-        lift_providers(&raw.providers, &dir).map_err(|p| ConfigError::from_problem(path, text, p))?;
-    let security = lift_security(&raw, &dir).map_err(|p| ConfigError::from_problem(path, text, p))?;
+    let mut providers = lift_providers(&raw.providers, &dir)
+        .map_err(|p| ConfigError::from_problem(path, text, p))?;
+    let security =
+        lift_security(&raw, &dir).map_err(|p| ConfigError::from_problem(path, text, p))?;
     if secrets == Secrets::Decrypt {
         fill_credentials(&mut providers, &security.master_key_file)
             .map_err(|p| ConfigError::from_problem(path, text, p))?;
@@ -59,10 +66,20 @@ pub fn config_dir(path: &Path) -> PathBuf {
 
 fn resolve(dir: &Path, file: &str) -> PathBuf {
     let p = Path::new(file);
-    if p.is_absolute() { p.to_owned() } else { dir.join(p) }
+    if p.is_absolute() {
+        p.to_owned()
+    } else {
+        dir.join(p)
+    }
 }
 
 type Lifted<T> = Result<T, Problem>;
+
+/// Keys in file order and their index by hash.
+type KeyTable = (Vec<Arc<Key>>, HashMap<KeyHash, usize>);
+
+/// Models in file order and their index by name.
+type ModelTable = (Vec<ModelRoute>, HashMap<String, usize>);
 
 fn lift(
     raw: RawConfig,
@@ -75,7 +92,10 @@ fn lift(
     let admin = lift_admin(&raw)?;
     let usage = lift_usage(&raw, dir)?;
     let limits = Limits {
-        requests_per_minute: rpm(raw.limits.requests_per_minute, &[Seg::Key("limits"), Seg::Key("requests_per_minute")])?,
+        requests_per_minute: rpm(
+            raw.limits.requests_per_minute,
+            &[Seg::Key("limits"), Seg::Key("requests_per_minute")],
+        )?,
         tokens_per_minute: raw.limits.tokens_per_minute.filter(|&n| n > 0),
     };
     let providers: Vec<Arc<Provider>> = providers.into_iter().map(Arc::new).collect();
@@ -125,7 +145,10 @@ fn lift_nets(list: &[String], path: &[Seg]) -> Lifted<Vec<IpNet>> {
             parse_net(text.trim()).ok_or_else(|| {
                 let mut p = path.to_vec();
                 p.push(Seg::Index(i));
-                Problem::new(&p, format!("`{text}` is not an IP address or CIDR (like 10.0.0.0/8 or ::1)"))
+                Problem::new(
+                    &p,
+                    format!("`{text}` is not an IP address or CIDR (like 10.0.0.0/8 or ::1)"),
+                )
             })
         })
         .collect()
@@ -136,11 +159,16 @@ fn lift_server(raw: &RawConfig, dir: &Path) -> Lifted<ServerSettings> {
     let key = |k| [Seg::Key("server"), Seg::Key(k)];
     let listen_text = s.listen.as_deref().unwrap_or("127.0.0.1:8420");
     let listen: SocketAddr = listen_text.parse().map_err(|_| {
-        Problem::new(&key("listen"), format!("`{listen_text}` is not an address and port like 127.0.0.1:8420 or [::1]:8420"))
+        Problem::new(
+            &key("listen"),
+            format!("`{listen_text}` is not an address and port like 127.0.0.1:8420 or [::1]:8420"),
+        )
     })?;
     let max_connections = match s.max_connections.unwrap_or(1024) {
         0 => return Err(Problem::new(&key("max_connections"), "must be at least 1")),
-        n => usize::try_from(n).map_err(|_| Problem::new(&key("max_connections"), "is too large"))?,
+        n => {
+            usize::try_from(n).map_err(|_| Problem::new(&key("max_connections"), "is too large"))?
+        }
     };
     let max_body_bytes = match s.max_body_bytes.unwrap_or(16 * 1024 * 1024) {
         0 => return Err(Problem::new(&key("max_body_bytes"), "must be at least 1")),
@@ -152,7 +180,12 @@ fn lift_server(raw: &RawConfig, dir: &Path) -> Lifted<ServerSettings> {
             let tls_key = |k| [Seg::Key("server"), Seg::Key("tls"), Seg::Key(k)];
             let need = |v: &Option<String>, k| match v.as_deref() {
                 Some(f) if !f.is_empty() => Ok(resolve(dir, f)),
-                _ => Err(Problem::new(&tls_key(k), format!("[server.tls] needs both cert_file and key_file; set {k} or remove [server.tls]"))),
+                _ => Err(Problem::new(
+                    &tls_key(k),
+                    format!(
+                        "[server.tls] needs both cert_file and key_file; set {k} or remove [server.tls]"
+                    ),
+                )),
             };
             Some(TlsFiles {
                 cert_file: need(&tls.cert_file, "cert_file")?,
@@ -177,11 +210,20 @@ fn lift_security(raw: &RawConfig, dir: &Path) -> Lifted<SecuritySettings> {
     let key = |k| [Seg::Key("security"), Seg::Key(k)];
     let file = s.master_key_file.as_deref().unwrap_or("noviqi.key");
     if file.is_empty() {
-        return Err(Problem::new(&key("master_key_file"), "must not be empty (the default is \"noviqi.key\")"));
+        return Err(Problem::new(
+            &key("master_key_file"),
+            "must not be empty (the default is \"noviqi.key\")",
+        ));
     }
     let failures = match s.lockout_max_failures.unwrap_or(5) {
-        0 => return Err(Problem::new(&key("lockout_max_failures"), "must be at least 1")),
-        n => u32::try_from(n).map_err(|_| Problem::new(&key("lockout_max_failures"), "is too large"))?,
+        0 => {
+            return Err(Problem::new(
+                &key("lockout_max_failures"),
+                "must be at least 1",
+            ));
+        }
+        n => u32::try_from(n)
+            .map_err(|_| Problem::new(&key("lockout_max_failures"), "is too large"))?,
     };
     Ok(SecuritySettings {
         master_key_file: resolve(dir, file),
@@ -192,14 +234,24 @@ fn lift_security(raw: &RawConfig, dir: &Path) -> Lifted<SecuritySettings> {
 }
 
 fn lift_admin(raw: &RawConfig) -> Lifted<Option<AdminSettings>> {
-    let Some(admin) = &raw.admin else { return Ok(None) };
+    let Some(admin) = &raw.admin else {
+        return Ok(None);
+    };
     let key = |k| [Seg::Key("admin"), Seg::Key(k)];
     let session_ttl = positive_secs(admin.session_ttl_secs, 43200, &key("session_ttl_secs"))?;
-    let Some(hash) = &admin.password_hash else { return Ok(None) };
+    let Some(hash) = &admin.password_hash else {
+        return Ok(None);
+    };
     if !crate::crypto::password::is_argon2id_phc(hash) {
-        return Err(Problem::new(&key("password_hash"), "is not an Argon2id PHC string ($argon2id$…); set it with `noviqi admin passwd`"));
+        return Err(Problem::new(
+            &key("password_hash"),
+            "is not an Argon2id PHC string ($argon2id$…); set it with `noviqi admin passwd`",
+        ));
     }
-    Ok(Some(AdminSettings { password_hash: hash.clone(), session_ttl }))
+    Ok(Some(AdminSettings {
+        password_hash: hash.clone(),
+        session_ttl,
+    }))
 }
 
 fn lift_usage(raw: &RawConfig, dir: &Path) -> Lifted<UsageSettings> {
@@ -210,22 +262,31 @@ fn lift_usage(raw: &RawConfig, dir: &Path) -> Lifted<UsageSettings> {
     };
     let keep = usize::try_from(u.keep.unwrap_or(5))
         .map_err(|_| Problem::new(&[Seg::Key("usage"), Seg::Key("keep")], "is too large"))?;
-    Ok(UsageSettings { path, max_bytes: u.max_bytes.unwrap_or(104_857_600), keep })
+    Ok(UsageSettings {
+        path,
+        max_bytes: u.max_bytes.unwrap_or(104_857_600),
+        keep,
+    })
 }
 
 fn valid_provider_name(name: &str) -> bool {
     !name.is_empty()
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 /// An HTTP token (RFC 9110 `tchar`), for header names.
 fn is_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Visible ASCII, space and tab, obs-text; no CR, LF or other controls.
 fn is_header_value(s: &str) -> bool {
-    s.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80)
+    s.bytes()
+        .all(|b| b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80)
 }
 
 fn lift_providers(list: &[RawProvider], dir: &Path) -> Lifted<Vec<Provider>> {
@@ -234,10 +295,22 @@ fn lift_providers(list: &[RawProvider], dir: &Path) -> Lifted<Vec<Provider>> {
     for (i, p) in list.iter().enumerate() {
         let key = |k| [Seg::Key("providers"), Seg::Index(i), Seg::Key(k)];
         if !valid_provider_name(&p.name) {
-            return Err(Problem::new(&key("name"), format!("`{}` is not a valid provider name; use lowercase letters, digits, `_` and `-`", p.name)));
+            return Err(Problem::new(
+                &key("name"),
+                format!(
+                    "`{}` is not a valid provider name; use lowercase letters, digits, `_` and `-`",
+                    p.name
+                ),
+            ));
         }
         if let Some(first) = seen.insert(&p.name, i) {
-            return Err(Problem::new(&key("name"), format!("duplicate provider name `{}` (already used by providers[{first}]); provider names must be unique", p.name)));
+            return Err(Problem::new(
+                &key("name"),
+                format!(
+                    "duplicate provider name `{}` (already used by providers[{first}]); provider names must be unique",
+                    p.name
+                ),
+            ));
         }
         out.push(lift_provider(p, i, dir)?);
     }
@@ -250,31 +323,62 @@ fn lift_provider(p: &RawProvider, i: usize, dir: &Path) -> Lifted<Provider> {
         "openai" => (ProviderKind::OpenAi, "https://api.openai.com/v1"),
         "anthropic" => (ProviderKind::Anthropic, "https://api.anthropic.com"),
         "mock" => (ProviderKind::Mock, "mock://"),
-        other => return Err(Problem::new(&key("kind"), format!("unknown provider kind `{other}`; use openai (any OpenAI-compatible API), anthropic or mock"))),
+        other => {
+            return Err(Problem::new(
+                &key("kind"),
+                format!(
+                    "unknown provider kind `{other}`; use openai (any OpenAI-compatible API), anthropic or mock"
+                ),
+            ));
+        }
     };
     let base_url = match p.base_url.as_deref() {
         None => default_url.to_owned(),
         Some(url) => {
-            let ok = url.starts_with("http://") || url.starts_with("https://") || kind == ProviderKind::Mock;
+            let ok = url.starts_with("http://")
+                || url.starts_with("https://")
+                || kind == ProviderKind::Mock;
             if !ok || url.chars().any(char::is_whitespace) {
-                return Err(Problem::new(&key("base_url"), format!("`{url}` is not an http:// or https:// URL")));
+                return Err(Problem::new(
+                    &key("base_url"),
+                    format!("`{url}` is not an http:// or https:// URL"),
+                ));
             }
             let trimmed = url.trim_end_matches('/');
-            if trimmed.ends_with(':') { url.to_owned() } else { trimmed.to_owned() }
+            if trimmed.ends_with(':') {
+                url.to_owned()
+            } else {
+                trimmed.to_owned()
+            }
         }
     };
     let credential_source = match (&p.api_key, &p.api_key_env) {
-        (Some(_), Some(_)) => return Err(Problem::new(&key("api_key_env"), "set either api_key or api_key_env, not both")),
+        (Some(_), Some(_)) => {
+            return Err(Problem::new(
+                &key("api_key_env"),
+                "set either api_key or api_key_env, not both",
+            ));
+        }
         (Some(value), None) => {
             if !value.starts_with("enc:") {
-                return Err(Problem::new(&key("api_key"), format!("holds a plaintext secret; encrypt it with `noviqi secret set {}` (reads the key from stdin) or use api_key_env", p.name)));
+                return Err(Problem::new(
+                    &key("api_key"),
+                    format!(
+                        "holds a plaintext secret; encrypt it with `noviqi secret set {}` (reads the key from stdin) or use api_key_env",
+                        p.name
+                    ),
+                ));
             }
-            secret::check_syntax(value).map_err(|e| Problem::new(&key("api_key"), e.to_string()))?;
+            secret::check_syntax(value)
+                .map_err(|e| Problem::new(&key("api_key"), e.to_string()))?;
             CredentialSource::Encrypted(value.clone())
         }
         (None, Some(var)) => {
             if var.is_empty() || var.contains('=') || var.contains('\0') {
-                return Err(Problem::new(&key("api_key_env"), "must name an environment variable, like OPENAI_API_KEY"));
+                return Err(Problem::new(
+                    &key("api_key_env"),
+                    "must name an environment variable, like OPENAI_API_KEY",
+                ));
             }
             CredentialSource::Env(var.clone())
         }
@@ -283,10 +387,16 @@ fn lift_provider(p: &RawProvider, i: usize, dir: &Path) -> Lifted<Provider> {
     let mut headers = Vec::with_capacity(p.headers.0.len());
     for (name, value) in &p.headers.0 {
         if !is_token(name) {
-            return Err(Problem::new(&key("headers"), format!("`{name}` is not a valid HTTP header name")));
+            return Err(Problem::new(
+                &key("headers"),
+                format!("`{name}` is not a valid HTTP header name"),
+            ));
         }
         if !is_header_value(value) {
-            return Err(Problem::new(&key("headers"), format!("the value of header `{name}` contains a control character (CR, LF, …)")));
+            return Err(Problem::new(
+                &key("headers"),
+                format!("the value of header `{name}` contains a control character (CR, LF, …)"),
+            ));
         }
         headers.push((name.clone(), value.clone()));
     }
@@ -310,12 +420,24 @@ fn fill_credentials(providers: &mut [Provider], key_file: &Path) -> Lifted<()> {
             CredentialSource::None => None,
             CredentialSource::Env(var) => match std::env::var(var) {
                 Ok(v) if !v.is_empty() => Some(SecretString::new(v)),
-                _ => return Err(Problem::new(&field("api_key_env"), format!("names the environment variable `{var}`, which is not set; export it before running noviqi, or store the key with `noviqi secret set {}`", p.name))),
+                _ => {
+                    return Err(Problem::new(
+                        &field("api_key_env"),
+                        format!(
+                            "names the environment variable `{var}`, which is not set; export it before running noviqi, or store the key with `noviqi secret set {}`",
+                            p.name
+                        ),
+                    ));
+                }
             },
             CredentialSource::Encrypted(value) => {
                 if master.is_none() {
-                    let loaded = MasterKey::load(key_file)
-                        .map_err(|e| Problem::new(&[Seg::Key("security"), Seg::Key("master_key_file")], e.to_string()))?;
+                    let loaded = MasterKey::load(key_file).map_err(|e| {
+                        Problem::new(
+                            &[Seg::Key("security"), Seg::Key("master_key_file")],
+                            e.to_string(),
+                        )
+                    })?;
                     master = Some(loaded);
                 }
                 let Some(mk) = master.as_ref() else { continue };
@@ -333,13 +455,17 @@ fn rotate_hint(key_file: &Path) -> String {
     let mut new = key_file.as_os_str().to_owned();
     new.push(".new");
     if Path::new(&new).exists() {
-        format!("; {} exists, so a `noviqi secret rotate` was interrupted: move it over {} and run `noviqi check` again", Path::new(&new).display(), key_file.display())
+        format!(
+            "; {} exists, so a `noviqi secret rotate` was interrupted: move it over {} and run `noviqi check` again",
+            Path::new(&new).display(),
+            key_file.display()
+        )
     } else {
         String::new()
     }
 }
 
-fn lift_models(raw: &RawConfig, providers: &[Arc<Provider>]) -> Lifted<(Vec<ModelRoute>, HashMap<String, usize>)> {
+fn lift_models(raw: &RawConfig, providers: &[Arc<Provider>]) -> Lifted<ModelTable> {
     let mut index = HashMap::new();
     let mut models = Vec::with_capacity(raw.models.len());
     for (i, m) in raw.models.iter().enumerate() {
@@ -348,28 +474,59 @@ fn lift_models(raw: &RawConfig, providers: &[Arc<Provider>]) -> Lifted<(Vec<Mode
             return Err(Problem::new(&key("name"), "must not be empty"));
         }
         if let Some(first) = index.insert(m.name.clone(), i) {
-            return Err(Problem::new(&key("name"), format!("duplicate model name `{}` (already used by models[{first}]); model names must be unique", m.name)));
+            return Err(Problem::new(
+                &key("name"),
+                format!(
+                    "duplicate model name `{}` (already used by models[{first}]); model names must be unique",
+                    m.name
+                ),
+            ));
         }
         if m.targets.is_empty() {
-            return Err(Problem::new(&key("targets"), "must list at least one `provider/upstream-model`"));
+            return Err(Problem::new(
+                &key("targets"),
+                "must list at least one `provider/upstream-model`",
+            ));
         }
         let mut targets = Vec::with_capacity(m.targets.len());
         for (j, t) in m.targets.iter().enumerate() {
-            let at = [Seg::Key("models"), Seg::Index(i), Seg::Key("targets"), Seg::Index(j)];
-            let Some((prov, upstream)) = t.split_once('/').filter(|(p, u)| !p.is_empty() && !u.is_empty()) else {
-                return Err(Problem::new(&at, format!("`{t}` is not `provider/upstream-model`")));
+            let at = [
+                Seg::Key("models"),
+                Seg::Index(i),
+                Seg::Key("targets"),
+                Seg::Index(j),
+            ];
+            let Some((prov, upstream)) = t
+                .split_once('/')
+                .filter(|(p, u)| !p.is_empty() && !u.is_empty())
+            else {
+                return Err(Problem::new(
+                    &at,
+                    format!("`{t}` is not `provider/upstream-model`"),
+                ));
             };
             let Some(provider) = providers.iter().find(|p| p.name == prov) else {
-                return Err(Problem::new(&at, format!("target `{t}` names provider `{prov}`, which is not defined; add a [[providers]] entry named `{prov}` or fix the name")));
+                return Err(Problem::new(
+                    &at,
+                    format!(
+                        "target `{t}` names provider `{prov}`, which is not defined; add a [[providers]] entry named `{prov}` or fix the name"
+                    ),
+                ));
             };
-            targets.push(Target { provider: provider.clone(), upstream_model: upstream.to_owned() });
+            targets.push(Target {
+                provider: provider.clone(),
+                upstream_model: upstream.to_owned(),
+            });
         }
-        models.push(ModelRoute { name: m.name.clone(), targets });
+        models.push(ModelRoute {
+            name: m.name.clone(),
+            targets,
+        });
     }
     Ok((models, index))
 }
 
-fn lift_keys(list: &[RawKey], defaults: Limits) -> Lifted<(Vec<Arc<Key>>, HashMap<KeyHash, usize>)> {
+fn lift_keys(list: &[RawKey], defaults: Limits) -> Lifted<KeyTable> {
     let mut names: HashSet<&str> = HashSet::new();
     let mut index = HashMap::new();
     let mut keys = Vec::with_capacity(list.len());
@@ -379,15 +536,27 @@ fn lift_keys(list: &[RawKey], defaults: Limits) -> Lifted<(Vec<Arc<Key>>, HashMa
             return Err(Problem::new(&key("name"), "must not be empty"));
         }
         if !names.insert(&k.name) {
-            return Err(Problem::new(&key("name"), format!("duplicate key name `{}`; key names must be unique", k.name)));
+            return Err(Problem::new(
+                &key("name"),
+                format!("duplicate key name `{}`; key names must be unique", k.name),
+            ));
         }
-        let hash = KeyHash::parse(&k.hash).map_err(|e| Problem::new(&key("hash"), e.to_string()))?;
+        let hash =
+            KeyHash::parse(&k.hash).map_err(|e| Problem::new(&key("hash"), e.to_string()))?;
         if let Some(first) = index.insert(hash, i) {
-            return Err(Problem::new(&key("hash"), format!("the same hash is already used by keys[{first}]; every key needs its own")));
+            return Err(Problem::new(
+                &key("hash"),
+                format!("the same hash is already used by keys[{first}]; every key needs its own"),
+            ));
         }
         let expires_at = match &k.expires_at {
             None => None,
-            Some(t) => Some(parse_time(t).ok_or_else(|| Problem::new(&key("expires_at"), format!("`{t}` is not an RFC 3339 time like 2027-06-01T00:00:00Z")))?),
+            Some(t) => Some(parse_time(t).ok_or_else(|| {
+                Problem::new(
+                    &key("expires_at"),
+                    format!("`{t}` is not an RFC 3339 time like 2027-06-01T00:00:00Z"),
+                )
+            })?),
         };
         let limits = Limits {
             requests_per_minute: match k.requests_per_minute {

@@ -56,6 +56,12 @@ impl KeyHash {
         hex::decode_to_slice(hex_part, &mut out).map_err(|_| KeyHashError)?;
         Ok(KeyHash(out))
     }
+
+    /// Constant-time equality, for comparing a presented key's hash with a stored one outside
+    /// the hash-map lookup.
+    pub fn ct_eq(&self, other: &KeyHash) -> bool {
+        subtle::ConstantTimeEq::ct_eq(&self.0[..], &other.0[..]).into()
+    }
 }
 
 impl std::fmt::Display for KeyHash {
@@ -114,6 +120,7 @@ mod tests {
         assert!(stored.starts_with("sha256:"));
         assert_eq!(stored.len(), 7 + 64);
         assert_eq!(KeyHash::parse(&stored), Ok(h));
+        assert!(h.ct_eq(&KeyHash::of("nvq_test")) && !h.ct_eq(&KeyHash::of("nvq_other")));
         // Known vector: sha256("abc").
         assert_eq!(
             KeyHash::of("abc").to_string(),

@@ -58,7 +58,9 @@ mod tests {
         assert!(!verify("wrong", &phc));
         assert!(!verify("correct horse", "garbage"));
         assert_ne!(phc, hash("correct horse").unwrap());
-        assert!(!is_argon2id_phc("$argon2i$v=19$m=16,t=2,p=1$c2FsdHNhbHQ$aGFzaA"));
+        assert!(!is_argon2id_phc(
+            "$argon2i$v=19$m=16,t=2,p=1$c2FsdHNhbHQ$aGFzaA"
+        ));
         assert!(!is_argon2id_phc("$argon2id$"));
     }
 }

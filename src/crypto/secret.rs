@@ -80,7 +80,10 @@ pub enum SecretError {
     /// The master key text is not base64 of exactly 32 bytes.
     InvalidMasterKey { source: String },
     /// The key file could not be read.
-    KeyFileUnreadable { path: PathBuf, error: std::io::Error },
+    KeyFileUnreadable {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     /// The key file is readable or writable by group or others.
     KeyFilePermissions { path: PathBuf, mode: u32 },
 }
@@ -304,7 +307,10 @@ mod tests {
         for i in 0..blob.len() {
             blob[i] ^= 0x01;
             let bad = format!("{ENC_PREFIX}{}", STANDARD.encode(&blob));
-            assert!(matches!(decrypt(&key, &bad), Err(SecretError::DecryptFailed)));
+            assert!(matches!(
+                decrypt(&key, &bad),
+                Err(SecretError::DecryptFailed)
+            ));
             blob[i] ^= 0x01;
         }
     }
@@ -322,11 +328,17 @@ mod tests {
         let key = MasterKey::generate();
         let enc = encrypt(&key, b"sk-secret");
         let truncated = &enc[..ENC_PREFIX.len() + 20];
-        let cases: &[(&str, fn(&SecretError) -> bool)] = &[
+        type IsExpected = fn(&SecretError) -> bool;
+        let cases: &[(&str, IsExpected)] = &[
             (truncated, |e| matches!(e, SecretError::Truncated)),
             ("enc:v1:", |e| matches!(e, SecretError::Truncated)),
-            ("enc:v1:!!!not base64!!!", |e| matches!(e, SecretError::BadBase64)),
-            ("enc:v2:AAAA", |e| matches!(e, SecretError::UnsupportedVersion(v) if v == "v2")),
+            ("enc:v1:!!!not base64!!!", |e| {
+                matches!(e, SecretError::BadBase64)
+            }),
+            (
+                "enc:v2:AAAA",
+                |e| matches!(e, SecretError::UnsupportedVersion(v) if v == "v2"),
+            ),
             ("sk-plaintext", |e| matches!(e, SecretError::NotEncrypted)),
             ("", |e| matches!(e, SecretError::NotEncrypted)),
         ];
@@ -373,10 +385,17 @@ mod tests {
         use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("noviqi.key");
-        std::fs::write(&path, format!("{}\n", MasterKey::generate().to_base64().as_str())).unwrap();
+        std::fs::write(
+            &path,
+            format!("{}\n", MasterKey::generate().to_base64().as_str()),
+        )
+        .unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let err = MasterKey::load_file(&path).unwrap_err().to_string();
-        assert!(err.contains(&format!("chmod 600 {}", path.display())), "{err}");
+        assert!(
+            err.contains(&format!("chmod 600 {}", path.display())),
+            "{err}"
+        );
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         MasterKey::load_file(&path).unwrap();
         let missing = MasterKey::load_file(&dir.path().join("nope")).unwrap_err();
