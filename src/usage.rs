@@ -142,7 +142,10 @@ impl UsageLog {
         state.dirty = true;
         if state.size >= self.inner.max_bytes {
             if let Err(e) = self.inner.rotate(&mut state) {
-                log::error!("usage log {}: rotation failed: {e}", self.inner.path.display());
+                log::error!(
+                    "usage log {}: rotation failed: {e}",
+                    self.inner.path.display()
+                );
             }
         }
     }

@@ -1,11 +1,155 @@
-//! The gateway: auth, routing, handlers, usage.
+//! The gateway: `noviqi serve`. Wires the config, the HTTP layer, the handlers, the limiter and
+//! the usage log together, and keeps the config current.
+//!
+//! State owned here: the current [`Runtime`] (config + upstream clients) behind a lock that is
+//! held only to clone an `Arc` (a request finishes on the runtime it started with, a reload
+//! swaps in a new one), the rate limiter and lockout tables (which survive reloads, keyed by
+//! key hash and address), the usage log, and the request-id counter.
 
+pub mod auth;
 pub mod error;
+mod handler;
+pub mod plan;
+mod proxy;
+mod relay;
+mod reload;
 pub mod rewrite;
 
+use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::RwLock;
+
+use crate::config::{self, Config, Secrets};
+use crate::http::{self, Server, ServerOptions};
+use crate::limits::RateLimiter;
+use crate::limits::lockout::Lockout;
+use crate::upstream::Upstreams;
+use crate::usage::UsageLog;
+
+/// One loaded config and the upstream clients built for it.
+pub struct Runtime {
+    pub config: Config,
+    pub upstreams: Upstreams,
+}
+
+impl Runtime {
+    pub fn new(config: Config) -> Result<Runtime, String> {
+        let upstreams = Upstreams::new(&config)?;
+        Ok(Runtime { config, upstreams })
+    }
+}
+
+/// Everything a request needs, shared by all connection threads.
+pub struct Gateway {
+    runtime: RwLock<Arc<Runtime>>,
+    limiter: RateLimiter,
+    lockout: Lockout,
+    usage: Option<UsageLog>,
+    epoch: Instant,
+    id_prefix: String,
+    next_id: AtomicU64,
+}
+
+impl Gateway {
+    pub fn new(runtime: Runtime) -> Result<Arc<Gateway>, String> {
+        let usage = UsageLog::open(&runtime.config.usage).map_err(|e| {
+            let path = runtime
+                .config
+                .usage
+                .path
+                .as_deref()
+                .unwrap_or(Path::new(""));
+            format!("cannot open the usage log {}: {e}", path.display())
+        })?;
+        let mut prefix = [0u8; 4];
+        rand::Rng::fill(&mut rand::rng(), &mut prefix[..]);
+        Ok(Arc::new(Gateway {
+            runtime: RwLock::new(Arc::new(runtime)),
+            limiter: RateLimiter::new(),
+            lockout: Lockout::default(),
+            usage,
+            epoch: Instant::now(),
+            id_prefix: hex::encode(prefix),
+            next_id: AtomicU64::new(1),
+        }))
+    }
+
+    /// The runtime requests start on now.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.read().clone()
+    }
+
+    /// Swaps in a freshly loaded runtime; state of keys that no longer exist is dropped.
+    pub fn replace_runtime(&self, runtime: Runtime) {
+        let live: std::collections::HashSet<_> =
+            runtime.config.keys.iter().map(|k| k.hash).collect();
+        *self.runtime.write() = Arc::new(runtime);
+        self.limiter.retain_keys(|hash| live.contains(hash));
+    }
+
+    /// The clock the limiter and lockout tables run on.
+    fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    fn new_request_id(&self) -> String {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        format!("req_{}{n:08x}", self.id_prefix)
+    }
+
+    /// Flushes the usage log; called once at shutdown.
+    pub fn close(&self) {
+        if let Some(usage) = &self.usage {
+            usage.close();
+        }
+    }
+}
+
+/// The HTTP layer's options from the `[server]` table.
+pub fn server_options(config: &Config) -> Result<ServerOptions, String> {
+    let s = &config.server;
+    let tls = match &s.tls {
+        Some(files) => {
+            Some(http::tls_config(&files.cert_file, &files.key_file).map_err(|e| e.to_string())?)
+        }
+        None => None,
+    };
+    Ok(ServerOptions {
+        max_connections: s.max_connections,
+        header_timeout: s.header_timeout,
+        idle_timeout: s.idle_timeout,
+        max_body_bytes: s.max_body_bytes,
+        tls,
+        ..ServerOptions::default()
+    })
+}
 
 /// Runs `noviqi serve` on the config at `path` until SIGTERM/SIGINT.
 pub fn run(path: &Path) -> Result<(), String> {
-    Err(format!("serve is not implemented yet ({})", path.display()))
+    let config = config::load(path, Secrets::Decrypt).map_err(|e| e.to_string())?;
+    let listen = config.server.listen;
+    let options = server_options(&config)?;
+    let scheme = if options.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let gateway = Gateway::new(Runtime::new(config)?)?;
+    let handler = Arc::new(handler::GatewayHandler(gateway.clone()));
+    let server = Server::bind(listen, options, handler)
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let addr: SocketAddr = server.local_addr();
+    log::info!("noviqi listening on {scheme}://{addr}");
+    let watcher =
+        reload::Watcher::start(path.to_owned(), gateway.clone(), server.shutdown_handle())
+            .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let result = server.run();
+    watcher.stop();
+    gateway.close();
+    log::info!("noviqi stopped");
+    result.map_err(|e| format!("server error: {e}"))
 }

@@ -55,9 +55,8 @@ pub fn probe(body: &[u8]) -> Result<Probe, ApiError> {
     })?;
     let (model, model_span) = match raw.model {
         Some(value) => {
-            let model: String = serde_json::from_str(value.get()).map_err(|_| {
-                ApiError::bad_request("`model` must be a string", Some("model"))
-            })?;
+            let model: String = serde_json::from_str(value.get())
+                .map_err(|_| ApiError::bad_request("`model` must be a string", Some("model")))?;
             (Some(model), span_of(body, value.get()))
         }
         None => (None, None),
@@ -114,7 +113,10 @@ pub fn rewrite(
     let model = serde_json::to_string(upstream_model).map_err(|_| ApiError::internal())?;
     let inject = add_include_usage && !probe.has_stream_options;
     let mut out = Vec::with_capacity(body.len() + model.len() + 48);
-    let open = body.iter().position(|&b| b == b'{').ok_or_else(ApiError::internal)?;
+    let open = body
+        .iter()
+        .position(|&b| b == b'{')
+        .ok_or_else(ApiError::internal)?;
     out.extend_from_slice(&body[..=open]);
     if inject {
         out.extend_from_slice(br#""stream_options":{"include_usage":true},"#);
@@ -197,8 +199,16 @@ mod tests {
     fn refusals() {
         assert_eq!(probe(b"[1]").unwrap_err().status, 400);
         assert_eq!(probe(b"{\"model\":").unwrap_err().status, 400);
-        assert_eq!(probe(b"{\"model\":3}").unwrap_err().param.as_deref(), Some("model"));
-        assert_eq!(probe(b"{\"model\":\"a\",\"model\":\"b\"}").unwrap_err().status, 400);
+        assert_eq!(
+            probe(b"{\"model\":3}").unwrap_err().param.as_deref(),
+            Some("model")
+        );
+        assert_eq!(
+            probe(b"{\"model\":\"a\",\"model\":\"b\"}")
+                .unwrap_err()
+                .status,
+            400
+        );
         assert_eq!(probe(b"{}").unwrap().model, None);
         let msg = probe(b"{\"secret prompt\" 1}").unwrap_err().message;
         assert!(!msg.contains("secret"), "{msg}");

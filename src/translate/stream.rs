@@ -69,6 +69,12 @@ impl AnthropicToOpenAiStream {
         self.done
     }
 
+    /// True once the stream was ended with an error frame (an upstream `error` event or an
+    /// unreadable event); nothing more will be written.
+    pub fn failed(&self) -> bool {
+        self.failed
+    }
+
     /// Translates one upstream event, appending complete `data: …\n\n` frames to `out`.
     pub fn on_event(&mut self, ev: &SseEvent, out: &mut Vec<u8>) {
         if self.done || self.failed {
@@ -255,6 +261,11 @@ impl OpenAiToAnthropicStream {
     /// True once the message ended properly (finish reason seen, `message_stop` written).
     pub fn finished(&self) -> bool {
         self.done
+    }
+
+    /// True once the stream was ended with an error event; nothing more will be written.
+    pub fn failed(&self) -> bool {
+        self.failed
     }
 
     /// Translates one upstream event, appending complete Anthropic SSE frames to `out`.

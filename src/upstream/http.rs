@@ -132,7 +132,10 @@ impl HttpProvider {
             .auth
             .as_ref()
             .map(|(name, value)| (*name, value.as_str()));
-        forwarded.chain(anthropic_version).chain(statics).chain(auth)
+        forwarded
+            .chain(anthropic_version)
+            .chain(statics)
+            .chain(auth)
     }
 }
 
@@ -192,7 +195,10 @@ fn roots_with(ca_file: &std::path::Path) -> Result<RootCerts, String> {
         .collect::<Result<Vec<Certificate<'static>>, _>>()
         .map_err(|e| format!("ca_file {} is not valid PEM: {e}", ca_file.display()))?;
     if extra.is_empty() {
-        return Err(format!("ca_file {} holds no certificate", ca_file.display()));
+        return Err(format!(
+            "ca_file {} holds no certificate",
+            ca_file.display()
+        ));
     }
     let bundled = webpki_root_certs::TLS_SERVER_ROOT_CERTS
         .iter()

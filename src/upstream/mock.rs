@@ -50,14 +50,19 @@ fn chat(body: &Value, model: &str) -> UpstreamResponse {
             json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 0,
                    "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
         };
-        let mut events = vec![base(json!({"role": "assistant", "content": ""}), Value::Null)];
+        let mut events = vec![base(
+            json!({"role": "assistant", "content": ""}),
+            Value::Null,
+        )];
         for piece in pieces(&prompt) {
             events.push(base(json!({"content": piece}), Value::Null));
         }
         events.push(base(json!({}), json!("stop")));
         if include_usage {
-            events.push(json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk",
-                               "created": 0, "model": model, "choices": [], "usage": usage}));
+            events.push(
+                json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk",
+                               "created": 0, "model": model, "choices": [], "usage": usage}),
+            );
         }
         return sse(&events);
     }
@@ -75,7 +80,11 @@ fn chat(body: &Value, model: &str) -> UpstreamResponse {
 fn completion(body: &Value, model: &str) -> UpstreamResponse {
     let prompt = match &body["prompt"] {
         Value::String(s) => s.clone(),
-        Value::Array(items) => items.first().and_then(Value::as_str).unwrap_or("").to_owned(),
+        Value::Array(items) => items
+            .first()
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned(),
         _ => String::new(),
     };
     let usage = usage(words(&prompt), words(&prompt));
@@ -90,8 +99,10 @@ fn completion(body: &Value, model: &str) -> UpstreamResponse {
         events.push(json!({"id": "cmpl-mock", "object": "text_completion", "created": 0,
                            "model": model, "choices": [{"index": 0, "text": "", "finish_reason": "stop"}]}));
         if body["stream_options"]["include_usage"].as_bool() == Some(true) {
-            events.push(json!({"id": "cmpl-mock", "object": "text_completion", "created": 0,
-                               "model": model, "choices": [], "usage": usage}));
+            events.push(
+                json!({"id": "cmpl-mock", "object": "text_completion", "created": 0,
+                               "model": model, "choices": [], "usage": usage}),
+            );
         }
         return sse(&events);
     }

@@ -117,10 +117,9 @@ impl Upstreams {
         for provider in &config.providers {
             let client: Arc<dyn Provider> = match provider.kind {
                 ProviderKind::Mock => Arc::new(mock::Mock),
-                ProviderKind::OpenAi | ProviderKind::Anthropic => Arc::new(http::HttpProvider::new(
-                    provider.clone(),
-                    &config.server,
-                )?),
+                ProviderKind::OpenAi | ProviderKind::Anthropic => {
+                    Arc::new(http::HttpProvider::new(provider.clone(), &config.server)?)
+                }
             };
             by_name.insert(provider.name.clone(), client);
         }

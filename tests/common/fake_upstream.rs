@@ -152,12 +152,18 @@ impl FakeUpstream {
     }
 
     pub fn last(&self) -> Received {
-        self.received().pop().expect("the upstream received a request")
+        self.received()
+            .pop()
+            .expect("the upstream received a request")
     }
 
     /// Waits until a streaming write fails because the peer (the gateway) went away.
     pub fn wait_disconnect(&self, timeout: Duration) -> bool {
-        self.disconnects.lock().unwrap().recv_timeout(timeout).is_ok()
+        self.disconnects
+            .lock()
+            .unwrap()
+            .recv_timeout(timeout)
+            .is_ok()
     }
 }
 
@@ -211,7 +217,11 @@ fn serve(
                 for (delay, event) in events {
                     thread::sleep(delay);
                     let frame = format!("{:x}\r\n{event}\r\n", event.len());
-                    if writer.write_all(frame.as_bytes()).and_then(|_| writer.flush()).is_err() {
+                    if writer
+                        .write_all(frame.as_bytes())
+                        .and_then(|_| writer.flush())
+                        .is_err()
+                    {
                         let _ = disconnects.send(());
                         return;
                     }

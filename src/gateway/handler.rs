@@ -1,0 +1,164 @@
+//! The HTTP entry point: request ids, routing by (method, path), the small local endpoints
+//! (`/healthz`, `/v1/models`, `/`), and the access log line. Proxied endpoints go to
+//! `proxy.rs`.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::json;
+
+use super::error::{ApiError, Dialect};
+use super::plan::Endpoint;
+use super::{Gateway, Runtime};
+use crate::clientip;
+use crate::http::{Handler, HttpError, Request, Response};
+
+/// The gateway as the HTTP layer sees it.
+pub struct GatewayHandler(pub Arc<Gateway>);
+
+/// Per-request facts every path needs.
+pub(super) struct Ctx {
+    pub request_id: String,
+    pub client_ip: IpAddr,
+    pub started: Instant,
+}
+
+impl Handler for GatewayHandler {
+    fn handle(&self, req: &mut Request<'_>) -> Response {
+        let gateway = &self.0;
+        let runtime = gateway.runtime();
+        let ctx = Ctx {
+            request_id: request_id(gateway, req),
+            client_ip: clientip::client_ip(
+                req.peer().ip(),
+                req.headers()
+                    .filter(|(name, _)| name.eq_ignore_ascii_case("x-forwarded-for"))
+                    .filter_map(|(_, value)| std::str::from_utf8(value).ok()),
+                &runtime.config.server.trusted_proxies,
+            ),
+            started: Instant::now(),
+        };
+        let response = route(gateway, &runtime, req, &ctx);
+        let response = response.with_header("x-request-id", ctx.request_id.clone());
+        if !req.path().starts_with("/v1/") || Endpoint::from_path(req.path()).is_none() {
+            // Proxied endpoints log when their usage record is final (streams end later).
+            log::info!(
+                "{} {} {} {}us",
+                req.method(),
+                req.path(),
+                response.status,
+                ctx.started.elapsed().as_micros()
+            );
+        }
+        response
+    }
+
+    fn error_response(&self, path: Option<&str>, error: &HttpError) -> Response {
+        let dialect = path.map_or(Dialect::OpenAi, Dialect::of_path);
+        let api = ApiError {
+            status: error.status(),
+            message: error.message().to_owned(),
+            param: None,
+            code: match error {
+                HttpError::PayloadTooLarge => "request_too_large",
+                HttpError::HeadersTooLarge => "headers_too_large",
+                HttpError::Timeout => "request_timeout",
+                HttpError::Busy => "server_busy",
+                _ => "invalid_request",
+            },
+            retry_after: matches!(error, HttpError::Busy).then_some(1),
+        };
+        let mut response = to_response(&api, dialect);
+        response = response.with_header("x-request-id", self.0.new_request_id());
+        response
+    }
+}
+
+fn route(
+    gateway: &Arc<Gateway>,
+    runtime: &Arc<Runtime>,
+    req: &mut Request<'_>,
+    ctx: &Ctx,
+) -> Response {
+    let method = req.method();
+    let is_get = method == "GET" || method == "HEAD";
+    let path = req.path();
+    if let Some(endpoint) = Endpoint::from_path(path) {
+        if method == "POST" {
+            return gateway.proxy(runtime, req, ctx, endpoint);
+        }
+        if method == "HEAD" {
+            return Response::new(200);
+        }
+        return to_response(&ApiError::method_not_allowed(), endpoint.dialect())
+            .with_header("allow", "POST");
+    }
+    match path {
+        "/healthz" if is_get => Response::json(200, &b"{\"status\":\"ok\"}"[..]),
+        "/" if is_get => Response::bytes(
+            200,
+            "text/plain; charset=utf-8",
+            &b"noviqi AI gateway: see /v1/models\n"[..],
+        ),
+        "/v1/models" if is_get => match models(gateway, runtime, req, ctx) {
+            Ok(response) => response,
+            Err(e) => to_response(&e, Dialect::OpenAi),
+        },
+        "/healthz" | "/" | "/v1/models" => {
+            to_response(&ApiError::method_not_allowed(), Dialect::OpenAi)
+                .with_header("allow", "GET, HEAD")
+        }
+        _ if method == "HEAD" => Response::new(200),
+        _ => to_response(
+            &ApiError::not_found("not_found", format!("no such endpoint: {method} {path}")),
+            Dialect::of_path(path),
+        ),
+    }
+}
+
+/// `GET /v1/models`: the `[[models]]` names this key may use, in OpenAI's list shape.
+fn models(
+    gateway: &Gateway,
+    runtime: &Runtime,
+    req: &Request<'_>,
+    ctx: &Ctx,
+) -> Result<Response, ApiError> {
+    let key = gateway.authenticate(&runtime.config, req, ctx.client_ip)?;
+    let data: Vec<_> = runtime
+        .config
+        .models
+        .iter()
+        .filter(|m| key.allows_model(&m.name))
+        .map(|m| json!({"id": m.name, "object": "model", "created": 0, "owned_by": "noviqi"}))
+        .collect();
+    let body = json!({"object": "list", "data": data});
+    Ok(Response::json(200, body.to_string()))
+}
+
+/// The id for this request: the client's `x-request-id` when short and printable, else a new
+/// one.
+fn request_id(gateway: &Gateway, req: &Request<'_>) -> String {
+    match req.header("x-request-id") {
+        Some(id)
+            if !id.is_empty()
+                && id.len() <= 128
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) =>
+        {
+            id.to_owned()
+        }
+        _ => gateway.new_request_id(),
+    }
+}
+
+/// The one place an [`ApiError`] becomes a response (status, body in `dialect`'s shape,
+/// `Retry-After`).
+pub(super) fn to_response(error: &ApiError, dialect: Dialect) -> Response {
+    let mut response = Response::json(error.status, error.body(dialect));
+    if let Some(secs) = error.retry_after {
+        response = response.with_header("retry-after", secs.to_string());
+    }
+    response
+}

@@ -1,0 +1,158 @@
+//! What to send one target: the upstream path, the body in the target's wire format, and how
+//! its answer must be turned back into the client's format.
+//!
+//! A pure function of (endpoint, provider kind, client body): routing and fallback call it once
+//! per target tried, since targets of one model may speak different protocols.
+
+use serde_json::Value;
+
+use super::error::{ApiError, Dialect};
+use super::rewrite::{self, Probe};
+use crate::config::model::ProviderKind;
+use crate::translate;
+
+/// The client-facing endpoints that reach an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Chat,
+    Completions,
+    Embeddings,
+    Responses,
+    Messages,
+    CountTokens,
+}
+
+impl Endpoint {
+    pub fn from_path(path: &str) -> Option<Endpoint> {
+        Some(match path {
+            "/v1/chat/completions" => Endpoint::Chat,
+            "/v1/completions" => Endpoint::Completions,
+            "/v1/embeddings" => Endpoint::Embeddings,
+            "/v1/responses" => Endpoint::Responses,
+            "/v1/messages" => Endpoint::Messages,
+            "/v1/messages/count_tokens" => Endpoint::CountTokens,
+            _ => return None,
+        })
+    }
+
+    /// The path as the usage log names it.
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "/v1/chat/completions",
+            Endpoint::Completions => "/v1/completions",
+            Endpoint::Embeddings => "/v1/embeddings",
+            Endpoint::Responses => "/v1/responses",
+            Endpoint::Messages => "/v1/messages",
+            Endpoint::CountTokens => "/v1/messages/count_tokens",
+        }
+    }
+
+    pub fn dialect(self) -> Dialect {
+        match self {
+            Endpoint::Messages | Endpoint::CountTokens => Dialect::Anthropic,
+            _ => Dialect::OpenAi,
+        }
+    }
+}
+
+/// How the upstream's answer maps back to the client's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Translation {
+    /// Same format both sides; usage read from an OpenAI-shaped body or stream.
+    OpenAi,
+    /// Same format both sides; usage read from an Anthropic-shaped body or stream.
+    Anthropic,
+    /// An OpenAI chat client served by an Anthropic upstream.
+    ChatViaAnthropic,
+    /// An Anthropic Messages client served by an OpenAI-compatible upstream.
+    MessagesViaChat,
+}
+
+#[derive(Debug)]
+pub struct Plan {
+    pub path: &'static str,
+    pub body: Vec<u8>,
+    pub translation: Translation,
+    /// For streamed OpenAI passthrough: drop the usage-only chunk the gateway asked for.
+    pub hide_usage_chunk: bool,
+}
+
+pub fn plan(
+    endpoint: Endpoint,
+    kind: ProviderKind,
+    body: &[u8],
+    probe: &Probe,
+    upstream_model: &str,
+) -> Result<Plan, ApiError> {
+    let openai = matches!(kind, ProviderKind::OpenAi | ProviderKind::Mock);
+    let passthrough = |path, translation, add_usage: bool| {
+        Ok(Plan {
+            path,
+            body: rewrite::rewrite(body, probe, upstream_model, add_usage)?,
+            translation,
+            hide_usage_chunk: add_usage && !probe.include_usage,
+        })
+    };
+    match (endpoint, openai) {
+        (Endpoint::Chat, true) => {
+            passthrough("/chat/completions", Translation::OpenAi, probe.stream)
+        }
+        (Endpoint::Completions, true) => {
+            passthrough("/completions", Translation::OpenAi, probe.stream)
+        }
+        (Endpoint::Embeddings, true) => passthrough("/embeddings", Translation::OpenAi, false),
+        (Endpoint::Responses, true) => passthrough("/responses", Translation::OpenAi, false),
+        (Endpoint::Messages, false) => passthrough("/v1/messages", Translation::Anthropic, false),
+        (Endpoint::CountTokens, false) => {
+            passthrough("/v1/messages/count_tokens", Translation::Anthropic, false)
+        }
+        (Endpoint::Chat, false) => {
+            let request = parse(body)?;
+            let mut out = translate::openai_to_anthropic::chat_request_to_anthropic(&request)
+                .map_err(bad_translation)?;
+            out["model"] = Value::String(upstream_model.to_owned());
+            Ok(Plan {
+                path: "/v1/messages",
+                body: to_vec(&out)?,
+                translation: Translation::ChatViaAnthropic,
+                hide_usage_chunk: false,
+            })
+        }
+        (Endpoint::Messages, true) => {
+            let request = parse(body)?;
+            let mut out = translate::anthropic_to_openai::anthropic_request_to_chat(&request)
+                .map_err(bad_translation)?;
+            out["model"] = Value::String(upstream_model.to_owned());
+            Ok(Plan {
+                path: "/chat/completions",
+                body: to_vec(&out)?,
+                translation: Translation::MessagesViaChat,
+                hide_usage_chunk: false,
+            })
+        }
+        (Endpoint::CountTokens, true) => Err(ApiError::not_found(
+            "count_tokens_unsupported",
+            "token counting is only available for anthropic targets; estimate locally",
+        )),
+        (Endpoint::Completions | Endpoint::Embeddings, false) => Err(ApiError::bad_request(
+            format!("{} is not available for anthropic targets", endpoint.path()),
+            Some("model"),
+        )),
+        (Endpoint::Responses, false) => Err(ApiError::bad_request(
+            "the Responses API is not yet translated for anthropic targets",
+            Some("model"),
+        )),
+    }
+}
+
+fn parse(body: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(body).map_err(|_| ApiError::bad_request("malformed JSON body", None))
+}
+
+fn to_vec(value: &Value) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(value).map_err(|_| ApiError::internal())
+}
+
+fn bad_translation(e: translate::TranslateError) -> ApiError {
+    ApiError::bad_request(e.message, e.param.as_deref())
+}

@@ -1,0 +1,464 @@
+//! The proxied request: authenticate, read and probe the body, route, rate-limit, try the
+//! model's targets in order, answer (whole or streamed), record usage.
+//!
+//! Fallback: a target that fails before any byte has gone to the client (connect error,
+//! timeout before headers, 429, 5xx) hands over to the next; the last target's answer, good or
+//! bad, is the client's. No target is called twice for one request.
+
+use std::io::Read;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::error::ApiError;
+use super::handler::{Ctx, to_response};
+use super::plan::{self, Endpoint, Plan, Translation};
+use super::relay;
+use super::rewrite;
+use super::{Gateway, Runtime};
+use crate::config::model::Key;
+use crate::http::{BodyError, Request, Response};
+use crate::translate::{self, Usage};
+use crate::upstream::{Method, UpstreamError, UpstreamRequest, UpstreamResponse};
+use crate::usage::{UsageRecord, timestamp_now};
+
+/// Largest non-streamed upstream answer the gateway holds in memory.
+const MAX_UPSTREAM_BODY: u64 = 64 * 1024 * 1024;
+
+/// Client headers passed to the upstream (everything else, the gateway key included, stays).
+const FORWARDED: &[&str] = &[
+    "accept",
+    "openai-beta",
+    "anthropic-version",
+    "anthropic-beta",
+];
+
+/// What the usage record and access log will say about one request; filled in as it goes.
+pub(super) struct Draft {
+    pub request_id: String,
+    pub client_ip: IpAddr,
+    pub started: Instant,
+    pub endpoint: Endpoint,
+    pub key: Option<Arc<Key>>,
+    pub model: Option<String>,
+    pub provider: Option<String>,
+    pub upstream_model: Option<String>,
+    pub stream: bool,
+    pub status: u16,
+    pub error: Option<&'static str>,
+    pub usage: Option<Usage>,
+    pub ttfb: Option<Duration>,
+    pub rate_headers: Vec<(&'static str, String)>,
+    /// Set once the usage record is written; a request is recorded exactly once.
+    pub recorded: bool,
+}
+
+impl Gateway {
+    pub(super) fn proxy(
+        self: &Arc<Self>,
+        runtime: &Arc<Runtime>,
+        req: &mut Request<'_>,
+        ctx: &Ctx,
+        endpoint: Endpoint,
+    ) -> Response {
+        let mut draft = Draft {
+            request_id: ctx.request_id.clone(),
+            client_ip: ctx.client_ip,
+            started: ctx.started,
+            endpoint,
+            key: None,
+            model: None,
+            provider: None,
+            upstream_model: None,
+            stream: false,
+            status: 0,
+            error: None,
+            usage: None,
+            ttfb: None,
+            rate_headers: Vec::new(),
+            recorded: false,
+        };
+        match self.try_proxy(runtime, req, endpoint, &mut draft) {
+            Ok(response) => response,
+            Err(error) => {
+                draft.status = error.status;
+                draft.error = Some(error.code);
+                self.finish(&mut draft);
+                let mut response = to_response(&error, endpoint.dialect());
+                for (name, value) in draft.rate_headers.drain(..) {
+                    response = response.with_header(name, value);
+                }
+                response
+            }
+        }
+    }
+
+    fn try_proxy(
+        self: &Arc<Self>,
+        runtime: &Arc<Runtime>,
+        req: &mut Request<'_>,
+        endpoint: Endpoint,
+        draft: &mut Draft,
+    ) -> Result<Response, ApiError> {
+        let config = &runtime.config;
+        let key = self.authenticate(config, req, draft.client_ip)?;
+        draft.key = Some(key.clone());
+        let max_body = config.server.max_body_bytes;
+        let body = req.read_body(max_body).map_err(|e| match e {
+            BodyError::TooLarge => ApiError::too_large(max_body),
+            BodyError::Timeout => {
+                ApiError::upstream(408, "request_timeout", "timed out reading the request body")
+            }
+            other => ApiError::bad_request(other.to_string(), None),
+        })?;
+        let probe = rewrite::probe(&body)?;
+        draft.stream = probe.stream;
+        let model = probe
+            .model
+            .clone()
+            .ok_or_else(|| ApiError::bad_request("missing `model`", Some("model")))?;
+        draft.model = Some(model.clone());
+        if !key.allows_model(&model) {
+            return Err(ApiError::forbidden(
+                "model_not_allowed",
+                format!("this key may not use model `{model}`"),
+            ));
+        }
+        let route = config.route(&model).ok_or_else(|| {
+            ApiError::not_found("model_not_found", format!("unknown model `{model}`"))
+        })?;
+        let decision = self
+            .limiter
+            .check_request(&key.hash, key.limits, self.now());
+        draft.rate_headers = decision.headers.header_pairs();
+        if !decision.allowed {
+            return Err(ApiError::rate_limited(
+                "rate limit reached for this key",
+                decision.retry_after_secs.unwrap_or(1),
+            ));
+        }
+        let forwarded: Vec<(&'static str, String)> = FORWARDED
+            .iter()
+            .filter_map(|&name| Some((name, req.header(name)?.to_owned())))
+            .chain([("content-type", "application/json".to_owned())])
+            .collect();
+
+        let mut last_error = None;
+        let count = route.targets.len();
+        for (i, target) in route.targets.iter().enumerate() {
+            let is_last = i + 1 == count;
+            let plan = plan::plan(
+                endpoint,
+                target.provider.kind,
+                &body,
+                &probe,
+                &target.upstream_model,
+            )?;
+            let Some(client) = runtime.upstreams.get(&target.provider.name) else {
+                log::error!("no client for provider {}", target.provider.name);
+                return Err(ApiError::internal());
+            };
+            let sent_at = Instant::now();
+            let outcome = client.send(&UpstreamRequest {
+                method: Method::Post,
+                path: plan.path,
+                headers: &forwarded,
+                body: &plan.body,
+            });
+            match outcome {
+                Err(e) => {
+                    log::warn!(
+                        "request {}: provider {} failed: {e}",
+                        draft.request_id,
+                        target.provider.name
+                    );
+                    last_error = Some(upstream_error(&target.provider.name, &e));
+                }
+                Ok(response) if !is_last && (response.status == 429 || response.status >= 500) => {
+                    log::warn!(
+                        "request {}: provider {} answered {}, trying the next target",
+                        draft.request_id,
+                        target.provider.name,
+                        response.status
+                    );
+                }
+                Ok(response) => {
+                    draft.provider = Some(target.provider.name.clone());
+                    draft.upstream_model = Some(target.upstream_model.clone());
+                    return Ok(self.answer(response, &plan, &probe, &model, sent_at, draft));
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(ApiError::internal))
+    }
+
+    /// Turns the upstream's answer into the client's response.
+    fn answer(
+        self: &Arc<Self>,
+        upstream: UpstreamResponse,
+        plan: &Plan,
+        probe: &rewrite::Probe,
+        model: &str,
+        sent_at: Instant,
+        draft: &mut Draft,
+    ) -> Response {
+        let upstream_time = sent_at.elapsed();
+        let gateway_time = draft.started.elapsed().saturating_sub(upstream_time);
+        let dialect = draft.endpoint.dialect();
+        let success = (200..300).contains(&upstream.status);
+        if success && upstream.is_event_stream() {
+            let relay = relay::Relay::new(plan, model, probe.include_usage);
+            let timing = server_timing(gateway_time, upstream_time);
+            let mut headers = vec![
+                ("content-type".to_owned(), "text/event-stream".to_owned()),
+                ("cache-control".to_owned(), "no-cache".to_owned()),
+                ("x-accel-buffering".to_owned(), "no".to_owned()),
+                ("server-timing".to_owned(), timing),
+            ];
+            headers.extend(draft.rate_headers.drain(..).map(|(n, v)| (n.to_owned(), v)));
+            let draft = std::mem::replace(draft, draft.detached());
+            return relay::stream(self.clone(), upstream, relay, draft, dialect, headers);
+        }
+        let status = upstream.status;
+        let retry_after = upstream.header("retry-after").map(str::to_owned);
+        let content_type = upstream
+            .header("content-type")
+            .unwrap_or("application/json")
+            .to_owned();
+        let mut bytes = Vec::new();
+        let read = upstream
+            .body
+            .take(MAX_UPSTREAM_BODY + 1)
+            .read_to_end(&mut bytes);
+        let result = match read {
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Err(ApiError::upstream(
+                504,
+                "upstream_timeout",
+                "the upstream stopped answering",
+            )),
+            Err(_) => Err(ApiError::upstream(
+                502,
+                "upstream_unreadable",
+                "the upstream answer broke off",
+            )),
+            Ok(_) if bytes.len() as u64 > MAX_UPSTREAM_BODY => Err(ApiError::upstream(
+                502,
+                "upstream_too_large",
+                "the upstream answer is too large",
+            )),
+            Ok(_) if success => convert(plan.translation, &bytes, model).map(|(body, usage)| {
+                draft.usage = usage;
+                body
+            }),
+            Ok(_) => Ok(bytes),
+        };
+        let upstream_time = sent_at.elapsed();
+        let gateway_time = draft.started.elapsed().saturating_sub(upstream_time);
+        let body = match result {
+            Ok(body) => body,
+            Err(error) => {
+                draft.status = error.status;
+                draft.error = Some(error.code);
+                self.finish(draft);
+                let mut response = to_response(&error, dialect);
+                for (name, value) in draft.rate_headers.drain(..) {
+                    response = response.with_header(name, value);
+                }
+                return response;
+            }
+        };
+        draft.status = status;
+        if !success {
+            draft.error = Some("upstream_error");
+        }
+        let content_type = if success && plan.translation_changes_format() {
+            "application/json".to_owned()
+        } else {
+            content_type
+        };
+        let mut response = Response::bytes(status, &content_type, body)
+            .with_header("server-timing", server_timing(gateway_time, upstream_time));
+        if let Some(retry_after) = retry_after {
+            response = response.with_header("retry-after", retry_after);
+        }
+        for (name, value) in draft.rate_headers.drain(..) {
+            response = response.with_header(name, value);
+        }
+        self.finish(draft);
+        response
+    }
+
+    /// Writes the usage record, counts tokens against the key, logs the access line.
+    pub(super) fn finish(&self, draft: &mut Draft) {
+        if draft.recorded {
+            return;
+        }
+        draft.recorded = true;
+        let latency = draft.started.elapsed();
+        let ttfb = draft.ttfb.unwrap_or(latency).min(latency);
+        if let (Some(key), Some(usage)) = (&draft.key, draft.usage) {
+            let tokens = usage.prompt_tokens + usage.completion_tokens;
+            if tokens > 0 {
+                self.limiter.record_tokens(&key.hash, tokens, self.now());
+            }
+        }
+        let key_name = draft.key.as_ref().map(|k| k.name.clone());
+        log::info!(
+            "POST {} {} key={} model={} {}us rid={}{}",
+            draft.endpoint.path(),
+            draft.status,
+            key_name.as_deref().unwrap_or("-"),
+            draft
+                .model
+                .as_deref()
+                .map(sanitize)
+                .unwrap_or_else(|| "-".into()),
+            latency.as_micros(),
+            draft.request_id,
+            draft
+                .error
+                .map(|e| format!(" error={e}"))
+                .unwrap_or_default(),
+        );
+        if let Some(log) = &self.usage {
+            log.append(&UsageRecord {
+                ts: timestamp_now(),
+                request_id: draft.request_id.clone(),
+                key: key_name,
+                model: draft.model.clone(),
+                provider: draft.provider.clone(),
+                upstream_model: draft.upstream_model.clone(),
+                endpoint: draft.endpoint.path().to_owned(),
+                stream: draft.stream,
+                status: draft.status,
+                latency_ms: latency.as_millis() as u64,
+                ttfb_ms: ttfb.as_millis() as u64,
+                prompt_tokens: draft.usage.map(|u| u.prompt_tokens),
+                completion_tokens: draft.usage.map(|u| u.completion_tokens),
+                error: draft.error.map(str::to_owned),
+                client_ip: draft.client_ip.to_string(),
+            });
+        }
+    }
+}
+
+impl Draft {
+    /// An empty shell left behind when the draft moves into a stream.
+    fn detached(&self) -> Draft {
+        Draft {
+            request_id: String::new(),
+            client_ip: self.client_ip,
+            started: self.started,
+            endpoint: self.endpoint,
+            key: None,
+            model: None,
+            provider: None,
+            upstream_model: None,
+            stream: self.stream,
+            status: 0,
+            error: None,
+            usage: None,
+            ttfb: None,
+            rate_headers: Vec::new(),
+            recorded: true,
+        }
+    }
+}
+
+impl Plan {
+    fn translation_changes_format(&self) -> bool {
+        matches!(
+            self.translation,
+            Translation::ChatViaAnthropic | Translation::MessagesViaChat
+        )
+    }
+}
+
+/// The client's body and the usage, from a successful non-streamed upstream body.
+fn convert(
+    translation: Translation,
+    bytes: &[u8],
+    model: &str,
+) -> Result<(Vec<u8>, Option<Usage>), ApiError> {
+    let unreadable = || {
+        ApiError::upstream(
+            502,
+            "upstream_unreadable",
+            "the upstream answer is not valid JSON",
+        )
+    };
+    match translation {
+        Translation::OpenAi | Translation::Anthropic => {
+            #[derive(Deserialize)]
+            struct UsageOnly {
+                #[serde(default)]
+                usage: Option<Value>,
+                #[serde(default)]
+                response: Option<UsageOnlyInner>,
+            }
+            #[derive(Deserialize)]
+            struct UsageOnlyInner {
+                #[serde(default)]
+                usage: Option<Value>,
+            }
+            let probe: UsageOnly = serde_json::from_slice(bytes).map_err(|_| unreadable())?;
+            let usage_value = probe.usage.or(probe.response.and_then(|r| r.usage));
+            let usage = usage_value.and_then(|u| {
+                let wrapped = serde_json::json!({ "usage": u });
+                if translation == Translation::Anthropic {
+                    translate::anthropic_usage(&wrapped)
+                } else {
+                    translate::openai_usage(&wrapped)
+                }
+            });
+            Ok((bytes.to_vec(), usage))
+        }
+        Translation::ChatViaAnthropic => {
+            let upstream: Value = serde_json::from_slice(bytes).map_err(|_| unreadable())?;
+            let usage = translate::anthropic_usage(&upstream);
+            let created = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let out = translate::openai_to_anthropic::anthropic_response_to_chat(
+                &upstream, model, created,
+            )
+            .map_err(|e| ApiError::upstream(502, "upstream_unreadable", e.to_string()))?;
+            Ok((out.to_string().into_bytes(), usage))
+        }
+        Translation::MessagesViaChat => {
+            let upstream: Value = serde_json::from_slice(bytes).map_err(|_| unreadable())?;
+            let usage = translate::openai_usage(&upstream);
+            let out = translate::anthropic_to_openai::chat_response_to_anthropic(&upstream, model)
+                .map_err(|e| ApiError::upstream(502, "upstream_unreadable", e.to_string()))?;
+            Ok((out.to_string().into_bytes(), usage))
+        }
+    }
+}
+
+fn upstream_error(provider: &str, e: &UpstreamError) -> ApiError {
+    let message = match e {
+        UpstreamError::Timeout(_) => format!("provider `{provider}` timed out"),
+        UpstreamError::Unreachable(_) => format!("provider `{provider}` is unreachable"),
+        UpstreamError::Unreadable(_) => format!("provider `{provider}` sent an unreadable answer"),
+    };
+    ApiError::upstream(e.status(), e.code(), message)
+}
+
+fn server_timing(gateway: Duration, upstream: Duration) -> String {
+    format!(
+        "gateway;dur={:.3}, upstream;dur={:.3}",
+        gateway.as_secs_f64() * 1000.0,
+        upstream.as_secs_f64() * 1000.0
+    )
+}
+
+/// A model name fit for a log line (clients choose it).
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .take(100)
+        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+        .collect()
+}

@@ -1,0 +1,325 @@
+//! Streaming answers: upstream SSE events relayed to the client as they arrive, passed through
+//! or translated, one write (and flush) per upstream read, never buffered.
+//!
+//! Owns, for one stream: the SSE parser, the per-format relay state (usage seen so far, whether
+//! the stream ended properly), and the request's usage draft. Rules it keeps:
+//! - the usage line is written before the stream's final event, so a completed response always
+//!   has its line;
+//! - a stream that breaks off (upstream EOF early, an unreadable event, an idle timeout) gets a
+//!   final error event in the client's format, never an invented `[DONE]`/`message_stop`;
+//! - a client that goes away drops the upstream body at once (closing that connection).
+
+use std::io::{self, Read};
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_json::Value;
+
+use super::Gateway;
+use super::error::{ApiError, Dialect};
+use super::plan::{Plan, Translation};
+use super::proxy::Draft;
+use crate::http::{Response, StreamWriter};
+use crate::sse::{SseEvent, SseParser, write_event};
+use crate::translate::stream::{AnthropicToOpenAiStream, OpenAiToAnthropicStream};
+use crate::translate::{self, Usage};
+use crate::upstream::UpstreamResponse;
+
+/// Longest SSE line accepted from an upstream (a single event of a big tool call fits).
+const MAX_LINE: usize = 4 * 1024 * 1024;
+/// Largest single SSE event accepted from an upstream.
+const MAX_EVENT: usize = 8 * 1024 * 1024;
+const READ_BUF: usize = 16 * 1024;
+
+/// Per-format state of one relayed stream.
+pub enum Relay {
+    /// OpenAI chat/completions/responses, passed through.
+    OpenAi {
+        hide_usage_chunk: bool,
+        usage: Option<Usage>,
+        done: bool,
+        failed: bool,
+    },
+    /// Anthropic Messages, passed through.
+    Anthropic {
+        usage: Usage,
+        seen_usage: bool,
+        done: bool,
+        failed: bool,
+    },
+    ChatViaAnthropic(Box<AnthropicToOpenAiStream>),
+    MessagesViaChat(Box<OpenAiToAnthropicStream>),
+}
+
+impl Relay {
+    pub fn new(plan: &Plan, model: &str, include_usage: bool) -> Relay {
+        match plan.translation {
+            Translation::OpenAi => Relay::OpenAi {
+                hide_usage_chunk: plan.hide_usage_chunk,
+                usage: None,
+                done: false,
+                failed: false,
+            },
+            Translation::Anthropic => Relay::Anthropic {
+                usage: Usage::default(),
+                seen_usage: false,
+                done: false,
+                failed: false,
+            },
+            Translation::ChatViaAnthropic => Relay::ChatViaAnthropic(Box::new(
+                AnthropicToOpenAiStream::new(model, include_usage),
+            )),
+            Translation::MessagesViaChat => {
+                Relay::MessagesViaChat(Box::new(OpenAiToAnthropicStream::new(model)))
+            }
+        }
+    }
+
+    /// Handles one upstream event, appending what the client should get to `out`.
+    fn on_event(&mut self, ev: &SseEvent, out: &mut Vec<u8>) {
+        match self {
+            Relay::OpenAi {
+                hide_usage_chunk,
+                usage,
+                done,
+                failed,
+            } => {
+                if *done || *failed {
+                    return;
+                }
+                if ev.data == "[DONE]" {
+                    *done = true;
+                } else if ev.data.contains("\"usage\"") || ev.data.contains("\"error\"") {
+                    match serde_json::from_str::<OpenAiProbe>(&ev.data) {
+                        Ok(probe) => {
+                            if probe.error.is_some() {
+                                *failed = true;
+                            }
+                            let found = probe
+                                .usage
+                                .or_else(|| probe.response.and_then(|r| r.usage))
+                                .filter(Value::is_object);
+                            if let Some(u) = found {
+                                *usage =
+                                    translate::openai_usage(&serde_json::json!({ "usage": u }));
+                                let usage_only = probe.choices.is_some_and(|c| c.is_empty());
+                                if *hide_usage_chunk && usage_only {
+                                    return;
+                                }
+                            }
+                            if matches!(
+                                probe.kind.as_deref(),
+                                Some(
+                                    "response.completed"
+                                        | "response.failed"
+                                        | "response.incomplete"
+                                )
+                            ) {
+                                *done = true;
+                            }
+                        }
+                        Err(_) => *failed = true,
+                    }
+                }
+                write_event(out, ev.event.as_deref(), &ev.data);
+            }
+            Relay::Anthropic {
+                usage,
+                seen_usage,
+                done,
+                failed,
+            } => {
+                if *done || *failed {
+                    return;
+                }
+                match ev.event.as_deref() {
+                    Some("message_start") | Some("message_delta") => {
+                        if let Some(u) = serde_json::from_str::<Value>(&ev.data)
+                            .ok()
+                            .and_then(|v| translate::anthropic_usage(&v))
+                        {
+                            usage.prompt_tokens = usage.prompt_tokens.max(u.prompt_tokens);
+                            usage.completion_tokens =
+                                usage.completion_tokens.max(u.completion_tokens);
+                            *seen_usage = true;
+                        }
+                    }
+                    Some("message_stop") => *done = true,
+                    Some("error") => *failed = true,
+                    _ => {}
+                }
+                write_event(out, ev.event.as_deref(), &ev.data);
+            }
+            Relay::ChatViaAnthropic(s) => s.on_event(ev, out),
+            Relay::MessagesViaChat(s) => s.on_event(ev, out),
+        }
+    }
+
+    /// Whether the stream ended properly.
+    fn finished(&self) -> bool {
+        match self {
+            Relay::OpenAi { done, .. } | Relay::Anthropic { done, .. } => *done,
+            Relay::ChatViaAnthropic(s) => s.finished(),
+            Relay::MessagesViaChat(s) => s.finished(),
+        }
+    }
+
+    /// Whether the upstream reported an error inside the stream (relayed to the client).
+    fn failed(&self) -> bool {
+        match self {
+            Relay::OpenAi { failed, .. } | Relay::Anthropic { failed, .. } => *failed,
+            Relay::ChatViaAnthropic(s) => s.failed(),
+            Relay::MessagesViaChat(s) => s.failed(),
+        }
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        match self {
+            Relay::OpenAi { usage, .. } => *usage,
+            Relay::Anthropic {
+                usage, seen_usage, ..
+            } => seen_usage.then_some(*usage),
+            Relay::ChatViaAnthropic(s) => Some(s.usage()),
+            Relay::MessagesViaChat(s) => Some(s.usage()),
+        }
+    }
+
+    /// The upstream ended (EOF) without a proper end: tell the client.
+    fn truncated(&mut self, dialect: Dialect, out: &mut Vec<u8>) {
+        match self {
+            Relay::ChatViaAnthropic(s) => s.finish(out),
+            Relay::MessagesViaChat(s) => s.finish(out),
+            _ => out.extend_from_slice(
+                &ApiError::upstream(502, "upstream_truncated", "the upstream stream ended early")
+                    .sse_event(dialect),
+            ),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct OpenAiProbe {
+    #[serde(default)]
+    usage: Option<Value>,
+    #[serde(default)]
+    choices: Option<Vec<IgnoredAny>>,
+    #[serde(default)]
+    error: Option<IgnoredAny>,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    response: Option<ResponseProbe>,
+}
+
+#[derive(Deserialize)]
+struct ResponseProbe {
+    #[serde(default)]
+    usage: Option<Value>,
+}
+
+/// The streamed response: relays `upstream` to the client through `relay`.
+pub(super) fn stream(
+    gateway: Arc<Gateway>,
+    upstream: UpstreamResponse,
+    mut relay: Relay,
+    mut draft: Draft,
+    dialect: Dialect,
+    headers: Vec<(String, String)>,
+) -> Response {
+    draft.status = 200;
+    let mut response = Response::stream(200, move |writer: &mut StreamWriter<'_>| {
+        let result = pump(
+            upstream.body,
+            &mut relay,
+            &mut draft,
+            dialect,
+            writer,
+            &gateway,
+        );
+        if !draft.recorded {
+            draft.usage = relay.usage();
+            gateway.finish(&mut draft);
+        }
+        result
+    });
+    response.headers = headers;
+    response
+}
+
+/// Moves events until the stream ends; `Err` only when the client is gone.
+fn pump(
+    mut body: Box<dyn Read + Send>,
+    relay: &mut Relay,
+    draft: &mut Draft,
+    dialect: Dialect,
+    writer: &mut StreamWriter<'_>,
+    gateway: &Gateway,
+) -> io::Result<()> {
+    let mut parser = SseParser::with_limits(MAX_LINE, MAX_EVENT);
+    let mut buf = vec![0u8; READ_BUF];
+    let mut events = Vec::new();
+    let mut out = Vec::with_capacity(READ_BUF);
+    loop {
+        let failure = match body.read(&mut buf) {
+            Ok(0) => {
+                if let Some(ev) = parser.finish() {
+                    relay.on_event(&ev, &mut out);
+                }
+                if relay.finished() || relay.failed() {
+                    None
+                } else {
+                    relay.truncated(dialect, &mut out);
+                    Some("upstream_truncated")
+                }
+            }
+            Ok(n) => match parser.push(&buf[..n], &mut events) {
+                Ok(()) => {
+                    for ev in events.drain(..) {
+                        relay.on_event(&ev, &mut out);
+                    }
+                    if !relay.finished() && !relay.failed() {
+                        send(writer, &mut out, draft)?;
+                        continue;
+                    }
+                    None
+                }
+                Err(_) => {
+                    relay.truncated(dialect, &mut out);
+                    Some("upstream_unreadable")
+                }
+            },
+            Err(e) => {
+                let (status, code, message) = if e.kind() == io::ErrorKind::TimedOut {
+                    (504, "upstream_timeout", "the upstream stopped sending")
+                } else {
+                    (502, "upstream_unreadable", "the upstream stream broke off")
+                };
+                out.extend_from_slice(
+                    &ApiError::upstream(status, code, message).sse_event(dialect),
+                );
+                Some(code)
+            }
+        };
+        // The stream ends here: record usage before its last bytes leave.
+        draft.error = failure.or(relay.failed().then_some("upstream_error"));
+        draft.usage = relay.usage();
+        gateway.finish(draft);
+        return send(writer, &mut out, draft);
+    }
+}
+
+fn send(writer: &mut StreamWriter<'_>, out: &mut Vec<u8>, draft: &mut Draft) -> io::Result<()> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    if draft.ttfb.is_none() {
+        draft.ttfb = Some(draft.started.elapsed());
+    }
+    let result = writer.send(out);
+    out.clear();
+    if result.is_err() && !draft.recorded {
+        draft.error = Some("client_closed");
+    }
+    result
+}

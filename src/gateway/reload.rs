@@ -1,0 +1,136 @@
+//! Keeping the config current and stopping cleanly: a thread that reloads the config when the
+//! file changes (checked once a second) or on SIGHUP, and turns SIGTERM/SIGINT into a graceful
+//! shutdown of the server.
+//!
+//! A new config is swapped in only if it loads, validates and decrypts; otherwise one error
+//! line is logged and the old config keeps serving. `[server]` and `[usage]` settings are read
+//! at start only (a change is logged as needing a restart).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, SystemTime};
+
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::{Handle, Signals};
+
+use super::{Gateway, Runtime};
+use crate::config::{self, Secrets};
+use crate::http::ShutdownHandle;
+
+/// How often the config file's metadata is compared.
+const POLL: Duration = Duration::from_secs(1);
+
+enum Event {
+    Reload,
+    Stop,
+}
+
+pub struct Watcher {
+    events: Sender<Event>,
+    signals: Handle,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// What identifies one version of the file: a rename (`keys add`) changes the inode.
+#[derive(PartialEq, Eq, Clone, Copy, Debug)]
+struct Stamp {
+    modified: Option<SystemTime>,
+    len: u64,
+    inode: u64,
+}
+
+fn stamp(path: &std::path::Path) -> Option<Stamp> {
+    let meta = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some(Stamp {
+        modified: meta.modified().ok(),
+        len: meta.len(),
+        inode,
+    })
+}
+
+impl Watcher {
+    pub fn start(
+        path: PathBuf,
+        gateway: Arc<Gateway>,
+        shutdown: ShutdownHandle,
+    ) -> std::io::Result<Watcher> {
+        let (events, inbox) = mpsc::channel();
+        let mut signals = Signals::new([SIGHUP, SIGTERM, SIGINT])?;
+        let handle = signals.handle();
+        let to_reloader = events.clone();
+        let signal_thread = thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                for signal in signals.forever() {
+                    if signal == SIGHUP {
+                        let _ = to_reloader.send(Event::Reload);
+                    } else {
+                        log::info!("shutting down: finishing in-flight requests");
+                        shutdown.shutdown();
+                    }
+                }
+            })?;
+        let reload_thread =
+            thread::Builder::new()
+                .name("config-reload".into())
+                .spawn(move || {
+                    let mut last = stamp(&path);
+                    loop {
+                        match inbox.recv_timeout(POLL) {
+                            Ok(Event::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+                            Ok(Event::Reload) => {
+                                last = stamp(&path);
+                                reload(&path, &gateway);
+                            }
+                            Err(RecvTimeoutError::Timeout) => {
+                                let now = stamp(&path);
+                                if now.is_some() && now != last {
+                                    last = now;
+                                    reload(&path, &gateway);
+                                }
+                            }
+                        }
+                    }
+                })?;
+        Ok(Watcher {
+            events,
+            signals: handle,
+            threads: vec![signal_thread, reload_thread],
+        })
+    }
+
+    pub fn stop(self) {
+        let _ = self.events.send(Event::Stop);
+        self.signals.close();
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Loads the file and swaps it in, or logs why not.
+fn reload(path: &std::path::Path, gateway: &Gateway) {
+    let loaded = config::load(path, Secrets::Decrypt)
+        .map_err(|e| e.to_string())
+        .and_then(Runtime::new);
+    match loaded {
+        Ok(runtime) => {
+            let old = gateway.runtime();
+            if format!("{:?}", old.config.server) != format!("{:?}", runtime.config.server)
+                || format!("{:?}", old.config.usage) != format!("{:?}", runtime.config.usage)
+            {
+                log::warn!("config reloaded; [server] and [usage] changes take effect on restart");
+            } else {
+                log::info!("config reloaded from {}", path.display());
+            }
+            gateway.replace_runtime(runtime);
+        }
+        Err(e) => log::error!("config reload refused, keeping the running config: {e}"),
+    }
+}
