@@ -20,9 +20,13 @@
 //! [`MAX_LOCKED_SKIPS`] per insertion, so a table full of locks still evicts): a flood of
 //! distinct addresses cannot unlock an attacker who is locked, and cannot grow memory.
 //!
+//! The table is split into [`SHARDS`] shards (one when `max_entries` is under 1,024), each a
+//! `Mutex` holding `max_entries / SHARDS` addresses, chosen by a per-process keyed hash, so
+//! concurrent checks rarely contend and a client cannot pick its shard.
+//!
 //! Eviction order is a queue of `(address, sequence)` records beside the map; a record whose
 //! sequence no longer matches the map is stale and skipped. The queue is compacted when it
-//! exceeds `2 × max_entries + 16` records, so insertions are amortised O(1).
+//! exceeds `2 × shard size + 16` records, so insertions are amortised O(1).
 //!
 //! Memory: a map slot is 48 bytes (16-byte address key, 32-byte entry) plus a control byte,
 //! a queue record 24 bytes. At 100,000 entries that is at most 131,072 slots (6.4 MB) plus a
@@ -30,6 +34,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::hash::{BuildHasher, RandomState};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
@@ -41,6 +46,9 @@ use crate::config::model::SecuritySettings;
 
 /// The default table size.
 pub const DEFAULT_MAX_ENTRIES: usize = 100_000;
+
+/// How many independently locked parts a large table is split into.
+pub const SHARDS: usize = 16;
 
 /// How many locked entries one insertion may move to the back before evicting anyway.
 pub const MAX_LOCKED_SKIPS: usize = 8;
@@ -98,8 +106,10 @@ struct Table {
 /// The failure table. `Send + Sync`; share it behind an `Arc`.
 #[derive(Debug)]
 pub struct Lockout {
-    table: Mutex<Table>,
-    max_entries: usize,
+    shards: Vec<Mutex<Table>>,
+    /// Addresses per shard.
+    shard_max: usize,
+    hasher: RandomState,
 }
 
 impl Default for Lockout {
@@ -111,10 +121,19 @@ impl Default for Lockout {
 impl Lockout {
     /// A table of at most `max_entries` addresses (at least 1).
     pub fn new(max_entries: usize) -> Self {
+        let max_entries = max_entries.max(1);
+        let count = if max_entries >= 1024 { SHARDS } else { 1 };
         Self {
-            table: Mutex::new(Table::default()),
-            max_entries: max_entries.max(1),
+            shards: (0..count).map(|_| Mutex::new(Table::default())).collect(),
+            shard_max: max_entries / count,
+            hasher: RandomState::new(),
         }
+    }
+
+    fn shard(&self, key: AddrKey) -> &Mutex<Table> {
+        let i = self.hasher.hash_one(key) as usize % self.shards.len();
+        // `i < len` by construction; `len >= 1`, so `[0]` exists when the index would not.
+        self.shards.get(i).unwrap_or(&self.shards[0])
     }
 
     /// `Err` with the wait when `ip` is locked at `now`.
@@ -128,8 +147,9 @@ impl Lockout {
             return Ok(());
         }
         let now = nanos(now);
-        let table = self.table.lock();
-        match table.map.get(&AddrKey::of(ip)) {
+        let key = AddrKey::of(ip);
+        let table = self.shard(key).lock();
+        match table.map.get(&key) {
             Some(e) if e.locked_until > now => Err(RetryAfterSecs(retry_after_secs(
                 Duration::from_nanos(e.locked_until - now),
             ))),
@@ -145,7 +165,7 @@ impl Lockout {
         }
         let key = AddrKey::of(ip);
         let now = nanos(now);
-        let mut guard = self.table.lock();
+        let mut guard = self.shard(key).lock();
         let table = &mut *guard;
         let seq = table.next_seq;
         table.next_seq += 1;
@@ -167,7 +187,7 @@ impl Lockout {
                 *e
             }
             None => {
-                table.make_room(self.max_entries, now);
+                table.make_room(self.shard_max, now);
                 let e = Entry {
                     failures: 1,
                     streak_start: now,
@@ -179,7 +199,7 @@ impl Lockout {
             }
         };
         table.order.push_back((key, seq));
-        table.compact(self.max_entries);
+        table.compact(self.shard_max);
 
         if entry.failures < max {
             return false;
@@ -198,15 +218,16 @@ impl Lockout {
 
     /// A successful login or valid key from `ip`: its failure count starts over.
     pub fn record_success(&self, ip: IpAddr) {
-        let mut table = self.table.lock();
-        if table.map.remove(&AddrKey::of(ip)).is_some() {
-            table.compact(self.max_entries);
+        let key = AddrKey::of(ip);
+        let mut table = self.shard(key).lock();
+        if table.map.remove(&key).is_some() {
+            table.compact(self.shard_max);
         }
     }
 
     /// Number of addresses tracked.
     pub fn len(&self) -> usize {
-        self.table.lock().map.len()
+        self.shards.iter().map(|t| t.lock().map.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -215,7 +236,7 @@ impl Lockout {
 
     /// The documented maximum of `len()`.
     pub fn max_entries(&self) -> usize {
-        self.max_entries
+        self.shard_max * self.shards.len()
     }
 }
 
@@ -357,16 +378,19 @@ mod tests {
             let a = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i));
             lo.record_failure(a, &st, Duration::from_micros(3_000_000 + u64::from(i)));
             if i % 4096 == 0 {
-                let t = lo.table.lock();
-                assert!(t.map.len() <= DEFAULT_MAX_ENTRIES);
-                assert!(t.order.len() <= 2 * DEFAULT_MAX_ENTRIES + 16);
+                for t in &lo.shards {
+                    let t = t.lock();
+                    assert!(t.map.len() <= lo.shard_max);
+                    assert!(t.order.len() <= 2 * lo.shard_max + 16);
+                }
             }
         }
         assert!(lo.len() <= lo.max_entries());
         assert_eq!(lo.len(), DEFAULT_MAX_ENTRIES);
         assert!(lo.check(locked, &st, s(10)).is_err());
         // The earliest flood addresses were evicted.
-        assert!(!lo.table.lock().map.contains_key(&AddrKey::V4(0x0a00_0000)));
+        let first = AddrKey::V4(0x0a00_0000);
+        assert!(!lo.shard(first).lock().map.contains_key(&first));
     }
 
     #[test]
