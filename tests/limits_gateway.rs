@@ -161,3 +161,23 @@ fn trusted_proxy_forwarded_for_is_honoured_for_lockout_allowlists_and_usage() {
     assert_eq!(from("192.0.2.67", &env.key).status, 200);
     assert_eq!(env.post("/v1/chat/completions", &body()).status, 200);
 }
+
+#[test]
+fn limiter_state_survives_a_reload() {
+    let mut env = TestEnv::new();
+    let (limited, hash) = noviqi::crypto::apikey::generate();
+    let rest = format!(
+        "{MOCK}\n[[keys]]\nname = \"limited\"\nhash = \"{hash}\"\nprefix = \"{}\"\nrequests_per_minute = 2\n",
+        &limited[..12]
+    );
+    env.start("", &rest);
+    let auth = bearer(&limited);
+    let headers = [("authorization", auth.as_str())];
+    for _ in 0..2 {
+        assert_eq!(env.post_with("/v1/chat/completions", &body(), &headers).status, 200);
+    }
+    let text = std::fs::read_to_string(env.config_path()).unwrap();
+    env.write_config(&format!("{text}\n# touched\n"));
+    assert!(eventually(Duration::from_secs(10), || env.stderr().contains("config reloaded")));
+    assert_eq!(env.post_with("/v1/chat/completions", &body(), &headers).status, 429);
+}
