@@ -176,8 +176,9 @@ fn content_blocks(content: Option<&Value>, param: &str) -> Result<Vec<Value>, Tr
     }
 }
 
+/// A text block, or nothing for empty / whitespace-only text (Anthropic refuses those).
 fn text_block(s: &str) -> Option<Value> {
-    (!s.is_empty()).then(|| json!({"type": "text", "text": s}))
+    (!s.trim().is_empty()).then(|| json!({"type": "text", "text": s}))
 }
 
 fn part_to_block(part: &Value, param: &str) -> Result<Option<Value>, TranslateError> {
@@ -207,13 +208,18 @@ fn part_to_block(part: &Value, param: &str) -> Result<Option<Value>, TranslateEr
                 json!({"type": "document", "source": url_source(data, param)?}),
             ))
         }
-        other => Err(TranslateError::new(
-            format!(
-                "content part type '{}' is not supported for this model",
-                other.unwrap_or("(none)")
-            ),
-            format!("{param}.type"),
-        )),
+        other => {
+            // Echo the type only when it looks like a type name, never arbitrary client text.
+            let shown = other
+                .filter(|t| {
+                    t.len() <= 32 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                })
+                .unwrap_or("(unknown)");
+            Err(TranslateError::new(
+                format!("content part type '{shown}' is not supported for this model"),
+                format!("{param}.type"),
+            ))
+        }
     }
 }
 
