@@ -9,6 +9,8 @@
 //!   response back).
 //! * [`anthropic_to_openai`]: Anthropic-format client (`/v1/messages`) → OpenAI-kind upstream.
 //! * [`stream`]: the streaming counterparts, one output batch per upstream event.
+//! * [`responses`] / [`responses_stream`]: OpenAI Responses API client → Anthropic upstream
+//!   (its own mapping table is in [`responses`]).
 //!
 //! Client faults (a request that cannot be expressed upstream) are [`TranslateError`]s, which
 //! the gateway renders as 400 naming `param`; an upstream body of the wrong shape is
@@ -75,10 +77,16 @@
 
 pub mod anthropic_to_openai;
 pub mod openai_to_anthropic;
+pub mod responses;
+pub mod responses_stream;
 pub mod stream;
 
 pub use anthropic_to_openai::{anthropic_request_to_chat, chat_response_to_anthropic};
 pub use openai_to_anthropic::{anthropic_response_to_chat, chat_request_to_anthropic};
+pub use responses::{
+    anthropic_response_to_responses, responses_request_to_anthropic, responses_request_to_chat,
+};
+pub use responses_stream::AnthropicToResponsesStream;
 pub use stream::{AnthropicToOpenAiStream, OpenAiToAnthropicStream};
 
 use serde_json::Value;
