@@ -178,6 +178,36 @@ pub fn wants_usage(req: &Value) -> bool {
         .unwrap_or(false)
 }
 
+/// Asks an OpenAI-format streaming request for the final usage chunk (so usage can be
+/// recorded) and returns whether the client had asked for it itself; when it had not, the
+/// gateway hides that chunk ([`is_usage_only_chunk`]). Non-streaming requests are untouched.
+pub fn request_stream_usage(req: &mut Value) -> bool {
+    let asked = wants_usage(req);
+    let streaming = req.get("stream").and_then(Value::as_bool) == Some(true);
+    if streaming && !asked {
+        if let Some(obj) = req.as_object_mut() {
+            let opts = obj
+                .entry("stream_options")
+                .or_insert_with(|| Value::Object(serde_json::Map::new()));
+            if !opts.is_object() {
+                *opts = Value::Object(serde_json::Map::new());
+            }
+            opts["include_usage"] = Value::Bool(true);
+        }
+    }
+    asked
+}
+
+/// True for the extra OpenAI stream chunk that only carries usage (`choices: []` and a
+/// `usage` object): the one to hide from a client that did not ask for it.
+pub fn is_usage_only_chunk(chunk: &Value) -> bool {
+    chunk
+        .get("choices")
+        .and_then(Value::as_array)
+        .is_some_and(Vec::is_empty)
+        && chunk.get("usage").is_some_and(Value::is_object)
+}
+
 /// Text of an OpenAI `content` (string, or array of `text` parts) or an Anthropic
 /// `content`/`system` (string or `text` blocks); other parts are skipped.
 pub(crate) fn plain_text(content: &Value, sep: &str) -> String {
@@ -229,6 +259,24 @@ mod tests {
             anthropic_usage(&delta).map(|u| u.completion_tokens),
             Some(9)
         );
+    }
+
+    #[test]
+    fn stream_usage_is_requested_and_hidden_when_not_asked() {
+        let mut r = json!({"stream": true, "stream_options": null});
+        assert!(!request_stream_usage(&mut r));
+        assert_eq!(r["stream_options"]["include_usage"], true);
+        let mut r = json!({"stream": true, "stream_options": {"include_usage": true}});
+        assert!(request_stream_usage(&mut r));
+        let mut r = json!({"stream": false});
+        assert!(!request_stream_usage(&mut r));
+        assert!(r.get("stream_options").is_none());
+        assert!(is_usage_only_chunk(
+            &json!({"choices": [], "usage": {"prompt_tokens": 1}})
+        ));
+        assert!(!is_usage_only_chunk(
+            &json!({"choices": [{"index": 0}], "usage": null})
+        ));
     }
 
     #[test]
