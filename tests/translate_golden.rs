@@ -5,8 +5,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: failing loudly is the point
 
 use noviqi::translate::{
-    BadUpstream, anthropic_request_to_chat, anthropic_response_to_chat, chat_request_to_anthropic,
-    chat_response_to_anthropic,
+    BadUpstream, anthropic_request_to_chat, anthropic_response_to_chat,
+    anthropic_response_to_responses, chat_request_to_anthropic, chat_response_to_anthropic,
+    responses_request_to_anthropic,
 };
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -151,5 +152,23 @@ fn client_faults_name_the_param() {
     for (req, param) in cases {
         let e = chat_request_to_anthropic(&req).unwrap_err();
         assert_eq!(e.param.as_deref(), Some(param), "{req}");
+    }
+}
+
+#[test]
+fn responses_request_to_anthropic_golden() {
+    let out = responses_request_to_anthropic(&load("openai/responses_request_codex.json")).unwrap();
+    golden("anthropic/from_openai_responses_request_codex.json", &out);
+}
+
+#[test]
+fn anthropic_response_to_responses_golden() {
+    for name in ["message_tool_use", "message_max_tokens"] {
+        let input = load(&format!("anthropic/{name}.json"));
+        let out = anthropic_response_to_responses(&input, "claude-sonnet-4-5", CREATED).unwrap();
+        golden(
+            &format!("openai/responses_from_anthropic_{name}.json"),
+            &out,
+        );
     }
 }

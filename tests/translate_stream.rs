@@ -6,7 +6,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: failing loudly is the point
 
 use noviqi::sse::{SseEvent, SseParser};
-use noviqi::translate::{AnthropicToOpenAiStream, OpenAiToAnthropicStream, Usage};
+use noviqi::translate::{
+    AnthropicToOpenAiStream, AnthropicToResponsesStream, OpenAiToAnthropicStream, Usage,
+};
 use proptest::prelude::*;
 use serde_json::Value;
 use std::path::PathBuf;
@@ -23,50 +25,66 @@ fn read(rel: &str) -> Vec<u8> {
     std::fs::read(path(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
 
-/// Either state machine behind one face, so every fixture runs through the same driver.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    OpenAi,
+    Anthropic,
+    Responses,
+}
+
+/// Every state machine behind one face, so every fixture runs through the same driver.
 enum Machine {
-    ToOpenAi(AnthropicToOpenAiStream),
-    ToAnthropic(OpenAiToAnthropicStream),
+    OpenAi(AnthropicToOpenAiStream),
+    Anthropic(OpenAiToAnthropicStream),
+    Responses(AnthropicToResponsesStream),
 }
 
 impl Machine {
-    fn new(to_openai: bool) -> Self {
-        if to_openai {
-            Machine::ToOpenAi(AnthropicToOpenAiStream::new("client-model", true).with_created(1))
-        } else {
-            Machine::ToAnthropic(OpenAiToAnthropicStream::new("client-model"))
+    fn new(kind: Kind) -> Self {
+        match kind {
+            Kind::OpenAi => {
+                Machine::OpenAi(AnthropicToOpenAiStream::new("client-model", true).with_created(1))
+            }
+            Kind::Anthropic => Machine::Anthropic(OpenAiToAnthropicStream::new("client-model")),
+            Kind::Responses => {
+                Machine::Responses(AnthropicToResponsesStream::new("client-model").with_created(1))
+            }
         }
     }
     fn on_event(&mut self, ev: &SseEvent, out: &mut Vec<u8>) {
         match self {
-            Machine::ToOpenAi(m) => m.on_event(ev, out),
-            Machine::ToAnthropic(m) => m.on_event(ev, out),
+            Machine::OpenAi(m) => m.on_event(ev, out),
+            Machine::Anthropic(m) => m.on_event(ev, out),
+            Machine::Responses(m) => m.on_event(ev, out),
         }
     }
     fn finish(&mut self, out: &mut Vec<u8>) {
         match self {
-            Machine::ToOpenAi(m) => m.finish(out),
-            Machine::ToAnthropic(m) => m.finish(out),
+            Machine::OpenAi(m) => m.finish(out),
+            Machine::Anthropic(m) => m.finish(out),
+            Machine::Responses(m) => m.finish(out),
         }
     }
     fn finished(&self) -> bool {
         match self {
-            Machine::ToOpenAi(m) => m.finished(),
-            Machine::ToAnthropic(m) => m.finished(),
+            Machine::OpenAi(m) => m.finished(),
+            Machine::Anthropic(m) => m.finished(),
+            Machine::Responses(m) => m.finished(),
         }
     }
     fn usage(&self) -> Usage {
         match self {
-            Machine::ToOpenAi(m) => m.usage(),
-            Machine::ToAnthropic(m) => m.usage(),
+            Machine::OpenAi(m) => m.usage(),
+            Machine::Anthropic(m) => m.usage(),
+            Machine::Responses(m) => m.usage(),
         }
     }
 }
 
 /// Runs `input` cut at `cuts` (sorted offsets) through parser and machine.
-fn run(input: &[u8], cuts: &[usize], to_openai: bool) -> (Vec<u8>, bool, Usage) {
+fn run(input: &[u8], cuts: &[usize], kind: Kind) -> (Vec<u8>, bool, Usage) {
     let mut parser = SseParser::new(MAX_LINE);
-    let mut machine = Machine::new(to_openai);
+    let mut machine = Machine::new(kind);
     let mut out = Vec::new();
     let mut events = Vec::new();
     let mut start = 0;
@@ -98,19 +116,15 @@ fn frames(bytes: &[u8]) -> Vec<(Option<String>, Value)> {
         .collect()
 }
 
-fn check(input_rel: &str, expected_rel: &str, to_openai: bool) -> (Vec<u8>, bool, Usage) {
+fn check(input_rel: &str, expected_rel: &str, kind: Kind) -> (Vec<u8>, bool, Usage) {
     let input = read(input_rel);
-    let whole = run(&input, &[], to_openai);
+    let whole = run(&input, &[], kind);
     for i in 0..=input.len() {
-        assert_eq!(
-            run(&input, &[i], to_openai),
-            whole,
-            "{input_rel} split at {i}"
-        );
+        assert_eq!(run(&input, &[i], kind), whole, "{input_rel} split at {i}");
     }
     let bytewise: Vec<usize> = (1..input.len()).collect();
     assert_eq!(
-        run(&input, &bytewise, to_openai),
+        run(&input, &bytewise, kind),
         whole,
         "{input_rel} byte by byte"
     );
@@ -137,7 +151,7 @@ fn anthropic_text_stream_to_openai() {
     let (out, finished, usage) = check(
         "anthropic/stream_text.sse",
         "openai/from_anthropic_stream_text.sse",
-        true,
+        Kind::OpenAi,
     );
     assert!(finished);
     assert_eq!(
@@ -164,7 +178,7 @@ fn anthropic_tool_stream_to_openai_reassembles_arguments() {
     let (out, finished, _) = check(
         "anthropic/stream_tool_use.sse",
         "openai/from_anthropic_stream_tool_use.sse",
-        true,
+        Kind::OpenAi,
     );
     assert!(finished);
     let mut args = [String::new(), String::new()];
@@ -200,7 +214,7 @@ fn anthropic_error_event_ends_stream_without_done() {
     let (out, finished, _) = check(
         "anthropic/stream_error.sse",
         "openai/from_anthropic_stream_error.sse",
-        true,
+        Kind::OpenAi,
     );
     assert!(!finished);
     let chunks = openai_chunks(&out);
@@ -212,7 +226,7 @@ fn anthropic_error_event_ends_stream_without_done() {
 fn anthropic_truncated_stream_never_looks_complete() {
     let input = read("anthropic/stream_text.sse");
     let cut = input.len() - 40; // inside the message_stop event
-    let (out, finished, _) = run(&input[..cut], &[], true);
+    let (out, finished, _) = run(&input[..cut], &[], Kind::OpenAi);
     assert!(!finished);
     let chunks = openai_chunks(&out);
     assert!(!chunks.contains(&Value::String("[DONE]".into())));
@@ -224,7 +238,7 @@ fn openai_text_stream_to_anthropic() {
     let (out, finished, usage) = check(
         "openai/stream_text.sse",
         "anthropic/from_openai_stream_text.sse",
-        false,
+        Kind::Anthropic,
     );
     assert!(finished);
     assert_eq!(
@@ -254,7 +268,7 @@ fn openai_tool_stream_to_anthropic() {
     let (out, finished, usage) = check(
         "openai/stream_tool_calls.sse",
         "anthropic/from_openai_stream_tool_calls.sse",
-        false,
+        Kind::Anthropic,
     );
     assert!(finished);
     assert_eq!(usage.prompt_tokens, 80);
@@ -275,7 +289,7 @@ fn openai_done_without_finish_becomes_error_event() {
     let (out, finished, _) = check(
         "openai/stream_done_without_finish.sse",
         "anthropic/from_openai_stream_done_without_finish.sse",
-        false,
+        Kind::Anthropic,
     );
     assert!(!finished);
     let names: Vec<String> = frames(&out).into_iter().map(|(n, _)| n.unwrap()).collect();
@@ -287,21 +301,69 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
     #[test]
     fn random_splits_match_whole_run(
-        fixture in 0usize..5,
+        fixture in 0usize..6,
         mut cuts in proptest::collection::vec(0usize..4000, 0..40),
     ) {
-        let (rel, to_openai) = [
-            ("anthropic/stream_text.sse", true),
-            ("anthropic/stream_tool_use.sse", true),
-            ("anthropic/stream_error.sse", true),
-            ("openai/stream_text.sse", false),
-            ("openai/stream_tool_calls.sse", false),
+        let (rel, kind) = [
+            ("anthropic/stream_text.sse", Kind::OpenAi),
+            ("anthropic/stream_tool_use.sse", Kind::OpenAi),
+            ("anthropic/stream_error.sse", Kind::OpenAi),
+            ("openai/stream_text.sse", Kind::Anthropic),
+            ("openai/stream_tool_calls.sse", Kind::Anthropic),
+            ("anthropic/stream_tool_use.sse", Kind::Responses),
         ][fixture];
         let input = read(rel);
         for c in cuts.iter_mut() {
             *c %= input.len() + 1;
         }
         cuts.sort_unstable();
-        prop_assert_eq!(run(&input, &cuts, to_openai), run(&input, &[], to_openai));
+        prop_assert_eq!(run(&input, &cuts, kind), run(&input, &[], kind));
     }
+}
+
+#[test]
+fn anthropic_stream_to_responses_events() {
+    let (out, finished, usage) = check(
+        "anthropic/stream_tool_use.sse",
+        "openai/responses_from_anthropic_stream_tool_use.sse",
+        Kind::Responses,
+    );
+    assert!(finished);
+    assert_eq!(
+        usage,
+        Usage {
+            prompt_tokens: 472,
+            completion_tokens: 89
+        }
+    );
+    let frames = frames(&out);
+    for (i, (name, v)) in frames.iter().enumerate() {
+        assert_eq!(name.as_deref(), v["type"].as_str());
+        assert_eq!(v["sequence_number"], i as u64);
+    }
+    let (last_name, last) = frames.last().unwrap();
+    assert_eq!(last_name.as_deref(), Some("response.completed"));
+    let output = last["response"]["output"].as_array().unwrap();
+    assert_eq!(output.len(), 3);
+    assert_eq!(output[0]["content"][0]["text"], "Okay, let me check.");
+    let args: Value = serde_json::from_str(output[1]["arguments"].as_str().unwrap()).unwrap();
+    assert_eq!(args["location"], "San Francisco, CA");
+    assert_eq!(last["response"]["usage"]["total_tokens"], 561);
+}
+
+#[test]
+fn anthropic_error_stream_to_responses_error_event() {
+    let (out, finished, _) = check(
+        "anthropic/stream_error.sse",
+        "openai/responses_from_anthropic_stream_error.sse",
+        Kind::Responses,
+    );
+    assert!(!finished);
+    let frames = frames(&out);
+    assert_eq!(frames.last().unwrap().0.as_deref(), Some("error"));
+    assert!(
+        !frames
+            .iter()
+            .any(|(n, _)| n.as_deref() == Some("response.completed"))
+    );
 }

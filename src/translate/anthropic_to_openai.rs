@@ -5,7 +5,8 @@
 use super::{TranslateError, plain_text, str_field};
 use serde_json::{Map, Value, json};
 
-/// Anthropic Messages request → OpenAI chat completion request.
+/// Anthropic Messages request → OpenAI chat completion request. `model` is copied as given:
+/// the caller replaces it with the upstream model name.
 pub fn anthropic_request_to_chat(req: &Value) -> Result<Value, TranslateError> {
     let req = req
         .as_object()

@@ -9,6 +9,8 @@
 //!   response back).
 //! * [`anthropic_to_openai`]: Anthropic-format client (`/v1/messages`) → OpenAI-kind upstream.
 //! * [`stream`]: the streaming counterparts, one output batch per upstream event.
+//! * [`responses`] / [`responses_stream`]: OpenAI Responses API client → Anthropic upstream
+//!   (its own mapping table is in [`responses`]).
 //!
 //! Client faults (a request that cannot be expressed upstream) are [`TranslateError`]s, which
 //! the gateway renders as 400 naming `param`; an upstream body of the wrong shape is
@@ -75,10 +77,16 @@
 
 pub mod anthropic_to_openai;
 pub mod openai_to_anthropic;
+pub mod responses;
+pub mod responses_stream;
 pub mod stream;
 
 pub use anthropic_to_openai::{anthropic_request_to_chat, chat_response_to_anthropic};
 pub use openai_to_anthropic::{anthropic_response_to_chat, chat_request_to_anthropic};
+pub use responses::{
+    anthropic_response_to_responses, responses_request_to_anthropic, responses_request_to_chat,
+};
+pub use responses_stream::AnthropicToResponsesStream;
 pub use stream::{AnthropicToOpenAiStream, OpenAiToAnthropicStream};
 
 use serde_json::Value;
@@ -170,6 +178,36 @@ pub fn wants_usage(req: &Value) -> bool {
         .unwrap_or(false)
 }
 
+/// Asks an OpenAI-format streaming request for the final usage chunk (so usage can be
+/// recorded) and returns whether the client had asked for it itself; when it had not, the
+/// gateway hides that chunk ([`is_usage_only_chunk`]). Non-streaming requests are untouched.
+pub fn request_stream_usage(req: &mut Value) -> bool {
+    let asked = wants_usage(req);
+    let streaming = req.get("stream").and_then(Value::as_bool) == Some(true);
+    if streaming && !asked {
+        if let Some(obj) = req.as_object_mut() {
+            let opts = obj
+                .entry("stream_options")
+                .or_insert_with(|| Value::Object(serde_json::Map::new()));
+            if !opts.is_object() {
+                *opts = Value::Object(serde_json::Map::new());
+            }
+            opts["include_usage"] = Value::Bool(true);
+        }
+    }
+    asked
+}
+
+/// True for the extra OpenAI stream chunk that only carries usage (`choices: []` and a
+/// `usage` object): the one to hide from a client that did not ask for it.
+pub fn is_usage_only_chunk(chunk: &Value) -> bool {
+    chunk
+        .get("choices")
+        .and_then(Value::as_array)
+        .is_some_and(Vec::is_empty)
+        && chunk.get("usage").is_some_and(Value::is_object)
+}
+
 /// Text of an OpenAI `content` (string, or array of `text` parts) or an Anthropic
 /// `content`/`system` (string or `text` blocks); other parts are skipped.
 pub(crate) fn plain_text(content: &Value, sep: &str) -> String {
@@ -221,6 +259,24 @@ mod tests {
             anthropic_usage(&delta).map(|u| u.completion_tokens),
             Some(9)
         );
+    }
+
+    #[test]
+    fn stream_usage_is_requested_and_hidden_when_not_asked() {
+        let mut r = json!({"stream": true, "stream_options": null});
+        assert!(!request_stream_usage(&mut r));
+        assert_eq!(r["stream_options"]["include_usage"], true);
+        let mut r = json!({"stream": true, "stream_options": {"include_usage": true}});
+        assert!(request_stream_usage(&mut r));
+        let mut r = json!({"stream": false});
+        assert!(!request_stream_usage(&mut r));
+        assert!(r.get("stream_options").is_none());
+        assert!(is_usage_only_chunk(
+            &json!({"choices": [], "usage": {"prompt_tokens": 1}})
+        ));
+        assert!(!is_usage_only_chunk(
+            &json!({"choices": [{"index": 0}], "usage": null})
+        ));
     }
 
     #[test]

@@ -5,7 +5,8 @@
 use super::{BadUpstream, DEFAULT_MAX_TOKENS, TranslateError, plain_text, str_field};
 use serde_json::{Map, Value, json};
 
-/// OpenAI chat completion request → Anthropic Messages request.
+/// OpenAI chat completion request → Anthropic Messages request. `model` is copied as given:
+/// the caller replaces it with the upstream model name.
 pub fn chat_request_to_anthropic(req: &Value) -> Result<Value, TranslateError> {
     let req = req
         .as_object()
@@ -65,7 +66,11 @@ pub fn chat_request_to_anthropic(req: &Value) -> Result<Value, TranslateError> {
     }
     let msgs = turns
         .into_iter()
-        .map(|(role, content)| json!({"role": role, "content": content}))
+        .map(|(role, mut content)| {
+            // Anthropic wants a turn's tool results before anything else in it.
+            content.sort_by_key(|b| str_field(b, "type") != Some("tool_result"));
+            json!({"role": role, "content": content})
+        })
         .collect();
     out.insert("messages".into(), Value::Array(msgs));
     out.insert("max_tokens".into(), max_tokens(req)?.into());
@@ -176,8 +181,9 @@ fn content_blocks(content: Option<&Value>, param: &str) -> Result<Vec<Value>, Tr
     }
 }
 
+/// A text block, or nothing for empty / whitespace-only text (Anthropic refuses those).
 fn text_block(s: &str) -> Option<Value> {
-    (!s.is_empty()).then(|| json!({"type": "text", "text": s}))
+    (!s.trim().is_empty()).then(|| json!({"type": "text", "text": s}))
 }
 
 fn part_to_block(part: &Value, param: &str) -> Result<Option<Value>, TranslateError> {
@@ -207,13 +213,18 @@ fn part_to_block(part: &Value, param: &str) -> Result<Option<Value>, TranslateEr
                 json!({"type": "document", "source": url_source(data, param)?}),
             ))
         }
-        other => Err(TranslateError::new(
-            format!(
-                "content part type '{}' is not supported for this model",
-                other.unwrap_or("(none)")
-            ),
-            format!("{param}.type"),
-        )),
+        other => {
+            // Echo the type only when it looks like a type name, never arbitrary client text.
+            let shown = other
+                .filter(|t| {
+                    t.len() <= 32 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                })
+                .unwrap_or("(unknown)");
+            Err(TranslateError::new(
+                format!("content part type '{shown}' is not supported for this model"),
+                format!("{param}.type"),
+            ))
+        }
     }
 }
 
@@ -465,6 +476,19 @@ mod tests {
             json!({"type": "auto", "disable_parallel_tool_use": true})
         );
         assert!(out.get("frequency_penalty").is_none());
+    }
+
+    #[test]
+    fn tool_results_lead_their_turn() {
+        let r = json!({"messages": [
+            {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",
+                "function": {"name": "f", "arguments": "{}"}}]},
+            {"role": "user", "content": "and also"},
+            {"role": "tool", "tool_call_id": "c1", "content": "done"}]});
+        let out = chat_request_to_anthropic(&r).unwrap();
+        let user = &out["messages"][1]["content"];
+        assert_eq!(user[0]["type"], "tool_result");
+        assert_eq!(user[1]["text"], "and also");
     }
 
     #[test]

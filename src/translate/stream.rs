@@ -226,8 +226,9 @@ pub struct OpenAiToAnthropicStream {
     started: bool,
     next_block: u64,
     open: Open,
-    /// (OpenAI tool call index, Anthropic content block index).
-    tools: Vec<(u64, u64)>,
+    /// (OpenAI tool call index, its call id, Anthropic content block index); the latest
+    /// entry wins when an upstream reuses an index for a new call.
+    tools: Vec<(u64, String, u64)>,
     stop_reason: Option<&'static str>,
     usage: Option<Value>,
     done: bool,
@@ -360,24 +361,30 @@ impl OpenAiToAnthropicStream {
 
     fn tool_call(&mut self, call: &Value, pos: u64, out: &mut Vec<u8>) {
         let oa_index = call.get("index").and_then(Value::as_u64).unwrap_or(pos);
+        let new_id = str_field(call, "id").filter(|id| !id.is_empty());
+        // Some upstreams give every parallel call index 0: a different id means a new call.
         let known = self
             .tools
             .iter()
-            .find(|(o, _)| *o == oa_index)
-            .map(|&(_, b)| b);
+            .rev()
+            .find(|(o, _, _)| *o == oa_index)
+            .filter(|(_, id, _)| new_id.is_none_or(|n| n == id))
+            .map(|&(_, _, b)| b);
         let f = call.get("function").unwrap_or(&Value::Null);
         let block = match known {
             Some(b) => b,
             None => {
                 self.close_open(out);
-                let id =
-                    str_field(call, "id").map_or_else(|| format!("call_{oa_index}"), str::to_owned);
+                let id = new_id.map_or_else(
+                    || format!("call_{}_{oa_index}", self.next_block),
+                    str::to_owned,
+                );
                 let name = str_field(f, "name").unwrap_or("");
                 let b = self.open_block(
                     json!({"type": "tool_use", "id": id, "name": name, "input": {}}),
                     out,
                 );
-                self.tools.push((oa_index, b));
+                self.tools.push((oa_index, id, b));
                 self.open = Open::Tool(b);
                 b
             }
@@ -468,6 +475,27 @@ mod tests {
         assert!(text.contains("event: error"));
         assert!(!text.contains("message_stop"));
         assert!(!s.finished());
+    }
+
+    #[test]
+    fn reused_index_with_new_id_is_a_new_tool_call() {
+        let mut s = OpenAiToAnthropicStream::new("m");
+        let mut out = Vec::new();
+        for (id, args) in [("a", "{\"x\":1}"), ("b", "{\"y\":2}")] {
+            let chunk = json!({"id": "c", "choices": [{"index": 0, "delta": {"tool_calls": [
+                {"index": 0, "id": id, "type": "function",
+                 "function": {"name": "f", "arguments": args}}]}}]});
+            s.on_event(&ev(&chunk.to_string()), &mut out);
+        }
+        s.on_event(
+            &ev(r#"{"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#),
+            &mut out,
+        );
+        s.on_event(&ev("[DONE]"), &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.matches("event: content_block_start").count(), 2);
+        assert!(text.contains(r#""id":"b""#));
+        assert!(s.finished());
     }
 
     #[test]

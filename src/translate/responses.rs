@@ -1,0 +1,364 @@
+//! OpenAI Responses API (`/v1/responses`, Codex CLI) to an Anthropic upstream: the request is
+//! lifted into a chat request and then translated like chat ([`responses_request_to_anthropic`]);
+//! the Messages response comes back as a Responses `response` object. The streaming
+//! counterpart is [`super::responses_stream`]. Pure functions, no state.
+//!
+//! | Responses field | Mapped to | Note |
+//! |---|---|---|
+//! | `instructions` | Anthropic `system` | before any system/developer input items |
+//! | `input` string | one user message | |
+//! | message items (`user`, `assistant`, `system`, `developer`) | chat messages | parts `input_text`, `output_text`, `input_image`, `input_file`, `refusal` |
+//! | `function_call` items | assistant `tool_use` | `arguments` must be a JSON object, else 400 |
+//! | `function_call_output` items | user `tool_result` | |
+//! | `reasoning` items | — | dropped |
+//! | other items (`item_reference`, built-in tool calls, …) | — | **400** |
+//! | `tools` of type `function` | Anthropic tools | other tool types → **400** |
+//! | `tool_choice`, `parallel_tool_calls`, `temperature`, `top_p`, `stream`, `user` | as for chat | |
+//! | `max_output_tokens` | `max_tokens` | default [`super::DEFAULT_MAX_TOKENS`] |
+//! | `previous_response_id`, `conversation` | — | **400**: the gateway keeps no conversation state |
+//! | `store`, `reasoning`, `text`, `include`, `metadata`, `truncation`, `prompt_cache_key`, `service_tier`, `background`, anything else | — | dropped |
+
+use super::openai_to_anthropic::chat_request_to_anthropic;
+use super::{BadUpstream, TranslateError, Usage, anthropic_usage, str_field};
+use serde_json::{Map, Value, json};
+
+/// Responses API request → Anthropic Messages request.
+pub fn responses_request_to_anthropic(req: &Value) -> Result<Value, TranslateError> {
+    chat_request_to_anthropic(&responses_request_to_chat(req)?)
+}
+
+/// Responses API request → the equivalent chat completion request (intermediate step,
+/// also usable towards chat-only upstreams).
+pub fn responses_request_to_chat(req: &Value) -> Result<Value, TranslateError> {
+    let req = req
+        .as_object()
+        .ok_or_else(|| TranslateError::new("request body must be a JSON object", "body"))?;
+    for stateful in ["previous_response_id", "conversation"] {
+        if req.get(stateful).is_some_and(|v| !v.is_null()) {
+            return Err(TranslateError::new(
+                "stored conversation state is not supported for this model; send the full input",
+                stateful,
+            ));
+        }
+    }
+    let mut messages = Vec::new();
+    if let Some(text) = req.get("instructions").and_then(Value::as_str) {
+        messages.push(json!({"role": "system", "content": text}));
+    }
+    match req.get("input") {
+        Some(Value::String(s)) => messages.push(json!({"role": "user", "content": s})),
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                messages.extend(item_to_message(item, &format!("input[{i}]"))?);
+            }
+        }
+        _ => {
+            return Err(TranslateError::new(
+                "'input' must be a string or an array of items",
+                "input",
+            ));
+        }
+    }
+    let mut out = Map::new();
+    out.insert(
+        "model".into(),
+        req.get("model").cloned().unwrap_or(Value::Null),
+    );
+    out.insert("messages".into(), Value::Array(messages));
+    if let Some(v) = req.get("max_output_tokens").filter(|v| !v.is_null()) {
+        out.insert("max_tokens".into(), v.clone());
+    }
+    for key in [
+        "temperature",
+        "top_p",
+        "stream",
+        "parallel_tool_calls",
+        "user",
+    ] {
+        if let Some(v) = req.get(key).filter(|v| !v.is_null()) {
+            out.insert(key.into(), v.clone());
+        }
+    }
+    if let Some(tools) = req.get("tools").and_then(Value::as_array) {
+        if !tools.is_empty() {
+            out.insert("tools".into(), tools_to_chat(tools)?);
+        }
+    }
+    match req.get("tool_choice") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) => {
+            out.insert("tool_choice".into(), json!(s));
+        }
+        Some(c) => {
+            let name = str_field(c, "name").filter(|_| str_field(c, "type") == Some("function"));
+            let name = name.ok_or_else(|| {
+                TranslateError::new("only function tool_choice is supported", "tool_choice")
+            })?;
+            let choice = json!({"type": "function", "function": {"name": name}});
+            out.insert("tool_choice".into(), choice);
+        }
+    }
+    Ok(Value::Object(out))
+}
+
+/// One input item → zero or one chat message.
+fn item_to_message(item: &Value, param: &str) -> Result<Option<Value>, TranslateError> {
+    let kind = str_field(item, "type").unwrap_or("message");
+    match kind {
+        "message" => {
+            let role = str_field(item, "role").unwrap_or("user");
+            let content = match item.get("content") {
+                Some(Value::String(s)) => json!(s),
+                Some(Value::Array(parts)) => {
+                    let mut out = Vec::with_capacity(parts.len());
+                    for (j, p) in parts.iter().enumerate() {
+                        out.push(part_to_chat(p, &format!("{param}.content[{j}]"))?);
+                    }
+                    Value::Array(out)
+                }
+                _ => {
+                    return Err(TranslateError::new(
+                        "content must be a string or an array of parts",
+                        format!("{param}.content"),
+                    ));
+                }
+            };
+            Ok(Some(json!({"role": role, "content": content})))
+        }
+        "function_call" => {
+            let call_id = str_field(item, "call_id").ok_or_else(|| {
+                TranslateError::new("function_call has no call_id", format!("{param}.call_id"))
+            })?;
+            let args = str_field(item, "arguments").unwrap_or("");
+            let parsed = serde_json::from_str::<Value>(args).ok();
+            if !args.trim().is_empty() && !parsed.as_ref().is_some_and(Value::is_object) {
+                return Err(TranslateError::new(
+                    "function arguments must be a JSON object",
+                    format!("{param}.arguments"),
+                ));
+            }
+            let call = json!({"id": call_id, "type": "function", "function": {
+                "name": str_field(item, "name").unwrap_or(""), "arguments": args}});
+            Ok(Some(
+                json!({"role": "assistant", "content": null, "tool_calls": [call]}),
+            ))
+        }
+        "function_call_output" => {
+            let call_id = str_field(item, "call_id").ok_or_else(|| {
+                TranslateError::new(
+                    "function_call_output has no call_id",
+                    format!("{param}.call_id"),
+                )
+            })?;
+            let output = match item.get("output") {
+                Some(Value::Array(parts)) => parts
+                    .iter()
+                    .filter_map(|p| str_field(p, "text"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                Some(Value::String(s)) => s.clone(),
+                _ => String::new(),
+            };
+            Ok(Some(
+                json!({"role": "tool", "tool_call_id": call_id, "content": output}),
+            ))
+        }
+        "reasoning" => Ok(None),
+        _ => Err(TranslateError::new(
+            "input item type is not supported for this model",
+            format!("{param}.type"),
+        )),
+    }
+}
+
+fn part_to_chat(p: &Value, param: &str) -> Result<Value, TranslateError> {
+    match str_field(p, "type") {
+        Some("input_text" | "output_text" | "text") => {
+            Ok(json!({"type": "text", "text": str_field(p, "text").unwrap_or("")}))
+        }
+        Some("refusal") => {
+            Ok(json!({"type": "text", "text": str_field(p, "refusal").unwrap_or("")}))
+        }
+        Some("input_image") => {
+            let url = str_field(p, "image_url").ok_or_else(|| {
+                TranslateError::new(
+                    "only images given by image_url are supported for this model",
+                    format!("{param}.image_url"),
+                )
+            })?;
+            Ok(json!({"type": "image_url", "image_url": {"url": url}}))
+        }
+        Some("input_file") => {
+            let data = str_field(p, "file_data").ok_or_else(|| {
+                TranslateError::new(
+                    "only inline files (file_data) are supported for this model",
+                    format!("{param}.file_data"),
+                )
+            })?;
+            Ok(json!({"type": "file", "file": {"file_data": data}}))
+        }
+        _ => Err(TranslateError::new(
+            "content part type is not supported for this model",
+            format!("{param}.type"),
+        )),
+    }
+}
+
+fn tools_to_chat(tools: &[Value]) -> Result<Value, TranslateError> {
+    let mut out = Vec::with_capacity(tools.len());
+    for (i, t) in tools.iter().enumerate() {
+        if str_field(t, "type") != Some("function") {
+            return Err(TranslateError::new(
+                "only function tools are supported for this model",
+                format!("tools[{i}].type"),
+            ));
+        }
+        let mut f = json!({"name": str_field(t, "name").unwrap_or("")});
+        for key in ["description", "parameters"] {
+            if let Some(v) = t.get(key).filter(|v| !v.is_null()) {
+                f[key] = v.clone();
+            }
+        }
+        out.push(json!({"type": "function", "function": f}));
+    }
+    Ok(Value::Array(out))
+}
+
+/// Responses `usage` object for token counts (`cached` = prompt tokens read from cache).
+pub(crate) fn responses_usage_value(u: Usage, cached: u64) -> Value {
+    json!({
+        "input_tokens": u.prompt_tokens,
+        "input_tokens_details": {"cached_tokens": cached},
+        "output_tokens": u.completion_tokens,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": u.prompt_tokens + u.completion_tokens,
+    })
+}
+
+/// `status` and `incomplete_details` for an Anthropic stop reason.
+pub(crate) fn status_for(stop_reason: Option<&str>) -> (&'static str, Value) {
+    match stop_reason {
+        Some("max_tokens" | "model_context_window_exceeded") => {
+            ("incomplete", json!({"reason": "max_output_tokens"}))
+        }
+        Some("refusal") => ("incomplete", json!({"reason": "content_filter"})),
+        _ => ("completed", Value::Null),
+    }
+}
+
+/// Response id for an Anthropic message id (`msg_X` → `resp_X`).
+pub(crate) fn response_id(message_id: &str) -> String {
+    format!(
+        "resp_{}",
+        message_id.strip_prefix("msg_").unwrap_or(message_id)
+    )
+}
+
+/// A Responses `response` object shell; `output`, `usage`, `status` filled by the caller.
+pub(crate) fn response_object(id: &str, model: &str, created: u64) -> Value {
+    json!({
+        "id": id, "object": "response", "created_at": created, "status": "in_progress",
+        "error": null, "incomplete_details": null, "instructions": null,
+        "model": model, "output": [], "parallel_tool_calls": true,
+        "temperature": null, "top_p": null, "tool_choice": "auto", "tools": [],
+        "metadata": {}, "usage": null,
+    })
+}
+
+/// A completed `message` output item holding `text`.
+pub(crate) fn message_item(id: &str, text: &str) -> Value {
+    json!({
+        "type": "message", "id": id, "status": "completed", "role": "assistant",
+        "content": [{"type": "output_text", "text": text, "annotations": []}],
+    })
+}
+
+/// A completed `function_call` output item.
+pub(crate) fn function_call_item(call_id: &str, name: &str, arguments: &str) -> Value {
+    json!({
+        "type": "function_call", "id": format!("fc_{call_id}"), "call_id": call_id,
+        "name": name, "arguments": arguments, "status": "completed",
+    })
+}
+
+/// Anthropic Messages response → Responses API `response` object.
+pub fn anthropic_response_to_responses(
+    resp: &Value,
+    model: &str,
+    created: u64,
+) -> Result<Value, BadUpstream> {
+    let blocks = resp
+        .get("content")
+        .and_then(Value::as_array)
+        .ok_or(BadUpstream("Anthropic response has no content array"))?;
+    let msg_id = str_field(resp, "id").unwrap_or("");
+    let mut output = Vec::new();
+    for b in blocks {
+        match str_field(b, "type") {
+            Some("text") => {
+                let text = str_field(b, "text").unwrap_or("");
+                let item_id = format!("{msg_id}_{}", output.len()); // as the stream names it
+                output.push(message_item(&item_id, text));
+            }
+            Some("tool_use") => {
+                let args = b.get("input").map_or_else(|| "{}".into(), Value::to_string);
+                let id = str_field(b, "id").unwrap_or("");
+                output.push(function_call_item(
+                    id,
+                    str_field(b, "name").unwrap_or(""),
+                    &args,
+                ));
+            }
+            _ => {}
+        }
+    }
+    let (status, incomplete) = status_for(str_field(resp, "stop_reason"));
+    let usage = anthropic_usage(resp).unwrap_or_default();
+    let cached = resp
+        .pointer("/usage/cache_read_input_tokens")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let mut out = response_object(&response_id(msg_id), model, created);
+    out["status"] = json!(status);
+    out["incomplete_details"] = incomplete;
+    out["output"] = Value::Array(output);
+    out["usage"] = responses_usage_value(usage, cached);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn string_input_and_instructions() {
+        let r = json!({"model": "m", "instructions": "Be terse.", "input": "Hi",
+            "max_output_tokens": 50, "store": false, "reasoning": {"effort": "low"}});
+        let out = responses_request_to_anthropic(&r).unwrap();
+        assert_eq!(out["system"], "Be terse.");
+        assert_eq!(out["max_tokens"], 50);
+        assert_eq!(out["messages"][0]["content"][0]["text"], "Hi");
+        assert!(out.get("reasoning").is_none());
+    }
+
+    #[test]
+    fn stateful_requests_are_refused() {
+        let r = json!({"input": "x", "previous_response_id": "resp_1"});
+        let e = responses_request_to_anthropic(&r).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("previous_response_id"));
+        let r = json!({"input": [{"type": "item_reference", "id": "x"}]});
+        let e = responses_request_to_anthropic(&r).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("input[0].type"));
+    }
+
+    #[test]
+    fn max_tokens_is_incomplete() {
+        let r = json!({"id": "msg_1", "content": [{"type": "text", "text": "a"}],
+            "stop_reason": "max_tokens", "usage": {"input_tokens": 1, "output_tokens": 2}});
+        let out = anthropic_response_to_responses(&r, "m", 5).unwrap();
+        assert_eq!(out["status"], "incomplete");
+        assert_eq!(out["incomplete_details"]["reason"], "max_output_tokens");
+        assert_eq!(out["id"], "resp_1");
+        assert_eq!(out["usage"]["total_tokens"], 3);
+    }
+}
