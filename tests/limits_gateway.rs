@@ -174,10 +174,20 @@ fn limiter_state_survives_a_reload() {
     let auth = bearer(&limited);
     let headers = [("authorization", auth.as_str())];
     for _ in 0..2 {
-        assert_eq!(env.post_with("/v1/chat/completions", &body(), &headers).status, 200);
+        assert_eq!(
+            env.post_with("/v1/chat/completions", &body(), &headers)
+                .status,
+            200
+        );
     }
     let text = std::fs::read_to_string(env.config_path()).unwrap();
     env.write_config(&format!("{text}\n# touched\n"));
-    assert!(eventually(Duration::from_secs(10), || env.stderr().contains("config reloaded")));
-    assert_eq!(env.post_with("/v1/chat/completions", &body(), &headers).status, 429);
+    assert!(eventually(Duration::from_secs(10), || env
+        .stderr()
+        .contains("config reloaded")));
+    assert_eq!(
+        env.post_with("/v1/chat/completions", &body(), &headers)
+            .status,
+        429
+    );
 }

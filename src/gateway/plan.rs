@@ -66,6 +66,8 @@ pub enum Translation {
     ChatViaAnthropic,
     /// An Anthropic Messages client served by an OpenAI-compatible upstream.
     MessagesViaChat,
+    /// An OpenAI Responses client served by an Anthropic upstream.
+    ResponsesViaAnthropic,
 }
 
 #[derive(Debug)]
@@ -108,8 +110,8 @@ pub fn plan(
         }
         (Endpoint::Chat, false) => {
             let request = parse(body)?;
-            let mut out = translate::openai_to_anthropic::chat_request_to_anthropic(&request)
-                .map_err(bad_translation)?;
+            let mut out =
+                translate::chat_request_to_anthropic(&request).map_err(bad_translation)?;
             out["model"] = Value::String(upstream_model.to_owned());
             Ok(Plan {
                 path: "/v1/messages",
@@ -120,8 +122,8 @@ pub fn plan(
         }
         (Endpoint::Messages, true) => {
             let request = parse(body)?;
-            let mut out = translate::anthropic_to_openai::anthropic_request_to_chat(&request)
-                .map_err(bad_translation)?;
+            let mut out =
+                translate::anthropic_request_to_chat(&request).map_err(bad_translation)?;
             out["model"] = Value::String(upstream_model.to_owned());
             Ok(Plan {
                 path: "/chat/completions",
@@ -138,10 +140,18 @@ pub fn plan(
             format!("{} is not available for anthropic targets", endpoint.path()),
             Some("model"),
         )),
-        (Endpoint::Responses, false) => Err(ApiError::bad_request(
-            "the Responses API is not yet translated for anthropic targets",
-            Some("model"),
-        )),
+        (Endpoint::Responses, false) => {
+            let request = parse(body)?;
+            let mut out =
+                translate::responses_request_to_anthropic(&request).map_err(bad_translation)?;
+            out["model"] = Value::String(upstream_model.to_owned());
+            Ok(Plan {
+                path: "/v1/messages",
+                body: to_vec(&out)?,
+                translation: Translation::ResponsesViaAnthropic,
+                hide_usage_chunk: false,
+            })
+        }
     }
 }
 

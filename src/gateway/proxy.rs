@@ -372,7 +372,9 @@ impl Plan {
     fn translation_changes_format(&self) -> bool {
         matches!(
             self.translation,
-            Translation::ChatViaAnthropic | Translation::MessagesViaChat
+            Translation::ChatViaAnthropic
+                | Translation::MessagesViaChat
+                | Translation::ResponsesViaAnthropic
         )
     }
 }
@@ -428,14 +430,27 @@ fn convert(
             .map_err(|e| ApiError::upstream(502, "upstream_unreadable", e.to_string()))?;
             Ok((out.to_string().into_bytes(), usage))
         }
+        Translation::ResponsesViaAnthropic => {
+            let upstream: Value = serde_json::from_slice(bytes).map_err(|_| unreadable())?;
+            let usage = translate::anthropic_usage(&upstream);
+            let out = translate::anthropic_response_to_responses(&upstream, model, unix_now())
+                .map_err(|e| ApiError::upstream(502, "upstream_unreadable", e.to_string()))?;
+            Ok((out.to_string().into_bytes(), usage))
+        }
         Translation::MessagesViaChat => {
             let upstream: Value = serde_json::from_slice(bytes).map_err(|_| unreadable())?;
             let usage = translate::openai_usage(&upstream);
-            let out = translate::anthropic_to_openai::chat_response_to_anthropic(&upstream, model)
+            let out = translate::chat_response_to_anthropic(&upstream, model)
                 .map_err(|e| ApiError::upstream(502, "upstream_unreadable", e.to_string()))?;
             Ok((out.to_string().into_bytes(), usage))
         }
     }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn upstream_error(provider: &str, e: &UpstreamError) -> ApiError {

@@ -22,8 +22,10 @@ use super::plan::{Plan, Translation};
 use super::proxy::Draft;
 use crate::http::{Response, StreamWriter};
 use crate::sse::{SseEvent, SseParser, write_event};
-use crate::translate::stream::{AnthropicToOpenAiStream, OpenAiToAnthropicStream};
 use crate::translate::{self, Usage};
+use crate::translate::{
+    AnthropicToOpenAiStream, AnthropicToResponsesStream, OpenAiToAnthropicStream,
+};
 use crate::upstream::UpstreamResponse;
 
 /// Longest SSE line accepted from an upstream (a single event of a big tool call fits).
@@ -50,6 +52,7 @@ pub enum Relay {
     },
     ChatViaAnthropic(Box<AnthropicToOpenAiStream>),
     MessagesViaChat(Box<OpenAiToAnthropicStream>),
+    ResponsesViaAnthropic(Box<AnthropicToResponsesStream>),
 }
 
 impl Relay {
@@ -72,6 +75,9 @@ impl Relay {
             )),
             Translation::MessagesViaChat => {
                 Relay::MessagesViaChat(Box::new(OpenAiToAnthropicStream::new(model)))
+            }
+            Translation::ResponsesViaAnthropic => {
+                Relay::ResponsesViaAnthropic(Box::new(AnthropicToResponsesStream::new(model)))
             }
         }
     }
@@ -153,6 +159,7 @@ impl Relay {
             }
             Relay::ChatViaAnthropic(s) => s.on_event(ev, out),
             Relay::MessagesViaChat(s) => s.on_event(ev, out),
+            Relay::ResponsesViaAnthropic(s) => s.on_event(ev, out),
         }
     }
 
@@ -162,6 +169,7 @@ impl Relay {
             Relay::OpenAi { done, .. } | Relay::Anthropic { done, .. } => *done,
             Relay::ChatViaAnthropic(s) => s.finished(),
             Relay::MessagesViaChat(s) => s.finished(),
+            Relay::ResponsesViaAnthropic(s) => s.finished(),
         }
     }
 
@@ -171,6 +179,7 @@ impl Relay {
             Relay::OpenAi { failed, .. } | Relay::Anthropic { failed, .. } => *failed,
             Relay::ChatViaAnthropic(s) => s.failed(),
             Relay::MessagesViaChat(s) => s.failed(),
+            Relay::ResponsesViaAnthropic(s) => s.failed(),
         }
     }
 
@@ -182,6 +191,7 @@ impl Relay {
             } => seen_usage.then_some(*usage),
             Relay::ChatViaAnthropic(s) => Some(s.usage()),
             Relay::MessagesViaChat(s) => Some(s.usage()),
+            Relay::ResponsesViaAnthropic(s) => Some(s.usage()),
         }
     }
 
@@ -190,6 +200,7 @@ impl Relay {
         match self {
             Relay::ChatViaAnthropic(s) => s.finish(out),
             Relay::MessagesViaChat(s) => s.finish(out),
+            Relay::ResponsesViaAnthropic(s) => s.finish(out),
             _ => out.extend_from_slice(
                 &ApiError::upstream(502, "upstream_truncated", "the upstream stream ended early")
                     .sse_event(dialect),

@@ -82,6 +82,11 @@ impl AnthropicToResponsesStream {
         self.done
     }
 
+    /// True once the stream was ended with an error event; nothing more will be written.
+    pub fn failed(&self) -> bool {
+        self.failed
+    }
+
     /// Translates one upstream event, appending complete SSE frames to `out`.
     pub fn on_event(&mut self, ev: &SseEvent, out: &mut Vec<u8>) {
         if self.done || self.failed {
