@@ -2,6 +2,14 @@
 //! logout), CSRF refusals, security headers, the usage API, and analytics read back from the
 //! usage log (rotated files included) after a restart.
 
+// Test helpers outside #[test] functions (here and in tests/common) may fail loudly too.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
+
 mod common;
 
 use std::time::Duration;

@@ -2,6 +2,14 @@
 //! counters move with traffic (requests, tokens, histograms, rate limits, lockouts, reloads,
 //! streams).
 
+// Test helpers outside #[test] functions (here and in tests/common) may fail loudly too.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
+
 mod common;
 
 use std::collections::{BTreeMap, HashMap};

@@ -35,7 +35,7 @@
   function fmtMs(ms) {
     if (ms === null || ms === undefined) return "–";
     if (ms >= 1000) return (ms / 1000).toFixed(ms >= 10000 ? 0 : 1) + " s";
-    return Math.round(ms) + " ms";
+    return (ms < 10 && ms % 1 ? ms.toFixed(1) : Math.round(ms)) + " ms";
   }
 
   function fmtPct(x) {
@@ -52,11 +52,13 @@
     return range === "week" ? day + " " + hm : day;
   }
 
+  // The axis top: four gridline steps of 1, 2 or 5 times a power of ten.
   function niceMax(v) {
-    if (!(v > 0)) return 1;
-    const p = Math.pow(10, Math.floor(Math.log10(v)));
-    for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
-    return 10 * p;
+    if (!(v > 0)) return 4;
+    const raw = v / 4;
+    const p = Math.pow(10, Math.floor(Math.log10(raw)));
+    for (const m of [1, 2, 5, 10]) if (m * p >= raw) return 4 * m * p;
+    return 40 * p;
   }
 
   // Draws one chart: `series` is [{values, cls}], drawn as bars ("bar") or lines ("line").
@@ -66,7 +68,8 @@
     const svg = svgEl("svg", { viewBox: `0 0 ${W} ${H}`, role: "img" });
     const n = t.length;
     const all = series.flatMap((s) => s.values.filter((v) => v !== null));
-    const max = niceMax(Math.max(0, ...all));
+    // Bars count whole things: at least a step of one.
+    const max = niceMax(Math.max(kind === "bar" ? 4 : 0, ...all));
     const pw = W - LEFT - RIGHT, ph = H - TOP - BOTTOM;
     const x = (i) => LEFT + (pw * i) / n;
     const y = (v) => TOP + ph - (ph * v) / max;
