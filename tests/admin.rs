@@ -447,3 +447,61 @@ fn rotation_and_read_back_past_max_bytes() {
     let cookie = env.admin_login(PASSWORD).expect("login after restart");
     assert_eq!(all_totals(&env, &cookie), before);
 }
+
+#[test]
+fn cookies_are_secure_under_tls() {
+    let mut env = TestEnv::new();
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    std::fs::write(env.dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(
+        env.dir.path().join("key.pem"),
+        cert.signing_key.serialize_pem(),
+    )
+    .unwrap();
+    let tls = "\n[server.tls]\ncert_file = \"cert.pem\"\nkey_file = \"key.pem\"\n";
+    let rest = format!("{}{MOCK_PROVIDER}", admin_table(PASSWORD, 3600));
+    env.start_full(tls, "", "", &rest);
+    // The certificate is not what is under test here, only the cookie's attributes.
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .proxy(None)
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .disable_verification(true)
+                .build(),
+        )
+        .build()
+        .new_agent();
+    let url = |path: &str| format!("https://{}{path}", env.addr());
+    let body = format!("password={}", common::gateway::form_encode(PASSWORD));
+    let reply = Reply::from(
+        agent
+            .post(url("/admin/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .send(&body)
+            .unwrap(),
+    );
+    assert_eq!(reply.status, 303, "{}", reply.body);
+    let cookie = reply.header("set-cookie").unwrap();
+    assert!(cookie.ends_with("; Secure"), "{cookie}");
+    assert!(reply.header("strict-transport-security").is_some());
+    let pair = cookie.split(';').next().unwrap();
+    let logout_page = Reply::from(
+        agent
+            .get(url("/admin"))
+            .header("cookie", pair)
+            .call()
+            .unwrap(),
+    );
+    assert_eq!(logout_page.status, 200);
+    let plain = Reply::from(
+        agent
+            .post(url("/admin/logout"))
+            .header("cookie", pair)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .send("csrf=wrong")
+            .unwrap(),
+    );
+    assert_eq!(plain.status, 403);
+}

@@ -149,7 +149,11 @@ prefix = "{prefix}"
             let mut reader = BufReader::new(stderr);
             let mut line = String::new();
             while reader.read_line(&mut line).unwrap_or(0) > 0 {
-                if let Some(rest) = line.split("listening on http://").nth(1) {
+                let listening = line
+                    .split("listening on http://")
+                    .nth(1)
+                    .or_else(|| line.split("listening on https://").nth(1));
+                if let Some(rest) = listening {
                     let _ = tx.send(rest.trim().to_owned());
                 }
                 sink.lock().unwrap().push_str(&line);
