@@ -125,8 +125,10 @@
     tbl.replaceChildren();
     const head = el("tr");
     const cols = [label].concat(withPrefix ? ["Prefix"] : [],
-      ["Requests", "Tokens in", "Tokens out", "Errors", "p50", "p95"]);
-    cols.forEach((c) => head.append(el("th", { scope: "col" }, c)));
+      ["Requests", "Tokens in", "Tokens out", "Error rate", "p50", "p95"]);
+    cols.forEach((c) => {
+      head.append(el("th", c === "Prefix" ? { scope: "col", class: "prefix" } : { scope: "col" }, c));
+    });
     const thead = el("thead");
     thead.append(head);
     const tbody = el("tbody");
