@@ -4,6 +4,7 @@
 //! limits and lockouts, and are routed by model name to an upstream provider whose credential
 //! is stored encrypted in the config. See `ARCHITECTURE.md` for the request lifecycle.
 
+pub mod admin;
 pub mod cli;
 pub mod clientip;
 pub mod config;
@@ -11,6 +12,7 @@ pub mod crypto;
 pub mod gateway;
 pub mod http;
 pub mod limits;
+pub mod metrics;
 pub mod sse;
 pub mod translate;
 pub mod upstream;

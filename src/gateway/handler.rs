@@ -1,6 +1,6 @@
 //! The HTTP entry point: request ids, routing by (method, path), the small local endpoints
 //! (`/healthz`, `/v1/models`, `/`), and the access log line. Proxied endpoints go to
-//! `proxy.rs`.
+//! `proxy.rs`; `/admin*` and `/metrics` to [`crate::admin`].
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -93,6 +93,23 @@ fn route(
         }
         return to_response(&ApiError::method_not_allowed(), endpoint.dialect())
             .with_header("allow", "POST");
+    }
+    if path == "/metrics" || path == "/admin" || path.starts_with("/admin/") {
+        let authenticate =
+            |r: &Request<'_>| gateway.authenticate(&runtime.config, r, ctx.client_ip);
+        let deps = crate::admin::Deps {
+            config: &runtime.config,
+            lockout: &gateway.lockout,
+            now: gateway.now(),
+            client_ip: ctx.client_ip,
+            metrics: &gateway.metrics,
+            authenticate: &authenticate,
+        };
+        return if path == "/metrics" {
+            gateway.admin.metrics(&deps, req)
+        } else {
+            gateway.admin.handle(&deps, req)
+        };
     }
     match path {
         "/healthz" if is_get => Response::json(200, &b"{\"status\":\"ok\"}"[..]),

@@ -4,7 +4,8 @@
 //! State owned here: the current [`Runtime`] (config + upstream clients) behind a lock that is
 //! held only to clone an `Arc` (a request finishes on the runtime it started with, a reload
 //! swaps in a new one), the rate limiter and lockout tables (which survive reloads, keyed by
-//! key hash and address), the usage log, and the request-id counter.
+//! key hash and address), the usage log, the dashboard's sessions and analytics, the metrics,
+//! and the request-id counter.
 
 pub mod auth;
 pub mod error;
@@ -23,10 +24,12 @@ use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
 
+use crate::admin::Admin;
 use crate::config::{self, Config, Secrets};
 use crate::http::{self, Server, ServerOptions};
 use crate::limits::RateLimiter;
 use crate::limits::lockout::Lockout;
+use crate::metrics::Metrics;
 use crate::upstream::Upstreams;
 use crate::usage::UsageLog;
 
@@ -49,6 +52,8 @@ pub struct Gateway {
     limiter: RateLimiter,
     lockout: Lockout,
     usage: Option<UsageLog>,
+    admin: Admin,
+    metrics: Metrics,
     epoch: Instant,
     id_prefix: String,
     next_id: AtomicU64,
@@ -56,6 +61,10 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn new(runtime: Runtime) -> Result<Arc<Gateway>, String> {
+        // Read the log back before it is opened for appending.
+        let admin = Admin::new(&runtime.config.usage);
+        let metrics = Metrics::default();
+        metrics.configure(&runtime.config);
         let usage = UsageLog::open(&runtime.config.usage).map_err(|e| {
             let path = runtime
                 .config
@@ -72,6 +81,8 @@ impl Gateway {
             limiter: RateLimiter::new(),
             lockout: Lockout::default(),
             usage,
+            admin,
+            metrics,
             epoch: Instant::now(),
             id_prefix: hex::encode(prefix),
             next_id: AtomicU64::new(1),
@@ -87,6 +98,7 @@ impl Gateway {
     pub fn replace_runtime(&self, runtime: Runtime) {
         let live: std::collections::HashSet<_> =
             runtime.config.keys.iter().map(|k| k.hash).collect();
+        self.metrics.configure(&runtime.config);
         *self.runtime.write() = Arc::new(runtime);
         self.limiter.retain_keys(|hash| live.contains(hash));
     }

@@ -23,7 +23,7 @@ use crate::config::model::Key;
 use crate::http::{BodyError, Request, Response};
 use crate::translate::{self, Usage};
 use crate::upstream::{Method, UpstreamError, UpstreamRequest, UpstreamResponse};
-use crate::usage::{UsageRecord, timestamp_now};
+use crate::usage::{UsageRecord, format_timestamp};
 
 /// Largest non-streamed upstream answer the gateway holds in memory.
 const MAX_UPSTREAM_BODY: u64 = 64 * 1024 * 1024;
@@ -51,6 +51,8 @@ pub(super) struct Draft {
     pub error: Option<&'static str>,
     pub usage: Option<Usage>,
     pub ttfb: Option<Duration>,
+    /// (gateway's own time, upstream's time) once an upstream answered, for the metrics.
+    pub timing: Option<(Duration, Duration)>,
     pub rate_headers: Vec<(&'static str, String)>,
     /// Set once the usage record is written; a request is recorded exactly once.
     pub recorded: bool,
@@ -78,6 +80,7 @@ impl Gateway {
             error: None,
             usage: None,
             ttfb: None,
+            timing: None,
             rate_headers: Vec::new(),
             recorded: false,
         };
@@ -207,6 +210,7 @@ impl Gateway {
     ) -> Response {
         let upstream_time = sent_at.elapsed();
         let gateway_time = draft.started.elapsed().saturating_sub(upstream_time);
+        draft.timing = Some((gateway_time, upstream_time));
         let dialect = draft.endpoint.dialect();
         let success = (200..300).contains(&upstream.status);
         if success && upstream.is_event_stream() {
@@ -257,6 +261,7 @@ impl Gateway {
         };
         let upstream_time = sent_at.elapsed();
         let gateway_time = draft.started.elapsed().saturating_sub(upstream_time);
+        draft.timing = Some((gateway_time, upstream_time));
         let body = match result {
             Ok(body) => body,
             Err(error) => {
@@ -306,6 +311,8 @@ impl Gateway {
             }
         }
         let key_name = draft.key.as_ref().map(|k| k.name.clone());
+        let now = time::OffsetDateTime::now_utc();
+        self.observe(draft, latency, now.unix_timestamp());
         log::info!(
             "POST {} {} key={} model={} {}us rid={}{}",
             draft.endpoint.path(),
@@ -325,7 +332,7 @@ impl Gateway {
         );
         if let Some(log) = &self.usage {
             log.append(&UsageRecord {
-                ts: timestamp_now(),
+                ts: format_timestamp(now),
                 request_id: draft.request_id.clone(),
                 key: key_name,
                 model: draft.model.clone(),
@@ -342,6 +349,37 @@ impl Gateway {
                 client_ip: draft.client_ip.to_string(),
             });
         }
+    }
+}
+
+impl Gateway {
+    /// Feeds one finished request to the metrics and the dashboard's analytics.
+    fn observe(&self, draft: &Draft, latency: Duration, unix_secs: i64) {
+        let key = draft.key.as_ref().map(|k| k.name.as_str());
+        let tokens = draft
+            .usage
+            .map_or((0, 0), |u| (u.prompt_tokens, u.completion_tokens));
+        self.metrics.observe(&crate::metrics::Observation {
+            endpoint: draft.endpoint.path(),
+            key,
+            model: draft.model.as_deref(),
+            status: draft.status,
+            error: draft.error,
+            upstream: draft.timing.map(|t| t.1),
+            overhead: draft.timing.map(|t| t.0),
+            prompt_tokens: tokens.0,
+            completion_tokens: tokens.1,
+        });
+        self.admin.record(&crate::admin::analytics::Sample {
+            ts: unix_secs,
+            key,
+            model: draft.model.as_deref(),
+            status: draft.status,
+            error: draft.error,
+            latency_ms: latency.as_millis() as u64,
+            prompt_tokens: tokens.0,
+            completion_tokens: tokens.1,
+        });
     }
 }
 
@@ -362,6 +400,7 @@ impl Draft {
             error: None,
             usage: None,
             ttfb: None,
+            timing: None,
             rate_headers: Vec::new(),
             recorded: true,
         }

@@ -240,6 +240,7 @@ pub(super) fn stream(
 ) -> Response {
     draft.status = 200;
     let mut response = Response::stream(200, move |writer: &mut StreamWriter<'_>| {
+        let _active = gateway.metrics.stream_started();
         let result = pump(
             upstream.body,
             &mut relay,

@@ -130,7 +130,11 @@ fn reload(path: &std::path::Path, gateway: &Gateway) {
                 log::info!("config reloaded from {}", path.display());
             }
             gateway.replace_runtime(runtime);
+            gateway.metrics.reload(true);
         }
-        Err(e) => log::error!("config reload refused, keeping the running config: {e}"),
+        Err(e) => {
+            gateway.metrics.reload(false);
+            log::error!("config reload refused, keeping the running config: {e}");
+        }
     }
 }

@@ -65,6 +65,17 @@ impl TestEnv {
     /// The standard head of a test config (server on port 0, usage log on, the `test` key
     /// allowed every model) followed by `rest` (providers, models, more keys).
     pub fn config_text(&self, server_extra: &str, rest: &str) -> String {
+        self.config_text_full(server_extra, "", "", rest)
+    }
+
+    /// [`TestEnv::config_text`] with extra lines in `[security]` and `[usage]` too.
+    pub fn config_text_full(
+        &self,
+        server_extra: &str,
+        security_extra: &str,
+        usage_extra: &str,
+        rest: &str,
+    ) -> String {
         format!(
             r#"[server]
 listen = "127.0.0.1:0"
@@ -73,9 +84,11 @@ header_timeout_secs = 5
 
 [security]
 master_key_file = "noviqi.key"
+{security_extra}
 
 [usage]
 path = "usage.jsonl"
+{usage_extra}
 
 {rest}
 
@@ -87,6 +100,19 @@ prefix = "{prefix}"
             hash = self.key_hash,
             prefix = &self.key[..12],
         )
+    }
+
+    /// [`TestEnv::start`] with extra lines in `[security]` and `[usage]`.
+    pub fn start_full(
+        &mut self,
+        server_extra: &str,
+        security_extra: &str,
+        usage_extra: &str,
+        rest: &str,
+    ) -> SocketAddr {
+        let text = self.config_text_full(server_extra, security_extra, usage_extra, rest);
+        self.write_config(&text);
+        self.spawn()
     }
 
     pub fn write_config(&self, text: &str) {
@@ -123,7 +149,11 @@ prefix = "{prefix}"
             let mut reader = BufReader::new(stderr);
             let mut line = String::new();
             while reader.read_line(&mut line).unwrap_or(0) > 0 {
-                if let Some(rest) = line.split("listening on http://").nth(1) {
+                let listening = line
+                    .split("listening on http://")
+                    .nth(1)
+                    .or_else(|| line.split("listening on https://").nth(1));
+                if let Some(rest) = listening {
                     let _ = tx.send(rest.trim().to_owned());
                 }
                 sink.lock().unwrap().push_str(&line);
@@ -207,6 +237,44 @@ prefix = "{prefix}"
         let _ = child.kill();
         let _ = child.wait();
         None
+    }
+
+    /// An agent that does not follow redirects (to see a login's 303 and its cookie).
+    pub fn agent_no_redirects(&self) -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .max_redirects(0)
+            .proxy(None)
+            .build()
+            .new_agent()
+    }
+
+    /// POSTs an urlencoded form without following redirects.
+    pub fn post_form(&self, path: &str, body: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut req = self.agent_no_redirects().post(self.url(path));
+        for (n, v) in headers {
+            req = req.header(*n, *v);
+        }
+        let resp = req
+            .header("content-type", "application/x-www-form-urlencoded")
+            .send(body)
+            .unwrap();
+        Reply::from(resp)
+    }
+
+    /// Logs in to `/admin` with `password`; the session cookie (`name=value`) on success.
+    pub fn admin_login(&self, password: &str) -> Option<String> {
+        let reply = self.post_form(
+            "/admin/login",
+            &format!("password={}", form_encode(password)),
+            &[("sec-fetch-site", "same-origin")],
+        );
+        if reply.status != 303 {
+            return None;
+        }
+        let cookie = reply.header("set-cookie")?;
+        Some(cookie.split(';').next()?.to_owned())
     }
 
     pub fn agent(&self) -> ureq::Agent {
@@ -365,6 +433,29 @@ pub fn raw_post(path: &str, key: &str, body: &str) -> String {
 fn set_mode(path: &std::path::Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// An `[admin]` table whose password is `password` (hashed here with Argon2id).
+pub fn admin_table(password: &str, session_ttl_secs: u64) -> String {
+    let hash = noviqi::crypto::password::hash(password).unwrap();
+    format!("[admin]\npassword_hash = \"{hash}\"\nsession_ttl_secs = {session_ttl_secs}\n\n")
+}
+
+/// The built-in mock provider and a model `mock` routed to it.
+pub const MOCK_PROVIDER: &str = "[[providers]]\nname = \"mock\"\nkind = \"mock\"\n\n\
+                                 [[models]]\nname = \"mock\"\ntargets = [\"mock/echo\"]\n\n";
+
+/// `application/x-www-form-urlencoded` form of `s`.
+pub fn form_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.*".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Retries `f` until it returns true or `timeout` passes.

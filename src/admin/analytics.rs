@@ -1,0 +1,668 @@
+//! Usage analytics for the dashboard: the usage log folded into time buckets, kept current as
+//! requests finish, and read back from the log (rotated files included) on start.
+//!
+//! State owned here, behind one mutex: two tiers of buckets — one per minute for the last two
+//! hours (the `hour` range) and one per hour for the last 32 days (`day`, `week`, `month`) —
+//! each holding one [`Cell`] per (key, model, status class) with counts, token sums and a small
+//! fixed-bucket latency histogram (percentiles come from it). Memory is bounded: at most
+//! [`MAX_NAMES`] distinct key names and model names are tracked (later ones count as
+//! `(other)`), at most [`MAX_CELLS`] cells per bucket, and buckets past their tier's window are
+//! dropped.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{self, BufRead, BufReader};
+use std::path::Path;
+
+use parking_lot::Mutex;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::config::model::UsageSettings;
+use crate::usage::rotated;
+
+/// Upper bounds (ms) of the latency histogram; one more slot counts everything above.
+pub const LATENCY_BOUNDS_MS: [u64; 15] = [
+    5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 120_000, 300_000,
+];
+const SLOTS: usize = LATENCY_BOUNDS_MS.len() + 1;
+/// Distinct key names (and, separately, model names) tracked by name.
+pub const MAX_NAMES: usize = 100;
+/// Cells per bucket; past it new combinations fold into (other, other, class).
+pub const MAX_CELLS: usize = 512;
+/// Longest usage-log line read back; longer ones are skipped.
+const MAX_LINE: usize = 64 * 1024;
+/// The name counted for keys/models past [`MAX_NAMES`] or not worth a name.
+pub const OTHER: &str = "(other)";
+/// The name counted for requests without a key (never authenticated) or model.
+pub const NONE: &str = "(none)";
+/// Hourly buckets kept (32 days).
+const HOURS_KEPT: i64 = 24 * 32;
+const STATUS_CLASSES: [&str; 6] = ["other", "1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// One finished request as the aggregator sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample<'a> {
+    /// Unix seconds when the request finished.
+    pub ts: i64,
+    pub key: Option<&'a str>,
+    pub model: Option<&'a str>,
+    pub status: u16,
+    /// The usage line's error code; `None` on success.
+    pub error: Option<&'a str>,
+    pub latency_ms: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+/// A dashboard range: how far back and in which bucket width.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Range {
+    Hour,
+    Day,
+    Week,
+    Month,
+}
+
+impl Range {
+    pub fn parse(s: &str) -> Option<Range> {
+        Some(match s {
+            "hour" => Range::Hour,
+            "day" => Range::Day,
+            "week" => Range::Week,
+            "month" => Range::Month,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Range::Hour => "hour",
+            Range::Day => "day",
+            Range::Week => "week",
+            Range::Month => "month",
+        }
+    }
+
+    /// (bucket width in seconds, number of buckets).
+    fn shape(self) -> (i64, usize) {
+        match self {
+            Range::Hour => (60, 60),
+            Range::Day => (3600, 24),
+            Range::Week => (3600, 24 * 7),
+            Range::Month => (3600, 24 * 30),
+        }
+    }
+}
+
+/// Counts for one (key, model, status class) in one bucket, or any sum of those.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cell {
+    pub requests: u64,
+    pub errors: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub latency: [u32; SLOTS],
+}
+
+impl Cell {
+    fn add_sample(&mut self, s: &Sample<'_>) {
+        self.requests += 1;
+        self.errors += u64::from(s.error.is_some());
+        self.prompt_tokens += s.prompt_tokens;
+        self.completion_tokens += s.completion_tokens;
+        let slot = LATENCY_BOUNDS_MS
+            .iter()
+            .position(|&b| s.latency_ms <= b)
+            .unwrap_or(SLOTS - 1);
+        self.latency[slot] = self.latency[slot].saturating_add(1);
+    }
+
+    fn add(&mut self, other: &Cell) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.prompt_tokens += other.prompt_tokens;
+        self.completion_tokens += other.completion_tokens;
+        for (a, b) in self.latency.iter_mut().zip(other.latency) {
+            *a = a.saturating_add(b);
+        }
+    }
+
+    /// The `q` quantile (0..=1) of latency in ms, interpolated inside its histogram slot;
+    /// `None` with no requests.
+    pub fn percentile(&self, q: f64) -> Option<u64> {
+        let n: u64 = self.latency.iter().map(|&c| u64::from(c)).sum();
+        if n == 0 {
+            return None;
+        }
+        let target = ((q * n as f64).ceil() as u64).clamp(1, n);
+        let mut before = 0u64;
+        for (i, &count) in self.latency.iter().enumerate() {
+            let count = u64::from(count);
+            if count > 0 && before + count >= target {
+                let lower = if i == 0 { 0 } else { LATENCY_BOUNDS_MS[i - 1] };
+                let upper = LATENCY_BOUNDS_MS.get(i).copied().unwrap_or(lower);
+                let fraction = (target - before) as f64 / count as f64;
+                return Some(lower + ((upper - lower) as f64 * fraction).round() as u64);
+            }
+            before += count;
+        }
+        None
+    }
+
+    fn totals_json(&self) -> Value {
+        json!({
+            "requests": self.requests,
+            "errors": self.errors,
+            "error_rate": if self.requests == 0 { 0.0 } else {
+                self.errors as f64 / self.requests as f64
+            },
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "p50_ms": self.percentile(0.5),
+            "p95_ms": self.percentile(0.95),
+        })
+    }
+}
+
+/// Names to small indices, at most [`MAX_NAMES`] plus the two fixed ones.
+struct Names {
+    index: HashMap<String, u16>,
+    names: Vec<String>,
+}
+
+impl Names {
+    fn new() -> Names {
+        let mut names = Names {
+            index: HashMap::new(),
+            names: Vec::new(),
+        };
+        names.intern(OTHER);
+        names.intern(NONE);
+        names
+    }
+
+    fn intern(&mut self, name: &str) -> u16 {
+        if let Some(&i) = self.index.get(name) {
+            return i;
+        }
+        if self.names.len() >= MAX_NAMES + 2 {
+            return 0;
+        }
+        let i = self.names.len() as u16;
+        self.names.push(name.to_owned());
+        self.index.insert(name.to_owned(), i);
+        i
+    }
+
+    fn name(&self, i: u16) -> &str {
+        self.names.get(usize::from(i)).map_or(OTHER, String::as_str)
+    }
+}
+
+type CellKey = (u16, u16, u8);
+
+/// Buckets of one width, kept for `keep` buckets back from now.
+struct Tier {
+    width: i64,
+    keep: i64,
+    buckets: BTreeMap<i64, HashMap<CellKey, Cell>>,
+}
+
+impl Tier {
+    fn new(width: i64, keep: i64) -> Tier {
+        Tier {
+            width,
+            keep,
+            buckets: BTreeMap::new(),
+        }
+    }
+
+    fn add(&mut self, now: i64, key: CellKey, sample: &Sample<'_>) {
+        let oldest = (now.div_euclid(self.width) - self.keep + 1) * self.width;
+        let start = sample.ts.div_euclid(self.width) * self.width;
+        if start < oldest {
+            return;
+        }
+        if !self.buckets.contains_key(&start) {
+            self.buckets = self.buckets.split_off(&oldest);
+        }
+        let cells = self.buckets.entry(start).or_default();
+        let key = if cells.len() >= MAX_CELLS && !cells.contains_key(&key) {
+            (0, 0, key.2)
+        } else {
+            key
+        };
+        cells.entry(key).or_default().add_sample(sample);
+    }
+}
+
+struct Inner {
+    keys: Names,
+    models: Names,
+    minutes: Tier,
+    hours: Tier,
+}
+
+/// The aggregator; shared by every connection thread.
+pub struct Analytics {
+    inner: Mutex<Inner>,
+}
+
+impl Default for Analytics {
+    fn default() -> Self {
+        Analytics {
+            inner: Mutex::new(Inner {
+                keys: Names::new(),
+                models: Names::new(),
+                minutes: Tier::new(60, 120),
+                hours: Tier::new(3600, HOURS_KEPT),
+            }),
+        }
+    }
+}
+
+fn status_class(status: u16) -> u8 {
+    match status {
+        100..=599 => (status / 100) as u8,
+        _ => 0,
+    }
+}
+
+impl Analytics {
+    /// Counts one finished request; `now` (unix seconds) decides what is too old to keep.
+    pub fn record(&self, sample: &Sample<'_>, now: i64) {
+        let model = match sample.error {
+            // Names a client made up are not worth a row.
+            Some("model_not_found" | "model_not_allowed") => OTHER,
+            _ => sample.model.unwrap_or(NONE),
+        };
+        if sample.ts < now - HOURS_KEPT * 3600 {
+            return;
+        }
+        let mut inner = self.inner.lock();
+        let inner = &mut *inner;
+        let cell = (
+            inner.keys.intern(sample.key.unwrap_or(NONE)),
+            inner.models.intern(model),
+            status_class(sample.status),
+        );
+        inner.minutes.add(now, cell, sample);
+        inner.hours.add(now, cell, sample);
+    }
+
+    /// Reads the usage log back: the rotated files oldest first, then the live one. Lines that
+    /// do not parse are skipped; a missing file is not an error. Returns the lines counted.
+    pub fn read_back(&self, settings: &UsageSettings, now: i64) -> usize {
+        let Some(path) = &settings.path else {
+            return 0;
+        };
+        let mut files: Vec<_> = (1..=settings.keep)
+            .rev()
+            .map(|n| rotated(path, n))
+            .collect();
+        files.push(path.clone());
+        let cutoff = now - HOURS_KEPT * 3600;
+        let mut counted = 0;
+        for file in files {
+            match read_file(self, &file, now, cutoff) {
+                Ok(n) => counted += n,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => log::warn!("usage log {}: read back stopped: {e}", file.display()),
+            }
+        }
+        counted
+    }
+
+    /// The dashboard's JSON for `range` ending at `now` (unix seconds); `prefix_of` gives a
+    /// key's prefix by name when the config still has it.
+    pub fn report(
+        &self,
+        range: Range,
+        now: i64,
+        prefix_of: &dyn Fn(&str) -> Option<String>,
+    ) -> Value {
+        let (width, n) = range.shape();
+        let last = now.div_euclid(width) * width;
+        let first = last - (n as i64 - 1) * width;
+        let inner = self.inner.lock();
+        let tier = if width == 60 {
+            &inner.minutes
+        } else {
+            &inner.hours
+        };
+        let mut total = Cell::default();
+        let mut series = vec![Cell::default(); n];
+        let mut by_key: BTreeMap<u16, Group> = BTreeMap::new();
+        let mut by_model: BTreeMap<u16, Group> = BTreeMap::new();
+        let mut by_status: BTreeMap<u8, Group> = BTreeMap::new();
+        for (&start, cells) in tier.buckets.range(first..=last) {
+            let i = ((start - first) / width) as usize;
+            for (&(k, m, class), cell) in cells {
+                total.add(cell);
+                series[i].add(cell);
+                by_key
+                    .entry(k)
+                    .or_insert_with(|| Group::new(n))
+                    .add(i, cell);
+                by_model
+                    .entry(m)
+                    .or_insert_with(|| Group::new(n))
+                    .add(i, cell);
+                by_status
+                    .entry(class)
+                    .or_insert_with(|| Group::new(n))
+                    .add(i, cell);
+            }
+        }
+        let keys: Vec<Value> = sorted(by_key)
+            .into_iter()
+            .map(|(k, g)| {
+                let name = inner.keys.name(k);
+                let mut v = g.json(name);
+                v["prefix"] = prefix_of(name).map_or(Value::Null, Value::String);
+                v
+            })
+            .collect();
+        let models: Vec<Value> = sorted(by_model)
+            .into_iter()
+            .map(|(m, g)| g.json(inner.models.name(m)))
+            .collect();
+        drop(inner);
+        let statuses: Vec<Value> = by_status
+            .into_iter()
+            .map(|(c, g)| g.json(STATUS_CLASSES[usize::from(c).min(5)]))
+            .collect();
+        let t: Vec<i64> = (0..n as i64).map(|i| first + i * width).collect();
+        let mut series_json = series_json(&series);
+        series_json["p50_ms"] = series.iter().map(|c| c.percentile(0.5)).collect();
+        series_json["p95_ms"] = series.iter().map(|c| c.percentile(0.95)).collect();
+        json!({
+            "range": range.name(),
+            "bucket_secs": width,
+            "now": now,
+            "t": t,
+            "totals": total.totals_json(),
+            "series": series_json,
+            "by_key": keys,
+            "by_model": models,
+            "by_status": statuses,
+        })
+    }
+}
+
+/// One key's, model's or status class's totals and per-bucket counts.
+struct Group {
+    total: Cell,
+    series: Vec<Cell>,
+}
+
+impl Group {
+    fn new(n: usize) -> Group {
+        Group {
+            total: Cell::default(),
+            series: vec![Cell::default(); n],
+        }
+    }
+
+    fn add(&mut self, i: usize, cell: &Cell) {
+        self.total.add(cell);
+        if let Some(slot) = self.series.get_mut(i) {
+            slot.add(cell);
+        }
+    }
+
+    fn json(&self, name: &str) -> Value {
+        json!({
+            "name": name,
+            "totals": self.total.totals_json(),
+            "series": series_json(&self.series),
+        })
+    }
+}
+
+/// Most requests first.
+fn sorted<K: Ord>(groups: BTreeMap<K, Group>) -> Vec<(K, Group)> {
+    let mut v: Vec<_> = groups.into_iter().collect();
+    v.sort_by_key(|g| std::cmp::Reverse(g.1.total.requests));
+    v
+}
+
+fn series_json(cells: &[Cell]) -> Value {
+    json!({
+        "requests": cells.iter().map(|c| c.requests).collect::<Vec<_>>(),
+        "errors": cells.iter().map(|c| c.errors).collect::<Vec<_>>(),
+        "prompt_tokens": cells.iter().map(|c| c.prompt_tokens).collect::<Vec<_>>(),
+        "completion_tokens": cells.iter().map(|c| c.completion_tokens).collect::<Vec<_>>(),
+    })
+}
+
+/// The fields of a usage line the dashboard needs (the rest are ignored).
+#[derive(Deserialize)]
+struct Line {
+    ts: String,
+    key: Option<String>,
+    model: Option<String>,
+    status: u16,
+    latency_ms: u64,
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    error: Option<String>,
+}
+
+/// Unix seconds of an RFC 3339 timestamp.
+pub fn parse_ts(ts: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(time::OffsetDateTime::unix_timestamp)
+}
+
+fn read_file(analytics: &Analytics, path: &Path, now: i64, cutoff: i64) -> io::Result<usize> {
+    let mut reader = BufReader::with_capacity(64 * 1024, File::open(path)?);
+    let mut buf = Vec::new();
+    let mut counted = 0;
+    while next_line(&mut reader, &mut buf)? {
+        let Ok(line) = serde_json::from_slice::<Line>(&buf) else {
+            continue;
+        };
+        let Some(ts) = parse_ts(&line.ts) else {
+            continue;
+        };
+        if ts < cutoff {
+            continue;
+        }
+        analytics.record(
+            &Sample {
+                ts,
+                key: line.key.as_deref(),
+                model: line.model.as_deref(),
+                status: line.status,
+                error: line.error.as_deref(),
+                latency_ms: line.latency_ms,
+                prompt_tokens: line.prompt_tokens.unwrap_or(0),
+                completion_tokens: line.completion_tokens.unwrap_or(0),
+            },
+            now,
+        );
+        counted += 1;
+    }
+    Ok(counted)
+}
+
+/// The next line into `buf` (without `\n`); a line longer than [`MAX_LINE`] comes back empty.
+/// `false` at end of input.
+fn next_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<bool> {
+    buf.clear();
+    let mut seen = false;
+    let mut too_long = false;
+    loop {
+        let chunk = reader.fill_buf()?;
+        if chunk.is_empty() {
+            if too_long {
+                buf.clear();
+            }
+            return Ok(seen);
+        }
+        seen = true;
+        let (take, done) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (i, true),
+            None => (chunk.len(), false),
+        };
+        if !too_long {
+            if buf.len() + take > MAX_LINE {
+                too_long = true;
+                buf.clear();
+            } else {
+                buf.extend_from_slice(&chunk[..take]);
+            }
+        }
+        reader.consume(take + usize::from(done));
+        if done {
+            if too_long {
+                buf.clear();
+            }
+            return Ok(true);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_767_225_600 + 10 * 3600 + 30 * 60; // 2026-01-01T10:30:00Z
+
+    fn sample(
+        ts: i64,
+        key: &'static str,
+        model: &'static str,
+        status: u16,
+        ms: u64,
+    ) -> Sample<'static> {
+        Sample {
+            ts,
+            key: Some(key),
+            model: Some(model),
+            status,
+            error: (status >= 400).then_some("upstream_error"),
+            latency_ms: ms,
+            prompt_tokens: 10,
+            completion_tokens: 5,
+        }
+    }
+
+    fn no_prefix(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn report_totals_series_and_groups() {
+        let a = Analytics::default();
+        a.record(&sample(NOW - 10, "laptop", "gpt", 200, 40), NOW);
+        a.record(&sample(NOW - 20, "laptop", "gpt", 200, 60), NOW);
+        a.record(&sample(NOW - 2 * 3600, "ci", "claude", 502, 900), NOW);
+        let day = a.report(Range::Day, NOW, &|n: &str| {
+            (n == "laptop").then(|| "nvq_abc".into())
+        });
+        assert_eq!(day["totals"]["requests"], 3);
+        assert_eq!(day["totals"]["errors"], 1);
+        assert_eq!(day["totals"]["prompt_tokens"], 30);
+        assert_eq!(day["t"].as_array().unwrap().len(), 24);
+        let reqs = day["series"]["requests"].as_array().unwrap();
+        assert_eq!(reqs[23], 2);
+        assert_eq!(reqs[21], 1);
+        assert_eq!(day["by_key"][0]["name"], "laptop");
+        assert_eq!(day["by_key"][0]["prefix"], "nvq_abc");
+        assert_eq!(day["by_key"][1]["prefix"], Value::Null);
+        assert_eq!(day["by_status"][0]["name"], "2xx");
+        assert_eq!(day["by_status"][1]["name"], "5xx");
+        let hour = a.report(Range::Hour, NOW, &no_prefix);
+        assert_eq!(hour["totals"]["requests"], 2);
+        assert_eq!(hour["bucket_secs"], 60);
+        assert_eq!(hour["series"]["requests"][58], 2, "10:29:40 and 10:29:50");
+    }
+
+    #[test]
+    fn old_samples_are_dropped_and_names_capped() {
+        let a = Analytics::default();
+        a.record(&sample(NOW - 40 * 24 * 3600, "k", "m", 200, 1), NOW);
+        assert_eq!(
+            a.report(Range::Month, NOW, &no_prefix)["totals"]["requests"],
+            0
+        );
+        let names: Vec<String> = (0..MAX_NAMES + 20).map(|i| format!("key{i}")).collect();
+        for name in &names {
+            a.record(
+                &Sample {
+                    key: Some(name),
+                    ..sample(NOW, "x", "m", 200, 1)
+                },
+                NOW,
+            );
+        }
+        let r = a.report(Range::Day, NOW, &no_prefix);
+        assert_eq!(r["totals"]["requests"], (MAX_NAMES + 20) as u64);
+        let keys = r["by_key"].as_array().unwrap();
+        assert_eq!(keys.len(), MAX_NAMES + 1);
+        assert_eq!(keys[0]["name"], OTHER);
+        assert_eq!(keys[0]["totals"]["requests"], 20);
+    }
+
+    #[test]
+    fn percentiles_interpolate_within_slots() {
+        let mut c = Cell::default();
+        assert_eq!(c.percentile(0.5), None);
+        for ms in [30, 40, 45, 50] {
+            c.add_sample(&sample(0, "k", "m", 200, ms));
+        }
+        // All four fall in the 25..=50 slot.
+        assert_eq!(c.percentile(0.5), Some(38));
+        assert_eq!(c.percentile(0.95), Some(50));
+        c.add_sample(&sample(0, "k", "m", 200, 1_000_000));
+        assert_eq!(c.percentile(1.0), Some(300_000));
+    }
+
+    #[test]
+    fn next_line_skips_overlong_lines() {
+        let long = "x".repeat(MAX_LINE + 10);
+        let text = format!("a\n{long}\nb");
+        let mut r = BufReader::with_capacity(100, text.as_bytes());
+        let mut buf = Vec::new();
+        let mut lines = Vec::new();
+        while next_line(&mut r, &mut buf).unwrap() {
+            lines.push(String::from_utf8(buf.clone()).unwrap());
+        }
+        assert_eq!(lines, ["a", "", "b"]);
+    }
+
+    #[test]
+    fn read_back_covers_rotated_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("u.jsonl");
+        let line = |ts: &str| {
+            format!(
+                "{{\"ts\":\"{ts}\",\"request_id\":\"r\",\"key\":\"k\",\"model\":\"m\",\"status\":200,\
+                 \"latency_ms\":5,\"ttfb_ms\":1,\"prompt_tokens\":2,\"completion_tokens\":3,\"error\":null}}\n"
+            )
+        };
+        std::fs::write(rotated(&path, 2), line("2026-01-01T09:00:00.000Z")).unwrap();
+        std::fs::write(
+            rotated(&path, 1),
+            line("2026-01-01T10:00:00.000Z") + "garbage\n",
+        )
+        .unwrap();
+        std::fs::write(&path, line("2026-01-01T10:29:00.000Z")).unwrap();
+        let a = Analytics::default();
+        let settings = UsageSettings {
+            path: Some(path),
+            max_bytes: 1000,
+            keep: 3,
+        };
+        assert_eq!(a.read_back(&settings, NOW), 3);
+        let r = a.report(Range::Day, NOW, &no_prefix);
+        assert_eq!(r["totals"]["requests"], 3);
+        assert_eq!(r["totals"]["completion_tokens"], 9);
+        assert_eq!(r["series"]["requests"][22], 1);
+        assert_eq!(r["series"]["requests"][23], 2);
+    }
+}

@@ -1,0 +1,303 @@
+//! The admin dashboard (`/admin`), its JSON API (`/admin/api/*`) and `GET /metrics`.
+//!
+//! State owned here: the session table, the usage analytics, and a lock that lets one Argon2
+//! verification run at a time (each costs tens of milliseconds of CPU). Everything else — the
+//! config, the lockout table, the metrics, key authentication — is the gateway's, handed in
+//! per request as [`Deps`].
+//!
+//! Rules: the whole `/admin` tree is 404 while no admin password hash is configured. State
+//! changes (`POST /admin/login`, `POST /admin/logout`) must come from the same origin
+//! (`Sec-Fetch-Site: same-origin|none`; without that header, an `Origin` naming another host is
+//! refused), and logout also needs the session's CSRF token. `Origin: null` alone proves
+//! nothing: Chromium sends it on same-origin form posts from a `no-referrer` page. The lockout
+//! is checked before the password is verified, and a wrong password counts as a failure in the
+//! same table bad API keys use. Every admin response carries the security headers of
+//! [`web::secure`].
+
+pub mod analytics;
+pub mod session;
+mod web;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::config::Config;
+use crate::config::model::{AdminSettings, Key, UsageSettings};
+use crate::crypto::password;
+use crate::gateway::auth::credential;
+use crate::gateway::error::{ApiError, Dialect};
+use crate::http::{Request, Response};
+use crate::limits::lockout::Lockout;
+use crate::metrics::Metrics;
+
+use analytics::{Analytics, Range, Sample};
+use session::Sessions;
+
+/// Largest login or logout form accepted.
+const MAX_FORM_BYTES: u64 = 4096;
+/// How long a login waits for another login's Argon2 verification before giving up (503).
+const VERIFY_WAIT: Duration = Duration::from_secs(5);
+
+/// What the admin handlers borrow from the gateway for one request.
+pub struct Deps<'a> {
+    pub config: &'a Config,
+    pub lockout: &'a Lockout,
+    /// The lockout table's clock.
+    pub now: Duration,
+    pub client_ip: IpAddr,
+    pub metrics: &'a Metrics,
+    /// The gateway's key authentication (lockout-aware).
+    pub authenticate: &'a dyn Fn(&Request<'_>) -> Result<Arc<Key>, ApiError>,
+}
+
+/// The dashboard's state.
+pub struct Admin {
+    sessions: Sessions,
+    analytics: Analytics,
+    verifying: Mutex<()>,
+}
+
+impl Admin {
+    /// A dashboard whose analytics start from the usage log at `usage` (rotated files too).
+    pub fn new(usage: &UsageSettings) -> Admin {
+        let admin = Admin {
+            sessions: Sessions::default(),
+            analytics: Analytics::default(),
+            verifying: Mutex::new(()),
+        };
+        let started = Instant::now();
+        let lines = admin.analytics.read_back(usage, unix_now());
+        if lines > 0 {
+            log::info!(
+                "usage analytics: read back {lines} lines in {}ms",
+                started.elapsed().as_millis()
+            );
+        }
+        admin
+    }
+
+    /// Counts one finished request in the analytics (one short lock).
+    pub fn record(&self, sample: &Sample<'_>) {
+        self.analytics.record(sample, unix_now().max(sample.ts));
+    }
+
+    /// Answers any request under `/admin`.
+    pub fn handle(&self, deps: &Deps<'_>, req: &mut Request<'_>) -> Response {
+        let Some(settings) = &deps.config.admin else {
+            return web::secure(web::text(404, "not found\n"));
+        };
+        let response = self.route(deps, settings, req);
+        web::secure(response)
+    }
+
+    fn route(&self, deps: &Deps<'_>, settings: &AdminSettings, req: &mut Request<'_>) -> Response {
+        let method = req.method();
+        let get = method == "GET" || method == "HEAD";
+        let path = req.path();
+        match path {
+            "/admin" | "/admin/" if get => match self.session(settings, req) {
+                Some((_, csrf)) => web::dashboard(&csrf),
+                None => web::login_page(200, None),
+            },
+            "/admin/login" if method == "POST" => self.login(deps, settings, req),
+            "/admin/logout" if method == "POST" => self.logout(settings, req),
+            "/admin/assets/app.js" if get => web::asset_js(),
+            "/admin/assets/app.css" if get => web::asset_css(),
+            "/admin/login" if get => web::redirect("/admin"),
+            "/admin/api/usage" if get => match self.authorize(deps, settings, req) {
+                Ok(()) => self.usage_api(deps.config, req.query()),
+                Err(e) => error(&e),
+            },
+            "/admin"
+            | "/admin/"
+            | "/admin/assets/app.js"
+            | "/admin/assets/app.css"
+            | "/admin/api/usage" => error(&api_error(405, "method_not_allowed", "use GET"))
+                .with_header("allow", "GET, HEAD"),
+            "/admin/login" | "/admin/logout" => {
+                error(&api_error(405, "method_not_allowed", "use POST"))
+                    .with_header("allow", "POST")
+            }
+            _ if path.starts_with("/admin/api/") => {
+                error(&api_error(404, "not_found", "no such admin endpoint"))
+            }
+            _ => web::text(404, "not found\n"),
+        }
+    }
+
+    /// `GET /metrics`: the exposition text to an admin session or an `admin = true` key.
+    pub fn metrics(&self, deps: &Deps<'_>, req: &Request<'_>) -> Response {
+        let method = req.method();
+        if method != "GET" && method != "HEAD" {
+            return error(&api_error(405, "method_not_allowed", "use GET"))
+                .with_header("allow", "GET, HEAD");
+        }
+        let settings = deps.config.admin.as_ref();
+        let authorized = match settings {
+            Some(s) => self.authorize(deps, s, req),
+            None => authorize_key(deps, req),
+        };
+        match authorized {
+            Ok(()) => Response::bytes(
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                deps.metrics.render(),
+            )
+            .with_header("cache-control", "no-store"),
+            Err(e) => error(&e),
+        }
+    }
+
+    /// The live session named by the request's cookie: (id, CSRF token).
+    fn session(&self, settings: &AdminSettings, req: &Request<'_>) -> Option<(String, String)> {
+        let id = web::session_cookie(req)?;
+        let csrf = self
+            .sessions
+            .get(id, &settings.password_hash, Instant::now())?;
+        Some((id.to_owned(), csrf))
+    }
+
+    /// A session, or else an `admin = true` key in `Authorization`.
+    fn authorize(
+        &self,
+        deps: &Deps<'_>,
+        settings: &AdminSettings,
+        req: &Request<'_>,
+    ) -> Result<(), ApiError> {
+        if self.session(settings, req).is_some() {
+            return Ok(());
+        }
+        authorize_key(deps, req)
+    }
+
+    fn login(&self, deps: &Deps<'_>, settings: &AdminSettings, req: &mut Request<'_>) -> Response {
+        if !web::same_origin(req) {
+            return web::login_page(403, Some("Cross-site request refused."));
+        }
+        let security = &deps.config.security;
+        if let Err(wait) = deps.lockout.check(deps.client_ip, security, deps.now) {
+            deps.metrics.admin_locked_out();
+            return web::login_page(429, Some("Too many failed attempts. Try again later."))
+                .with_header("retry-after", wait.0.max(1).to_string());
+        }
+        let Ok(body) = req.read_body(MAX_FORM_BYTES) else {
+            return web::login_page(400, Some("Unreadable form."));
+        };
+        let password = web::form_value(&body, "password").unwrap_or_default();
+        let verified = {
+            let Some(_turn) = self.verifying.try_lock_for(VERIFY_WAIT) else {
+                return web::login_page(503, Some("Busy. Try again."));
+            };
+            !password.is_empty() && password::verify(&password, &settings.password_hash)
+        };
+        if !verified {
+            deps.lockout
+                .record_failure(deps.client_ip, security, deps.now);
+            deps.metrics.admin_login_failed();
+            log::warn!("admin login failed from {}", deps.client_ip);
+            return web::login_page(401, Some("Wrong password."));
+        }
+        deps.lockout.record_success(deps.client_ip);
+        let session = self.sessions.create(
+            &settings.password_hash,
+            settings.session_ttl,
+            Instant::now(),
+        );
+        log::info!("admin login from {}", deps.client_ip);
+        web::redirect("/admin").with_header(
+            "set-cookie",
+            web::cookie(&session.id, settings.session_ttl, req.is_tls()),
+        )
+    }
+
+    fn logout(&self, settings: &AdminSettings, req: &mut Request<'_>) -> Response {
+        if !web::same_origin(req) {
+            return web::text(403, "cross-site request refused\n");
+        }
+        let Some((id, csrf)) = self.session(settings, req) else {
+            return web::login_page(401, Some("Not signed in."))
+                .with_header("set-cookie", web::clear_cookie(req.is_tls()));
+        };
+        let presented = match req.header("x-csrf-token") {
+            Some(token) => Some(token.to_owned()),
+            None => req
+                .read_body(MAX_FORM_BYTES)
+                .ok()
+                .and_then(|body| web::form_value(&body, "csrf")),
+        };
+        if !presented.is_some_and(|t| session::tokens_match(&t, &csrf)) {
+            return web::text(403, "missing or wrong CSRF token\n");
+        }
+        self.sessions.remove(&id);
+        web::redirect("/admin").with_header("set-cookie", web::clear_cookie(req.is_tls()))
+    }
+
+    /// `GET /admin/api/usage?range=hour|day|week|month` (default `day`).
+    fn usage_api(&self, config: &Config, query: Option<&str>) -> Response {
+        let range = query
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .find_map(|pair| pair.strip_prefix("range="))
+            .unwrap_or("day");
+        let Some(range) = Range::parse(range) else {
+            return error(&api_error(
+                400,
+                "invalid_request",
+                "range must be hour, day, week or month",
+            ));
+        };
+        let prefix_of = |name: &str| {
+            config
+                .keys
+                .iter()
+                .find(|k| k.name == name)
+                .map(|k| k.prefix.clone())
+        };
+        let report = self.analytics.report(range, unix_now(), &prefix_of);
+        Response::json(200, report.to_string())
+    }
+}
+
+/// An `admin = true` key in `Authorization`/`x-api-key`; 401 without one, 403 for others.
+fn authorize_key(deps: &Deps<'_>, req: &Request<'_>) -> Result<(), ApiError> {
+    if credential(req).is_none() {
+        return Err(api_error(
+            401,
+            "missing_api_key",
+            "sign in to /admin or send an admin key as `Authorization: Bearer <key>`",
+        ));
+    }
+    let key = (deps.authenticate)(req)?;
+    if key.admin {
+        Ok(())
+    } else {
+        Err(api_error(403, "not_admin", "this key is not an admin key"))
+    }
+}
+
+fn api_error(status: u16, code: &'static str, message: &str) -> ApiError {
+    ApiError {
+        status,
+        message: message.to_owned(),
+        param: None,
+        code,
+        retry_after: None,
+    }
+}
+
+/// An error in OpenAI's shape (the admin API and `/metrics` speak it).
+fn error(e: &ApiError) -> Response {
+    let mut response = Response::json(e.status, e.body(Dialect::OpenAi));
+    if let Some(secs) = e.retry_after {
+        response = response.with_header("retry-after", secs.to_string());
+    }
+    response
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}

@@ -1,0 +1,376 @@
+//! Prometheus metrics for `GET /metrics`, written by hand in the text exposition format
+//! (version 0.0.4): no client crate, a handful of counters, two histograms and a gauge.
+//!
+//! State owned here: the counters since the process started. Everything updated per request
+//! lives behind one mutex taken once per finished request ([`Metrics::observe`]); the active
+//! streams gauge and the reload counters are atomics. Label cardinality is bounded: `model`
+//! and `key` take only names from the config (anything else is `other`), `endpoint` is one of
+//! the gateway's fixed paths, and `status` is a number from 100 to 599 (else 0).
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use crate::config::Config;
+
+/// Upper bounds (seconds) of the upstream latency histogram.
+const UPSTREAM_BUCKETS: &[f64] = &[
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+/// Upper bounds (seconds) of the gateway overhead histogram.
+const OVERHEAD_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+/// Most distinct label sets kept per counter family; past it new ones fold into `other`.
+const MAX_SERIES: usize = 4096;
+/// The label value for names the config does not know.
+pub const OTHER: &str = "other";
+/// The label value for requests that never authenticated or named no model.
+pub const NONE: &str = "none";
+
+/// What one finished proxied request contributes.
+#[derive(Debug, Clone, Copy)]
+pub struct Observation<'a> {
+    pub endpoint: &'a str,
+    pub key: Option<&'a str>,
+    pub model: Option<&'a str>,
+    pub status: u16,
+    pub error: Option<&'a str>,
+    /// Time spent waiting for the upstream (to its headers), when one answered.
+    pub upstream: Option<Duration>,
+    /// The gateway's own time (everything but the upstream), when one answered.
+    pub overhead: Option<Duration>,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+/// The process's metrics; shared by every connection thread.
+#[derive(Default)]
+pub struct Metrics {
+    inner: Mutex<Inner>,
+    active_streams: AtomicI64,
+    reloads_ok: AtomicU64,
+    reloads_failed: AtomicU64,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Key and model names allowed as label values (from the config, updated on reload).
+    keys: HashSet<String>,
+    models: HashSet<String>,
+    requests: BTreeMap<(String, String, String, u16), u64>,
+    tokens: BTreeMap<(String, String), (u64, u64)>,
+    rate_limited: u64,
+    locked_out: u64,
+    admin_login_failures: u64,
+    upstream: Histogram,
+    overhead: Histogram,
+}
+
+#[derive(Default)]
+struct Histogram {
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, bounds: &[f64], value: f64) {
+        if self.counts.len() != bounds.len() {
+            self.counts = vec![0; bounds.len()];
+        }
+        if let Some(i) = bounds.iter().position(|&b| value <= b) {
+            self.counts[i] += 1;
+        }
+        self.sum += value;
+        self.count += 1;
+    }
+
+    fn write(&self, out: &mut String, name: &str, help: &str, bounds: &[f64]) {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (i, bound) in bounds.iter().enumerate() {
+            cumulative += self.counts.get(i).copied().unwrap_or(0);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(out, "{name}_sum {}", self.sum);
+        let _ = writeln!(out, "{name}_count {}", self.count);
+    }
+}
+
+/// A guard counting one open stream in `noviqi_active_streams` until dropped.
+pub struct StreamGuard<'a>(&'a Metrics);
+
+impl Drop for StreamGuard<'_> {
+    fn drop(&mut self) {
+        self.0.active_streams.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Metrics {
+    /// Takes the key and model names that may appear as label values from `config`.
+    pub fn configure(&self, config: &Config) {
+        let mut inner = self.inner.lock();
+        inner.keys = config.keys.iter().map(|k| k.name.clone()).collect();
+        inner.models = config.models.iter().map(|m| m.name.clone()).collect();
+    }
+
+    /// Counts one finished request (one short lock).
+    pub fn observe(&self, o: &Observation<'_>) {
+        let status = if (100..600).contains(&o.status) {
+            o.status
+        } else {
+            0
+        };
+        let mut inner = self.inner.lock();
+        let inner = &mut *inner;
+        let key = label(o.key, &inner.keys);
+        let model = label(o.model, &inner.models);
+        let mut series = (o.endpoint.to_owned(), model, key, status);
+        if !inner.requests.contains_key(&series) && inner.requests.len() >= MAX_SERIES {
+            series = (OTHER.into(), OTHER.into(), OTHER.into(), 0);
+        }
+        *inner.requests.entry(series.clone()).or_default() += 1;
+        if o.prompt_tokens > 0 || o.completion_tokens > 0 {
+            let mut pair = (series.1, series.2);
+            if !inner.tokens.contains_key(&pair) && inner.tokens.len() >= MAX_SERIES {
+                pair = (OTHER.into(), OTHER.into());
+            }
+            let entry = inner.tokens.entry(pair).or_default();
+            entry.0 += o.prompt_tokens;
+            entry.1 += o.completion_tokens;
+        }
+        match o.error {
+            Some("rate_limited") => inner.rate_limited += 1,
+            Some("locked_out") => inner.locked_out += 1,
+            _ => {}
+        }
+        if let Some(upstream) = o.upstream {
+            inner
+                .upstream
+                .observe(UPSTREAM_BUCKETS, upstream.as_secs_f64());
+        }
+        if let Some(overhead) = o.overhead {
+            inner
+                .overhead
+                .observe(OVERHEAD_BUCKETS, overhead.as_secs_f64());
+        }
+    }
+
+    /// Counts an admin login refused because the address is locked out.
+    pub fn admin_locked_out(&self) {
+        self.inner.lock().locked_out += 1;
+    }
+
+    /// Counts a failed admin login (wrong password).
+    pub fn admin_login_failed(&self) {
+        self.inner.lock().admin_login_failures += 1;
+    }
+
+    /// Counts one open stream until the guard drops.
+    pub fn stream_started(&self) -> StreamGuard<'_> {
+        self.active_streams.fetch_add(1, Ordering::Relaxed);
+        StreamGuard(self)
+    }
+
+    /// Counts a config reload, applied (`ok`) or refused.
+    pub fn reload(&self, ok: bool) {
+        let counter = if ok {
+            &self.reloads_ok
+        } else {
+            &self.reloads_failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The exposition text.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let inner = self.inner.lock();
+        header(
+            &mut out,
+            "noviqi_requests_total",
+            "Proxied requests by endpoint, model, key and status.",
+            "counter",
+        );
+        for ((endpoint, model, key, status), n) in &inner.requests {
+            let _ = writeln!(
+                out,
+                "noviqi_requests_total{{endpoint=\"{}\",model=\"{}\",key=\"{}\",status=\"{status}\"}} {n}",
+                escape(endpoint),
+                escape(model),
+                escape(key)
+            );
+        }
+        header(
+            &mut out,
+            "noviqi_tokens_total",
+            "Tokens reported by upstreams, by kind (prompt or completion), model and key.",
+            "counter",
+        );
+        for ((model, key), (prompt, completion)) in &inner.tokens {
+            for (kind, n) in [("prompt", prompt), ("completion", completion)] {
+                let _ = writeln!(
+                    out,
+                    "noviqi_tokens_total{{kind=\"{kind}\",model=\"{}\",key=\"{}\"}} {n}",
+                    escape(model),
+                    escape(key)
+                );
+            }
+        }
+        inner.upstream.write(
+            &mut out,
+            "noviqi_upstream_latency_seconds",
+            "Upstream time per answered request: to the end of a whole answer, to the headers of a stream.",
+            UPSTREAM_BUCKETS,
+        );
+        inner.overhead.write(
+            &mut out,
+            "noviqi_gateway_overhead_seconds",
+            "The gateway's own time per answered request (all but the upstream's).",
+            OVERHEAD_BUCKETS,
+        );
+        let simple = [
+            (
+                "noviqi_rate_limited_total",
+                "Requests refused by a key's rate limit.",
+                inner.rate_limited,
+            ),
+            (
+                "noviqi_locked_out_total",
+                "Requests and admin logins refused because the client address is locked out.",
+                inner.locked_out,
+            ),
+            (
+                "noviqi_admin_login_failures_total",
+                "Admin logins with a wrong password.",
+                inner.admin_login_failures,
+            ),
+        ];
+        drop(inner);
+        for (name, help, value) in simple {
+            header(&mut out, name, help, "counter");
+            let _ = writeln!(out, "{name} {value}");
+        }
+        header(
+            &mut out,
+            "noviqi_config_reloads_total",
+            "Config reloads by result (ok: swapped in; error: refused, old config kept).",
+            "counter",
+        );
+        for (result, counter) in [("ok", &self.reloads_ok), ("error", &self.reloads_failed)] {
+            let _ = writeln!(
+                out,
+                "noviqi_config_reloads_total{{result=\"{result}\"}} {}",
+                counter.load(Ordering::Relaxed)
+            );
+        }
+        header(
+            &mut out,
+            "noviqi_active_streams",
+            "Streamed responses being relayed now.",
+            "gauge",
+        );
+        let _ = writeln!(
+            out,
+            "noviqi_active_streams {}",
+            self.active_streams.load(Ordering::Relaxed).max(0)
+        );
+        out
+    }
+}
+
+fn header(out: &mut String, name: &str, help: &str, kind: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// `name` when the config knows it, else `other`; `none` when absent.
+fn label(name: Option<&str>, known: &HashSet<String>) -> String {
+    match name {
+        None => NONE.to_owned(),
+        Some(n) if known.contains(n) => n.to_owned(),
+        Some(_) => OTHER.to_owned(),
+    }
+}
+
+/// A label value escaped as the text format requires (`\`, `"`, newline).
+fn escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obs<'a>(model: &'a str, key: Option<&'a str>, status: u16) -> Observation<'a> {
+        Observation {
+            endpoint: "/v1/chat/completions",
+            key,
+            model: Some(model),
+            status,
+            error: (status == 429).then_some("rate_limited"),
+            upstream: Some(Duration::from_millis(120)),
+            overhead: Some(Duration::from_micros(300)),
+            prompt_tokens: 3,
+            completion_tokens: 4,
+        }
+    }
+
+    #[test]
+    fn unknown_names_fold_into_other_and_counts_add_up() {
+        let m = Metrics::default();
+        {
+            let mut inner = m.inner.lock();
+            inner.models.insert("gpt".into());
+            inner.keys.insert("laptop".into());
+        }
+        m.observe(&obs("gpt", Some("laptop"), 200));
+        m.observe(&obs("gpt", Some("laptop"), 200));
+        m.observe(&obs("made-up\"model", None, 429));
+        let text = m.render();
+        assert!(text.contains(
+            "noviqi_requests_total{endpoint=\"/v1/chat/completions\",model=\"gpt\",key=\"laptop\",status=\"200\"} 2"
+        ));
+        assert!(text.contains(
+            "noviqi_requests_total{endpoint=\"/v1/chat/completions\",model=\"other\",key=\"none\",status=\"429\"} 1"
+        ));
+        assert!(!text.contains("made-up"));
+        assert!(text.contains("noviqi_rate_limited_total 1"));
+        assert!(text.contains("noviqi_upstream_latency_seconds_bucket{le=\"0.25\"} 3"));
+        assert!(text.contains("noviqi_upstream_latency_seconds_count 3"));
+        assert!(
+            text.contains("noviqi_tokens_total{kind=\"prompt\",model=\"gpt\",key=\"laptop\"} 6")
+        );
+    }
+
+    #[test]
+    fn stream_gauge_follows_guards() {
+        let m = Metrics::default();
+        let a = m.stream_started();
+        let b = m.stream_started();
+        assert!(m.render().contains("noviqi_active_streams 2"));
+        drop(a);
+        drop(b);
+        assert!(m.render().contains("noviqi_active_streams 0"));
+    }
+
+    #[test]
+    fn escapes_label_values() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}
