@@ -1,6 +1,8 @@
 //! HTTP layer: the accept loop survives running out of file descriptors and serves again
 //! once connections close. The server runs in a child process (this test binary re-executed
 //! with an env var) whose RLIMIT_NOFILE is lowered, so the limit does not touch other tests.
+// Test code: a failed unwrap is a failed test (helpers are not `#[test]` fns for clippy).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "common/http.rs"]
 mod common;

@@ -1,4 +1,6 @@
 //! HTTP layer: keep-alive, pipelining, HTTP/1.0, HEAD, streaming, the pool and shutdown.
+// Test code: a failed unwrap is a failed test (helpers are not `#[test]` fns for clippy).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "common/http.rs"]
 mod common;

@@ -1,4 +1,6 @@
 //! HTTP layer: TLS termination with a generated certificate, HSTS, and key-file errors.
+// Test code: a failed unwrap is a failed test (helpers are not `#[test]` fns for clippy).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "common/http.rs"]
 mod common;

@@ -155,8 +155,10 @@ pub(crate) fn write_response(
     let no_body = matches!(resp.status, 100..=199 | 204 | 304);
     let streaming = matches!(resp.body, Body::Stream(_)) && !no_body;
     let chunked = streaming && f.minor >= 1;
+    // A close-delimited (HTTP/1.0) stream ends the connection.
+    let close_delimited = streaming && !chunked;
     let keep_alive = f.keep_alive
-        && !(streaming && !chunked)
+        && !close_delimited
         && !resp
             .header("connection")
             .is_some_and(|v| v.eq_ignore_ascii_case("close"));
