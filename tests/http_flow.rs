@@ -160,7 +160,11 @@ fn a_full_pool_gives_fast_503s_and_recovers() {
         assert_eq!(r.status, 503);
         assert_eq!(r.header("connection"), Some("close"));
         assert!(r.body.starts_with(b"{\"error\""));
-        assert!(t0.elapsed() < Duration::from_millis(500));
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "503 took {:?}",
+            t0.elapsed()
+        );
     }
     drop(held);
     assert!(eventually(Duration::from_secs(3), || get(srv.addr(), "/")
