@@ -1,4 +1,6 @@
 //! HTTP layer: limits, timeouts and framing refusals over real loopback sockets.
+// Test code: a failed unwrap is a failed test (helpers are not `#[test]` fns for clippy).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "common/http.rs"]
 mod common;
@@ -255,4 +257,34 @@ fn a_body_the_handler_does_not_read_is_never_parsed_as_a_request() {
     c.send(b"GET /next HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(c.read_response(false).unwrap().status, 204);
     assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn a_stalled_body_times_out() {
+    let (tx, rx) = mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let srv = start(
+        ServerOptions {
+            body_read_timeout: Duration::from_millis(500),
+            ..opts()
+        },
+        move |req: &mut Request<'_>| {
+            let t0 = Instant::now();
+            let r = req.read_body(1 << 20);
+            let status = r.as_ref().map_or_else(|e| e.status(), |_| 200);
+            tx.lock().unwrap().send((status, t0.elapsed())).unwrap();
+            Response::new(status)
+        },
+    );
+    let mut c = Client::new(connect(srv.addr()));
+    c.send(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc");
+    let (status, took) = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(status, 408);
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+    let resp = c.read_response(false).unwrap();
+    assert_eq!(resp.status, 408);
+    assert_eq!(resp.header("connection"), Some("close"));
 }

@@ -91,11 +91,8 @@ pub(crate) fn serve(
             max_bytes: opts.max_head_bytes,
             max_headers: opts.max_headers,
             first_byte,
-            header_timeout: if first {
-                first_byte
-            } else {
-                opts.header_timeout
-            },
+            header_timeout: opts.header_timeout,
+            deadline: first.then_some(deadline),
         };
         first = false;
         let read = head::read_head(&mut bufs.inbuf, wire, &mut bufs.head, &lim);

@@ -39,6 +39,8 @@ pub(crate) struct HeadLimits {
     pub first_byte: Duration,
     /// From the first byte to the end of the head.
     pub header_timeout: Duration,
+    /// A fixed end for the whole head instead (a new connection's, counted from accept).
+    pub deadline: Option<Instant>,
 }
 
 /// A parsed request head, copied out of the input buffer.
@@ -109,7 +111,10 @@ pub(crate) fn read_head(
     let mut scanned = 0;
     loop {
         if !inbuf.is_empty() {
-            let deadline = *deadline.get_or_insert_with(|| Instant::now() + lim.header_timeout);
+            let deadline = *deadline.get_or_insert_with(|| {
+                lim.deadline
+                    .unwrap_or_else(|| Instant::now() + lim.header_timeout)
+            });
             if let Some(len) = try_parse(inbuf.data(), &mut scanned, head, lim)? {
                 inbuf.consume(len);
                 return Ok(());
@@ -279,6 +284,7 @@ mod tests {
             max_headers: 8,
             first_byte: Duration::from_secs(1),
             header_timeout: Duration::from_secs(1),
+            deadline: None,
         }
     }
 

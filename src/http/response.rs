@@ -155,8 +155,10 @@ pub(crate) fn write_response(
     let no_body = matches!(resp.status, 100..=199 | 204 | 304);
     let streaming = matches!(resp.body, Body::Stream(_)) && !no_body;
     let chunked = streaming && f.minor >= 1;
+    // A close-delimited (HTTP/1.0) stream ends the connection.
+    let close_delimited = streaming && !chunked;
     let keep_alive = f.keep_alive
-        && !(streaming && !chunked)
+        && !close_delimited
         && !resp
             .header("connection")
             .is_some_and(|v| v.eq_ignore_ascii_case("close"));
@@ -321,5 +323,98 @@ pub(crate) fn reason(status: u16) -> &'static str {
         504 => "Gateway Timeout",
         505 => "HTTP Version Not Supported",
         _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::time::Duration;
+
+    #[derive(Default)]
+    struct Sink(Vec<u8>);
+    impl Read for Sink {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            Ok(0)
+        }
+    }
+    impl Write for Sink {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    impl Wire for Sink {
+        fn set_read_timeout(&mut self, _: Duration) -> io::Result<()> {
+            Ok(())
+        }
+        fn shutdown_write(&mut self) {}
+    }
+
+    fn render(resp: Response, is_head: bool, minor: u8, tls: bool) -> (io::Result<bool>, String) {
+        let mut sink = Sink::default();
+        let mut out = Vec::new();
+        let f = Framing {
+            is_head,
+            minor,
+            keep_alive: true,
+            tls,
+        };
+        let r = write_response(&mut sink, &mut out, resp, &f);
+        (r, String::from_utf8_lossy(&sink.0).into_owned())
+    }
+
+    #[test]
+    fn fixed_body_head_and_layer_headers() {
+        let resp = Response::json(200, "{}")
+            .with_header("Content-Length", "999")
+            .with_header("X-Bad", "a\r\nInjected: 1");
+        let (r, text) = render(resp, false, 1, true);
+        assert!(r.unwrap());
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\nDate: "));
+        assert!(text.contains("Content-Length: 2\r\n") && !text.contains("999"));
+        assert!(!text.contains("Injected"));
+        assert!(text.contains("Strict-Transport-Security: max-age=31536000\r\n"));
+        assert!(text.ends_with("\r\n\r\n{}"));
+    }
+
+    #[test]
+    fn head_gets_length_without_body() {
+        let (_, text) = render(Response::bytes(200, "text/plain", "hello"), true, 1, false);
+        assert!(text.contains("Content-Length: 5\r\n"));
+        assert!(text.ends_with("\r\n\r\n"));
+    }
+
+    #[test]
+    fn stream_error_leaves_no_last_chunk() {
+        let resp = Response::stream(200, |w| {
+            w.send(b"abc")?;
+            Err(io::Error::other("upstream broke"))
+        });
+        let (r, text) = render(resp, false, 1, false);
+        assert!(r.is_err());
+        assert!(text.ends_with("\r\n\r\n3\r\nabc\r\n"), "{text:?}");
+    }
+
+    #[test]
+    fn stream_ends_with_last_chunk_or_close_for_http10() {
+        let (r, text) = render(Response::stream(200, |w| w.send(b"ab")), false, 1, false);
+        assert!(r.unwrap());
+        assert!(text.contains("Transfer-Encoding: chunked\r\n"));
+        assert!(text.ends_with("2\r\nab\r\n0\r\n\r\n"));
+        let (r, text) = render(Response::stream(200, |w| w.send(b"ab")), false, 0, false);
+        assert!(!r.unwrap());
+        assert!(!text.contains("chunked") && text.contains("Connection: close\r\n"));
+        assert!(text.ends_with("\r\n\r\nab"));
+    }
+
+    #[test]
+    fn no_content_has_no_framing() {
+        let (_, text) = render(Response::new(204), false, 1, false);
+        assert!(!text.contains("Content-Length") && !text.contains("Transfer-Encoding"));
     }
 }

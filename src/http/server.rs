@@ -505,13 +505,15 @@ fn refuse_loop(rx: &mpsc::Receiver<TcpStream>, handler: &dyn Handler, tls: bool)
             if now >= *until {
                 return false;
             }
-            loop {
+            // A bounded read per pass, so one flooding client cannot hold this thread.
+            for _ in 0..16 {
                 match s.read(&mut scratch) {
                     Ok(0) => return false,
                     Ok(_) => {}
                     Err(e) => return e.kind() == io::ErrorKind::WouldBlock,
                 }
             }
+            true
         });
     }
 }

@@ -1,6 +1,6 @@
 //! Test helper for the HTTP layer: start a server on 127.0.0.1:0 with a closure handler, and a
 //! tiny raw client that reads responses off a real socket (pipelining included).
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
