@@ -2,6 +2,8 @@
 //! clients on Claude targets, Anthropic-format clients on OpenAI-kind targets, count_tokens.
 //! The fake upstreams replay the recorded fixtures in `tests/fixtures/`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::time::Duration;
