@@ -40,7 +40,7 @@ pub struct Config {
     pub(crate) model_index: HashMap<String, usize>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerSettings {
     pub listen: SocketAddr,
     pub max_connections: usize,
@@ -75,7 +75,7 @@ pub struct AdminSettings {
     pub session_ttl: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageSettings {
     /// `None` when `path = ""` (usage log off). Resolved against the config's folder.
     pub path: Option<PathBuf>,

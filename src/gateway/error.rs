@@ -84,6 +84,11 @@ impl ApiError {
         )
     }
 
+    /// The client stopped sending its body.
+    pub fn body_timeout() -> ApiError {
+        ApiError::new(408, "request_timeout", "timed out reading the request body")
+    }
+
     pub fn rate_limited(message: impl Into<String>, retry_after: u64) -> ApiError {
         ApiError {
             retry_after: Some(retry_after.max(1)),
@@ -114,7 +119,7 @@ impl ApiError {
     /// OpenAI's error `type` for this status.
     fn openai_type(&self) -> &'static str {
         match self.status {
-            400 | 404 | 405 | 413 | 431 => "invalid_request_error",
+            400 | 404 | 405 | 408 | 413 | 431 => "invalid_request_error",
             401 => "authentication_error",
             403 => "permission_error",
             429 => "rate_limit_error",

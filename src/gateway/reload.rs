@@ -122,8 +122,8 @@ fn reload(path: &std::path::Path, gateway: &Gateway) {
     match loaded {
         Ok(runtime) => {
             let old = gateway.runtime();
-            if format!("{:?}", old.config.server) != format!("{:?}", runtime.config.server)
-                || format!("{:?}", old.config.usage) != format!("{:?}", runtime.config.usage)
+            if old.config.server != runtime.config.server
+                || old.config.usage != runtime.config.usage
             {
                 log::warn!("config reloaded; [server] and [usage] changes take effect on restart");
             } else {
