@@ -112,9 +112,7 @@ impl Gateway {
         let max_body = config.server.max_body_bytes;
         let body = req.read_body(max_body).map_err(|e| match e {
             BodyError::TooLarge => ApiError::too_large(max_body),
-            BodyError::Timeout => {
-                ApiError::upstream(408, "request_timeout", "timed out reading the request body")
-            }
+            BodyError::Timeout => ApiError::body_timeout(),
             other => ApiError::bad_request(other.to_string(), None),
         })?;
         let probe = rewrite::probe(&body)?;
