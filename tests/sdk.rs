@@ -1,0 +1,196 @@
+//! The official OpenAI and Anthropic Python SDKs, used unchanged, against the real gateway in
+//! front of fake upstreams that answer in the providers' own shapes — both natively and
+//! through translation. The checks live in `tests/sdk/*.py`; this file starts the gateway and
+//! runs them with `python3`.
+//!
+//! Needs `pip install openai anthropic`; without them the tests fail saying so, unless
+//! `NOVIQI_SKIP_SDK_TESTS=1`.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use common::fake_upstream::{FakeUpstream, providers};
+use common::gateway::TestEnv;
+
+const OPENAI_SECRET: &str = "sk-openai-upstream-5e1d";
+const ANTHROPIC_SECRET: &str = "sk-ant-upstream-9c2b";
+
+/// Whether to run: true when both SDKs import; false (test skipped) only when the user opted
+/// out with `NOVIQI_SKIP_SDK_TESTS=1`.
+fn sdks_available() -> bool {
+    let skip = std::env::var("NOVIQI_SKIP_SDK_TESTS").is_ok_and(|v| v == "1");
+    let importable = Command::new("python3")
+        .args(["-c", "import openai, anthropic"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if importable {
+        return true;
+    }
+    if skip {
+        eprintln!("SDK tests skipped (NOVIQI_SKIP_SDK_TESTS=1)");
+        return false;
+    }
+    panic!(
+        "the official SDKs are not importable by python3: run `python3 -m pip install openai \
+         anthropic` (pip install openai anthropic), or set NOVIQI_SKIP_SDK_TESTS=1 to skip"
+    );
+}
+
+/// The gateway in front of one openai-kind and one anthropic-kind fake provider.
+struct Setup {
+    env: TestEnv,
+    _openai: FakeUpstream,
+    _anthropic: FakeUpstream,
+}
+
+fn setup() -> Setup {
+    let openai = FakeUpstream::start(providers::openai(OPENAI_SECRET));
+    let anthropic = FakeUpstream::start(providers::anthropic(ANTHROPIC_SECRET));
+    let mut env = TestEnv::new();
+    let rest = format!(
+        r#"[[providers]]
+name = "oai"
+kind = "openai"
+base_url = "{openai_url}"
+api_key = "{openai_key}"
+
+[[providers]]
+name = "ant"
+kind = "anthropic"
+base_url = "{anthropic_url}"
+api_key = "{anthropic_key}"
+
+[[models]]
+name = "gpt-fake"
+targets = ["oai/gpt-4o-mini"]
+
+[[models]]
+name = "embed-fake"
+targets = ["oai/text-embedding-3-small"]
+
+[[models]]
+name = "claude-fake"
+targets = ["ant/claude-sonnet-4-5"]
+"#,
+        openai_url = openai.url(),
+        openai_key = env.encrypt(OPENAI_SECRET),
+        anthropic_url = anthropic.url(),
+        anthropic_key = env.encrypt(ANTHROPIC_SECRET),
+    );
+    env.start("", &rest);
+    Setup {
+        env,
+        _openai: openai,
+        _anthropic: anthropic,
+    }
+}
+
+/// Runs `tests/sdk/<script>` with `vars`, asserting it succeeds; the usage log must then hold
+/// no secret.
+fn run_script(setup: &Setup, script: &str, vars: &[(&str, String)]) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sdk")
+        .join(script);
+    let mut cmd = Command::new("python3");
+    cmd.arg(&path);
+    // Nothing from the developer's own setup may steer the SDKs elsewhere.
+    for name in [
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "OPENAI_ORG_ID",
+        "OPENAI_PROJECT_ID",
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_AUTH_TOKEN",
+        "ANTHROPIC_BASE_URL",
+        "http_proxy",
+        "https_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        cmd.env_remove(name);
+    }
+    cmd.env("NO_PROXY", "127.0.0.1,localhost")
+        .env("NOVIQI_KEY", &setup.env.key);
+    for (name, value) in vars {
+        cmd.env(name, value);
+    }
+    let out = cmd.output().expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("ALL OK"),
+        "{script} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}\n--- gateway\n{}",
+        out.status,
+        setup.env.stderr()
+    );
+    eprintln!("{script}:\n{stdout}");
+    setup
+        .env
+        .assert_no_leaks(&[OPENAI_SECRET, ANTHROPIC_SECRET, "Say hello to noviqi"]);
+}
+
+fn openai_vars(setup: &Setup, chat: &str, embed: Option<&str>) -> Vec<(&'static str, String)> {
+    let mut vars = vec![
+        ("NOVIQI_BASE_URL", setup.env.url("/v1")),
+        ("NOVIQI_CHAT_MODEL", chat.to_owned()),
+        ("NOVIQI_MODELS", "gpt-fake,embed-fake,claude-fake".to_owned()),
+    ];
+    if let Some(embed) = embed {
+        vars.push(("NOVIQI_EMBED_MODEL", embed.to_owned()));
+    }
+    vars
+}
+
+fn anthropic_vars(setup: &Setup, model: &str, count_tokens: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("NOVIQI_BASE_URL", setup.env.url("")),
+        ("NOVIQI_MODEL", model.to_owned()),
+        ("NOVIQI_COUNT_TOKENS", count_tokens.to_owned()),
+    ]
+}
+
+#[test]
+fn openai_sdk_against_openai_upstream() {
+    if !sdks_available() {
+        return;
+    }
+    let setup = setup();
+    let vars = openai_vars(&setup, "gpt-fake", Some("embed-fake"));
+    run_script(&setup, "openai_sdk.py", &vars);
+}
+
+#[test]
+fn openai_sdk_against_anthropic_upstream() {
+    if !sdks_available() {
+        return;
+    }
+    let setup = setup();
+    let vars = openai_vars(&setup, "claude-fake", None);
+    run_script(&setup, "openai_sdk.py", &vars);
+}
+
+#[test]
+fn anthropic_sdk_against_anthropic_upstream() {
+    if !sdks_available() {
+        return;
+    }
+    let setup = setup();
+    let vars = anthropic_vars(&setup, "claude-fake", "works");
+    run_script(&setup, "anthropic_sdk.py", &vars);
+}
+
+#[test]
+fn anthropic_sdk_against_openai_upstream() {
+    if !sdks_available() {
+        return;
+    }
+    let setup = setup();
+    let vars = anthropic_vars(&setup, "gpt-fake", "404");
+    run_script(&setup, "anthropic_sdk.py", &vars);
+}

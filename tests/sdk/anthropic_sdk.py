@@ -1,0 +1,137 @@
+"""The official `anthropic` Python SDK against noviqi, used unchanged (base_url + key).
+
+Run by tests/sdk.rs. Settings come from the environment:
+  NOVIQI_BASE_URL   e.g. http://127.0.0.1:PORT  (the SDK adds /v1/messages)
+  NOVIQI_KEY        a gateway key allowed every model
+  NOVIQI_MODEL      the gateway model name
+  NOVIQI_COUNT_TOKENS  "works" (anthropic upstream) or "404" (openai-kind upstream)
+Exits non-zero (with a traceback) on the first failed check; prints one line per check.
+"""
+
+import os
+import sys
+
+import anthropic
+
+BASE = os.environ["NOVIQI_BASE_URL"]
+KEY = os.environ["NOVIQI_KEY"]
+MODEL = os.environ["NOVIQI_MODEL"]
+COUNT_TOKENS = os.environ["NOVIQI_COUNT_TOKENS"]
+PROMPT = "Say hello to noviqi"
+EXPECTED = "You said: " + PROMPT
+
+TOOLS = [{
+    "name": "get_weather",
+    "description": "Current weather in a city",
+    "input_schema": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
+}]
+
+
+def check(name, cond, detail=""):
+    if not cond:
+        raise AssertionError(f"{name}: {detail}")
+    print(f"ok {name}", flush=True)
+
+
+def text_of(message):
+    return "".join(b.text for b in message.content if b.type == "text")
+
+
+def create(client, label):
+    m = client.messages.create(
+        model=MODEL, max_tokens=256, system="You are terse.",
+        messages=[{"role": "user", "content": PROMPT}],
+    )
+    check(f"{label} create text", text_of(m) == EXPECTED, repr(m))
+    check(f"{label} create stop_reason", m.stop_reason == "end_turn", m.stop_reason)
+    check(f"{label} create type", m.type == "message" and m.role == "assistant", repr(m))
+    check(f"{label} create usage", m.usage.input_tokens > 0 and m.usage.output_tokens > 0,
+          repr(m.usage))
+
+
+def stream(client):
+    with client.messages.stream(
+        model=MODEL, max_tokens=256, messages=[{"role": "user", "content": PROMPT}]
+    ) as s:
+        text = "".join(s.text_stream)
+        final = s.get_final_message()
+    check("stream text_stream", text == EXPECTED, repr(text))
+    check("stream final text", text_of(final) == EXPECTED, repr(final))
+    check("stream final stop_reason", final.stop_reason == "end_turn", final.stop_reason)
+    check("stream final usage", final.usage.input_tokens > 0 and final.usage.output_tokens > 0,
+          repr(final.usage))
+
+
+def tool_round_trip(client, streamed):
+    label = "stream" if streamed else "create"
+    messages = [{"role": "user", "content": "What is the weather in Paris?"}]
+    if streamed:
+        with client.messages.stream(
+            model=MODEL, max_tokens=256, messages=messages, tools=TOOLS
+        ) as s:
+            for _ in s:
+                pass
+            m = s.get_final_message()
+    else:
+        m = client.messages.create(model=MODEL, max_tokens=256, messages=messages, tools=TOOLS)
+    check(f"{label} tool stop_reason", m.stop_reason == "tool_use", repr(m))
+    uses = [b for b in m.content if b.type == "tool_use"]
+    check(f"{label} one tool_use", len(uses) == 1, repr(m.content))
+    use = uses[0]
+    check(f"{label} tool_use name", use.name == "get_weather", repr(use))
+    check(f"{label} tool_use input", use.input == {"city": "Paris"}, repr(use))
+    check(f"{label} tool_use id", bool(use.id), repr(use))
+    messages += [
+        {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in m.content]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": use.id, "content": "sunny, 21 C"}
+        ]},
+    ]
+    m = client.messages.create(model=MODEL, max_tokens=256, messages=messages, tools=TOOLS)
+    check(f"{label} tool_result answer", text_of(m) == "The tool said: sunny, 21 C", repr(m))
+    check(f"{label} tool_result stop_reason", m.stop_reason == "end_turn", m.stop_reason)
+
+
+def count_tokens(client):
+    args = dict(model=MODEL, messages=[{"role": "user", "content": PROMPT}])
+    if COUNT_TOKENS == "works":
+        r = client.messages.count_tokens(**args)
+        check("count_tokens input_tokens", r.input_tokens > 0, repr(r))
+    else:
+        try:
+            client.messages.count_tokens(**args)
+            raise AssertionError("count_tokens answered for a non-anthropic target")
+        except anthropic.NotFoundError as e:
+            check("count_tokens -> NotFoundError", e.status_code == 404, repr(e))
+            body = e.body if isinstance(e.body, dict) else {}
+            check("count_tokens error shape", body.get("type") == "error", repr(e.body))
+
+
+def bad_key():
+    bad = anthropic.Anthropic(base_url=BASE, api_key="nvq_not-a-real-key", max_retries=0,
+                              timeout=30)
+    try:
+        bad.messages.create(model=MODEL, max_tokens=16,
+                            messages=[{"role": "user", "content": "hi"}])
+        raise AssertionError("bad key accepted")
+    except anthropic.AuthenticationError as e:
+        check("bad key -> AuthenticationError", e.status_code == 401, repr(e))
+
+
+by_api_key = anthropic.Anthropic(base_url=BASE, api_key=KEY, max_retries=0, timeout=30)
+by_token = anthropic.Anthropic(base_url=BASE, auth_token=KEY, api_key=None, max_retries=0,
+                               timeout=30)
+
+create(by_api_key, "x-api-key")
+create(by_token, "bearer")
+stream(by_api_key)
+tool_round_trip(by_api_key, streamed=False)
+tool_round_trip(by_api_key, streamed=True)
+count_tokens(by_api_key)
+bad_key()
+print("ALL OK", flush=True)
+sys.exit(0)

@@ -1,0 +1,178 @@
+"""The official `openai` Python SDK against noviqi, used unchanged (base_url + api_key).
+
+Run by tests/sdk.rs. Settings come from the environment:
+  NOVIQI_BASE_URL   e.g. http://127.0.0.1:PORT/v1
+  NOVIQI_KEY        a gateway key allowed every model
+  NOVIQI_CHAT_MODEL the gateway model name to chat with
+  NOVIQI_EMBED_MODEL (optional) an embeddings model; skipped when unset (anthropic upstreams)
+  NOVIQI_MODELS     comma-separated names /v1/models must list
+Exits non-zero (with a traceback) on the first failed check; prints one line per check.
+"""
+
+import os
+import sys
+
+import openai
+
+BASE = os.environ["NOVIQI_BASE_URL"]
+KEY = os.environ["NOVIQI_KEY"]
+CHAT = os.environ["NOVIQI_CHAT_MODEL"]
+EMBED = os.environ.get("NOVIQI_EMBED_MODEL")
+MODELS = [m for m in os.environ.get("NOVIQI_MODELS", "").split(",") if m]
+PROMPT = "Say hello to noviqi"
+EXPECTED = "You said: " + PROMPT
+
+client = openai.OpenAI(base_url=BASE, api_key=KEY, max_retries=0, timeout=30)
+
+TOOLS = [{
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}]
+
+
+def check(name, cond, detail=""):
+    if not cond:
+        raise AssertionError(f"{name}: {detail}")
+    print(f"ok {name}", flush=True)
+
+
+def chat_non_stream():
+    r = client.chat.completions.create(
+        model=CHAT, messages=[{"role": "user", "content": PROMPT}]
+    )
+    check("chat non-stream text", r.choices[0].message.content == EXPECTED, repr(r))
+    check("chat non-stream finish", r.choices[0].finish_reason == "stop", r.choices[0].finish_reason)
+    check("chat non-stream object", r.object == "chat.completion", r.object)
+    check("chat non-stream usage", r.usage is not None and r.usage.prompt_tokens > 0
+          and r.usage.completion_tokens > 0, repr(r.usage))
+
+
+def chat_stream():
+    stream = client.chat.completions.create(
+        model=CHAT, messages=[{"role": "user", "content": PROMPT}], stream=True
+    )
+    text, finish, chunks = "", None, 0
+    for chunk in stream:
+        chunks += 1
+        check_usage = chunk.usage
+        if check_usage is not None:
+            raise AssertionError(f"usage chunk without include_usage: {chunk!r}")
+        for choice in chunk.choices:
+            text += choice.delta.content or ""
+            finish = choice.finish_reason or finish
+    check("chat stream text", text == EXPECTED, repr(text))
+    check("chat stream finish", finish == "stop", repr(finish))
+    check("chat stream several chunks", chunks > 2, chunks)
+
+
+def chat_stream_usage():
+    stream = client.chat.completions.create(
+        model=CHAT,
+        messages=[{"role": "user", "content": PROMPT}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    text, usage = "", None
+    for chunk in stream:
+        if chunk.usage is not None:
+            usage = chunk.usage
+            check("usage chunk has no choices", chunk.choices == [], repr(chunk))
+        for choice in chunk.choices:
+            text += choice.delta.content or ""
+    check("chat stream+usage text", text == EXPECTED, repr(text))
+    check("chat stream+usage usage", usage is not None and usage.prompt_tokens > 0
+          and usage.completion_tokens > 0
+          and usage.total_tokens == usage.prompt_tokens + usage.completion_tokens, repr(usage))
+
+
+def tools_round_trip(stream):
+    messages = [{"role": "user", "content": "What is the weather in Paris?"}]
+    if stream:
+        calls, finish = {}, None
+        for chunk in client.chat.completions.create(
+            model=CHAT, messages=messages, tools=TOOLS, stream=True
+        ):
+            for choice in chunk.choices:
+                finish = choice.finish_reason or finish
+                for tc in choice.delta.tool_calls or []:
+                    slot = calls.setdefault(tc.index, {"id": None, "name": "", "arguments": ""})
+                    slot["id"] = tc.id or slot["id"]
+                    if tc.function is not None:
+                        slot["name"] += tc.function.name or ""
+                        slot["arguments"] += tc.function.arguments or ""
+        check("stream tool finish", finish == "tool_calls", repr(finish))
+        check("stream one tool call", len(calls) == 1, repr(calls))
+        call = calls[0]
+        tool_call = {"id": call["id"], "type": "function",
+                     "function": {"name": call["name"], "arguments": call["arguments"]}}
+    else:
+        r = client.chat.completions.create(model=CHAT, messages=messages, tools=TOOLS)
+        check("tool finish", r.choices[0].finish_reason == "tool_calls", repr(r))
+        calls = r.choices[0].message.tool_calls or []
+        check("one tool call", len(calls) == 1, repr(calls))
+        tool_call = calls[0].model_dump()
+    import json
+    check("tool name", tool_call["function"]["name"] == "get_weather", repr(tool_call))
+    check("tool args", json.loads(tool_call["function"]["arguments"]) == {"city": "Paris"},
+          repr(tool_call))
+    check("tool call id", bool(tool_call["id"]), repr(tool_call))
+    messages += [
+        {"role": "assistant", "content": None, "tool_calls": [tool_call]},
+        {"role": "tool", "tool_call_id": tool_call["id"], "content": "sunny, 21 C"},
+    ]
+    r = client.chat.completions.create(model=CHAT, messages=messages, tools=TOOLS)
+    check("tool result answer", r.choices[0].message.content == "The tool said: sunny, 21 C",
+          repr(r))
+
+
+def embeddings():
+    r = client.embeddings.create(model=EMBED, input="one two three")
+    check("embedding count", len(r.data) == 1, repr(r))
+    check("embedding vector", r.data[0].embedding == [0.25, -0.5, 3.0], repr(r.data[0].embedding))
+    r = client.embeddings.create(model=EMBED, input=["a", "b c"], encoding_format="float")
+    check("embedding float batch", [d.embedding[2] for d in r.data] == [1.0, 2.0], repr(r))
+    check("embedding usage", r.usage.prompt_tokens == 3, repr(r.usage))
+
+
+def models():
+    ids = [m.id for m in client.models.list()]
+    for name in MODELS:
+        check(f"models lists {name}", name in ids, repr(ids))
+
+
+def errors():
+    bad = openai.OpenAI(base_url=BASE, api_key="nvq_not-a-real-key", max_retries=0, timeout=30)
+    try:
+        bad.chat.completions.create(model=CHAT, messages=[{"role": "user", "content": "hi"}])
+        raise AssertionError("bad key accepted")
+    except openai.AuthenticationError as e:
+        check("bad key -> AuthenticationError", e.status_code == 401, repr(e))
+    try:
+        client.chat.completions.create(
+            model="no-such-model", messages=[{"role": "user", "content": "hi"}]
+        )
+        raise AssertionError("unknown model accepted")
+    except openai.NotFoundError as e:
+        check("unknown model -> NotFoundError", e.status_code == 404, repr(e))
+        check("error body shape", isinstance(e.body, dict) and "message" in e.body, repr(e.body))
+
+
+chat_non_stream()
+chat_stream()
+chat_stream_usage()
+tools_round_trip(stream=False)
+tools_round_trip(stream=True)
+if EMBED:
+    embeddings()
+models()
+errors()
+print("ALL OK", flush=True)
+sys.exit(0)
