@@ -43,8 +43,8 @@ fn sdks_available() -> bool {
 /// The gateway in front of one openai-kind and one anthropic-kind fake provider.
 struct Setup {
     env: TestEnv,
-    _openai: FakeUpstream,
-    _anthropic: FakeUpstream,
+    openai: FakeUpstream,
+    anthropic: FakeUpstream,
 }
 
 fn setup() -> Setup {
@@ -84,8 +84,22 @@ targets = ["ant/claude-sonnet-4-5"]
     env.start("", &rest);
     Setup {
         env,
-        _openai: openai,
-        _anthropic: anthropic,
+        openai,
+        anthropic,
+    }
+}
+
+/// What every upstream request must look like: no gateway key, no SDK telemetry headers.
+fn assert_clean_upstream(setup: &Setup, upstream: &FakeUpstream) {
+    let received = upstream.received();
+    assert!(!received.is_empty(), "the upstream was never called");
+    for r in &received {
+        let raw = r.raw_text();
+        assert!(!raw.contains(&setup.env.key), "gateway key forwarded:\n{raw}");
+        assert!(
+            r.headers.iter().all(|(n, _)| !n.starts_with("x-stainless")),
+            "SDK headers forwarded:\n{raw}"
+        );
     }
 }
 
@@ -163,6 +177,8 @@ fn openai_sdk_against_openai_upstream() {
     let setup = setup();
     let vars = openai_vars(&setup, "gpt-fake", Some("embed-fake"));
     run_script(&setup, "openai_sdk.py", &vars);
+    assert_clean_upstream(&setup, &setup.openai);
+    assert!(setup.anthropic.received().is_empty());
 }
 
 #[test]
@@ -173,6 +189,12 @@ fn openai_sdk_against_anthropic_upstream() {
     let setup = setup();
     let vars = openai_vars(&setup, "claude-fake", None);
     run_script(&setup, "openai_sdk.py", &vars);
+    assert_clean_upstream(&setup, &setup.anthropic);
+    assert!(setup.openai.received().is_empty());
+    for r in setup.anthropic.received() {
+        assert_eq!(r.path, "/v1/messages");
+        assert_eq!(r.json()["model"], "claude-sonnet-4-5");
+    }
 }
 
 #[test]
@@ -183,6 +205,26 @@ fn anthropic_sdk_against_anthropic_upstream() {
     let setup = setup();
     let vars = anthropic_vars(&setup, "claude-fake", "works");
     run_script(&setup, "anthropic_sdk.py", &vars);
+    assert_clean_upstream(&setup, &setup.anthropic);
+    let received = setup.anthropic.received();
+    assert!(
+        received.iter().any(|r| r.path == "/v1/messages"
+            && r.header("anthropic-beta") == Some("interleaved-thinking-2025-05-14")),
+        "anthropic-beta not passed through"
+    );
+    assert!(
+        received
+            .iter()
+            // The SDK's own version (newer SDKs send newer dates), passed through.
+            .all(|r| r.header("anthropic-version").is_some()),
+        "{:?}",
+        received.iter().map(|r| r.headers.clone()).collect::<Vec<_>>()
+    );
+    assert!(
+        received
+            .iter()
+            .any(|r| r.path == "/v1/messages/count_tokens")
+    );
 }
 
 #[test]
@@ -193,4 +235,14 @@ fn anthropic_sdk_against_openai_upstream() {
     let setup = setup();
     let vars = anthropic_vars(&setup, "gpt-fake", "404");
     run_script(&setup, "anthropic_sdk.py", &vars);
+    assert_clean_upstream(&setup, &setup.openai);
+    for r in setup.openai.received() {
+        assert_eq!(r.path, "/chat/completions");
+        let body = r.json();
+        assert_eq!(body["model"], "gpt-4o-mini");
+        if body["stream"] == true {
+            // The gateway asks for usage so the final message can report it.
+            assert_eq!(body["stream_options"]["include_usage"], true, "{body}");
+        }
+    }
 }

@@ -394,7 +394,10 @@ pub mod providers {
             }
             let path = r.path.split('?').next().unwrap_or("");
             match (r.method.as_str(), path) {
-                ("POST", "/chat/completions") => openai_chat(&r.json()),
+                ("POST", "/chat/completions") => match openai_chat_invalid(&r.json()) {
+                    Some(why) => openai_error(400, &why, "invalid_request_error", "invalid_value"),
+                    None => openai_chat(&r.json()),
+                },
                 ("POST", "/embeddings") => openai_embeddings(&r.json()),
                 ("GET", "/models") => Reply::json(
                     200,
@@ -404,6 +407,50 @@ pub mod providers {
                 _ => openai_error(404, "Unknown request URL", "invalid_request_error", "unknown_url"),
             }
         }
+    }
+
+    /// Parameters OpenAI's chat endpoint accepts; it refuses any other top-level field.
+    const OPENAI_CHAT_FIELDS: &[&str] = &[
+        "model", "messages", "stream", "stream_options", "tools", "tool_choice",
+        "parallel_tool_calls", "temperature", "top_p", "max_tokens", "max_completion_tokens",
+        "stop", "n", "user", "metadata", "store", "seed", "response_format", "logprobs",
+        "top_logprobs", "frequency_penalty", "presence_penalty", "logit_bias", "service_tier",
+        "modalities", "audio", "prediction", "reasoning_effort", "verbosity",
+        "web_search_options", "prompt_cache_key", "safety_identifier",
+    ];
+
+    /// What real OpenAI would refuse in a chat request (a subset of its checks).
+    fn openai_chat_invalid(body: &Value) -> Option<String> {
+        let object = body.as_object()?;
+        if let Some(field) = object.keys().find(|k| !OPENAI_CHAT_FIELDS.contains(&k.as_str())) {
+            return Some(format!("Unrecognized request argument supplied: {field}"));
+        }
+        if body["stream_options"].is_object() && body["stream"] != true {
+            return Some("The 'stream_options' parameter is only allowed when 'stream' is enabled.".into());
+        }
+        let messages = body["messages"].as_array()?;
+        let mut call_ids = Vec::new();
+        for (i, m) in messages.iter().enumerate() {
+            match m["role"].as_str() {
+                Some("system" | "developer" | "user") => {}
+                Some("assistant") => {
+                    for call in m["tool_calls"].as_array().into_iter().flatten() {
+                        call_ids.push(call["id"].as_str().unwrap_or("").to_owned());
+                        if call["type"] != "function" || !call["function"]["arguments"].is_string() {
+                            return Some(format!("Invalid 'messages[{i}].tool_calls'"));
+                        }
+                    }
+                }
+                Some("tool") => {
+                    let id = m["tool_call_id"].as_str().unwrap_or("");
+                    if !call_ids.iter().any(|c| c == id) {
+                        return Some(format!("Invalid parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls'. (messages[{i}])"));
+                    }
+                }
+                _ => return Some(format!("Invalid value for 'messages[{i}].role'")),
+            }
+        }
+        None
     }
 
     fn openai_chat(body: &Value) -> Reply {
@@ -540,13 +587,69 @@ pub mod providers {
             }
             let path = r.path.split('?').next().unwrap_or("");
             match (r.method.as_str(), path) {
-                ("POST", "/v1/messages") => anthropic_messages(&r.json()),
+                ("POST", "/v1/messages") => match anthropic_invalid(&r.json(), ANTHROPIC_FIELDS) {
+                    Some(why) => anthropic_error(400, "invalid_request_error", &why),
+                    None => anthropic_messages(&r.json()),
+                },
                 ("POST", "/v1/messages/count_tokens") => {
-                    Reply::json(200, json!({"input_tokens": anthropic_prompt_tokens(&r.json())}))
+                    match anthropic_invalid(&r.json(), ANTHROPIC_COUNT_FIELDS) {
+                        Some(why) => anthropic_error(400, "invalid_request_error", &why),
+                        None => Reply::json(
+                            200,
+                            json!({"input_tokens": anthropic_prompt_tokens(&r.json())}),
+                        ),
+                    }
                 }
                 _ => anthropic_error(404, "not_found_error", "Not found"),
             }
         }
+    }
+
+    /// Top-level fields of a Messages request; Anthropic refuses others ("Extra inputs are not
+    /// permitted").
+    const ANTHROPIC_FIELDS: &[&str] = &[
+        "model", "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream",
+        "temperature", "top_k", "top_p", "tools", "tool_choice", "thinking", "service_tier",
+        "container", "mcp_servers", "context_management",
+    ];
+    const ANTHROPIC_COUNT_FIELDS: &[&str] = &[
+        "model", "messages", "system", "tools", "tool_choice", "thinking", "mcp_servers",
+        "context_management",
+    ];
+
+    /// What real Anthropic would refuse (a subset of its checks).
+    fn anthropic_invalid(body: &Value, fields: &[&str]) -> Option<String> {
+        let object = body.as_object()?;
+        if let Some(field) = object.keys().find(|k| !fields.contains(&k.as_str())) {
+            return Some(format!("{field}: Extra inputs are not permitted"));
+        }
+        let messages = body["messages"].as_array()?;
+        let mut tool_ids = Vec::new();
+        for (i, m) in messages.iter().enumerate() {
+            if !matches!(m["role"].as_str(), Some("user" | "assistant")) {
+                return Some(format!("messages.{i}.role: Input should be 'user' or 'assistant'"));
+            }
+            let blocks = match &m["content"] {
+                Value::String(s) if s.is_empty() => {
+                    return Some(format!("messages.{i}: text content blocks must be non-empty"));
+                }
+                Value::Array(blocks) => blocks.clone(),
+                _ => continue,
+            };
+            for (j, b) in blocks.iter().enumerate() {
+                match b["type"].as_str() {
+                    Some("text") if b["text"].as_str().is_some_and(|t| !t.is_empty()) => {}
+                    Some("tool_use") if b["input"].is_object() => {
+                        tool_ids.push(b["id"].as_str().unwrap_or("").to_owned());
+                    }
+                    Some("tool_result")
+                        if tool_ids.iter().any(|t| Some(t.as_str()) == b["tool_use_id"].as_str()) => {}
+                    Some("image" | "document" | "thinking" | "redacted_thinking") => {}
+                    _ => return Some(format!("messages.{i}.content.{j}: invalid content block")),
+                }
+            }
+        }
+        None
     }
 
     fn anthropic_prompt_tokens(body: &Value) -> u64 {

@@ -111,6 +111,55 @@ def count_tokens(client):
             check("count_tokens error shape", body.get("type") == "error", repr(e.body))
 
 
+def raw_events(client):
+    """The raw event sequence a hand-written client would parse."""
+    kinds = []
+    for event in client.messages.create(
+        model=MODEL, max_tokens=256, stream=True,
+        messages=[{"role": "user", "content": PROMPT}],
+    ):
+        kinds.append(event.type)
+    check("raw events start", kinds[:2] == ["message_start", "content_block_start"], kinds)
+    check("raw events end", kinds[-3:] == ["content_block_stop", "message_delta", "message_stop"],
+          kinds)
+    check("raw events deltas", "content_block_delta" in kinds, kinds)
+
+
+def claude_code_shape(client):
+    """What Claude Code sends: beta endpoint (?beta=true), anthropic-beta header, system as
+    blocks with cache_control, an image block in a later turn."""
+    pixel = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJ"
+             "RU5ErkJggg==")
+    m = client.beta.messages.create(
+        model=MODEL, max_tokens=256,
+        betas=["interleaved-thinking-2025-05-14"],
+        system=[{"type": "text", "text": "You are Claude Code.",
+                 "cache_control": {"type": "ephemeral"}}],
+        messages=[
+            {"role": "user", "content": [{"type": "text", "text": "first"}]},
+            {"role": "assistant", "content": [{"type": "text", "text": "ok"}]},
+            {"role": "user", "content": [
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                             "data": pixel}},
+                {"type": "text", "text": PROMPT, "cache_control": {"type": "ephemeral"}},
+            ]},
+        ],
+    )
+    check("beta create text", text_of(m) == EXPECTED, repr(m))
+
+
+def unknown_model(client):
+    try:
+        client.messages.create(model="no-such-model", max_tokens=16,
+                               messages=[{"role": "user", "content": "hi"}])
+        raise AssertionError("unknown model accepted")
+    except anthropic.NotFoundError as e:
+        check("unknown model -> NotFoundError", e.status_code == 404, repr(e))
+        body = e.body if isinstance(e.body, dict) else {}
+        check("unknown model error shape", body.get("type") == "error"
+              and body.get("error", {}).get("type") == "not_found_error", repr(e.body))
+
+
 def bad_key():
     bad = anthropic.Anthropic(base_url=BASE, api_key="nvq_not-a-real-key", max_retries=0,
                               timeout=30)
@@ -131,7 +180,10 @@ create(by_token, "bearer")
 stream(by_api_key)
 tool_round_trip(by_api_key, streamed=False)
 tool_round_trip(by_api_key, streamed=True)
+raw_events(by_api_key)
+claude_code_shape(by_token)
 count_tokens(by_api_key)
+unknown_model(by_api_key)
 bad_key()
 print("ALL OK", flush=True)
 sys.exit(0)

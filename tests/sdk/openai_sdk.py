@@ -45,9 +45,19 @@ def check(name, cond, detail=""):
 
 
 def chat_non_stream():
-    r = client.chat.completions.create(
-        model=CHAT, messages=[{"role": "user", "content": PROMPT}]
+    raw = client.chat.completions.with_raw_response.create(
+        model=CHAT,
+        messages=[
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": "first"},
+            {"role": "assistant", "content": "ok"},
+            {"role": "user", "content": [{"type": "text", "text": PROMPT}]},
+        ],
+        temperature=0.2,
+        max_completion_tokens=64,
     )
+    check("x-request-id header", bool(raw.headers.get("x-request-id")), dict(raw.headers))
+    r = raw.parse()
     check("chat non-stream text", r.choices[0].message.content == EXPECTED, repr(r))
     check("chat non-stream finish", r.choices[0].finish_reason == "stop", r.choices[0].finish_reason)
     check("chat non-stream object", r.object == "chat.completion", r.object)
@@ -59,9 +69,15 @@ def chat_stream():
     stream = client.chat.completions.create(
         model=CHAT, messages=[{"role": "user", "content": PROMPT}], stream=True
     )
-    text, finish, chunks = "", None, 0
+    text, finish, chunks, ids = "", None, 0, set()
     for chunk in stream:
         chunks += 1
+        ids.add(chunk.id)
+        if chunks == 1:
+            check("first chunk role", chunk.choices[0].delta.role == "assistant", repr(chunk))
+        check_obj = chunk.object == "chat.completion.chunk"
+        if not check_obj:
+            raise AssertionError(f"chunk object: {chunk!r}")
         check_usage = chunk.usage
         if check_usage is not None:
             raise AssertionError(f"usage chunk without include_usage: {chunk!r}")
@@ -71,6 +87,7 @@ def chat_stream():
     check("chat stream text", text == EXPECTED, repr(text))
     check("chat stream finish", finish == "stop", repr(finish))
     check("chat stream several chunks", chunks > 2, chunks)
+    check("chat stream one id", len(ids) == 1, ids)
 
 
 def chat_stream_usage():
