@@ -6,6 +6,9 @@
 //! Needs `pip install openai anthropic`; without them the tests fail saying so, unless
 //! `NOVIQI_SKIP_SDK_TESTS=1`.
 
+// Helpers outside #[test] fns (here and in tests/common) may unwrap and panic too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::path::PathBuf;
@@ -95,7 +98,10 @@ fn assert_clean_upstream(setup: &Setup, upstream: &FakeUpstream) {
     assert!(!received.is_empty(), "the upstream was never called");
     for r in &received {
         let raw = r.raw_text();
-        assert!(!raw.contains(&setup.env.key), "gateway key forwarded:\n{raw}");
+        assert!(
+            !raw.contains(&setup.env.key),
+            "gateway key forwarded:\n{raw}"
+        );
         assert!(
             r.headers.iter().all(|(n, _)| !n.starts_with("x-stainless")),
             "SDK headers forwarded:\n{raw}"
@@ -153,7 +159,10 @@ fn openai_vars(setup: &Setup, chat: &str, embed: Option<&str>) -> Vec<(&'static 
     let mut vars = vec![
         ("NOVIQI_BASE_URL", setup.env.url("/v1")),
         ("NOVIQI_CHAT_MODEL", chat.to_owned()),
-        ("NOVIQI_MODELS", "gpt-fake,embed-fake,claude-fake".to_owned()),
+        (
+            "NOVIQI_MODELS",
+            "gpt-fake,embed-fake,claude-fake".to_owned(),
+        ),
     ];
     if let Some(embed) = embed {
         vars.push(("NOVIQI_EMBED_MODEL", embed.to_owned()));
@@ -218,7 +227,10 @@ fn anthropic_sdk_against_anthropic_upstream() {
             // The SDK's own version (newer SDKs send newer dates), passed through.
             .all(|r| r.header("anthropic-version").is_some()),
         "{:?}",
-        received.iter().map(|r| r.headers.clone()).collect::<Vec<_>>()
+        received
+            .iter()
+            .map(|r| r.headers.clone())
+            .collect::<Vec<_>>()
     );
     assert!(
         received

@@ -390,7 +390,12 @@ pub mod providers {
     pub fn openai(secret: &'static str) -> impl Fn(&Received) -> Reply + Send + Sync + 'static {
         move |r: &Received| {
             if r.header("authorization") != Some(format!("Bearer {secret}").as_str()) {
-                return openai_error(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key");
+                return openai_error(
+                    401,
+                    "Incorrect API key provided.",
+                    "invalid_request_error",
+                    "invalid_api_key",
+                );
             }
             let path = r.path.split('?').next().unwrap_or("");
             match (r.method.as_str(), path) {
@@ -404,29 +409,65 @@ pub mod providers {
                     json!({"object": "list", "data": [{"id": "gpt-4o-mini", "object": "model",
                            "created": 1686935002, "owned_by": "openai"}]}),
                 ),
-                _ => openai_error(404, "Unknown request URL", "invalid_request_error", "unknown_url"),
+                _ => openai_error(
+                    404,
+                    "Unknown request URL",
+                    "invalid_request_error",
+                    "unknown_url",
+                ),
             }
         }
     }
 
     /// Parameters OpenAI's chat endpoint accepts; it refuses any other top-level field.
     const OPENAI_CHAT_FIELDS: &[&str] = &[
-        "model", "messages", "stream", "stream_options", "tools", "tool_choice",
-        "parallel_tool_calls", "temperature", "top_p", "max_tokens", "max_completion_tokens",
-        "stop", "n", "user", "metadata", "store", "seed", "response_format", "logprobs",
-        "top_logprobs", "frequency_penalty", "presence_penalty", "logit_bias", "service_tier",
-        "modalities", "audio", "prediction", "reasoning_effort", "verbosity",
-        "web_search_options", "prompt_cache_key", "safety_identifier",
+        "model",
+        "messages",
+        "stream",
+        "stream_options",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "max_completion_tokens",
+        "stop",
+        "n",
+        "user",
+        "metadata",
+        "store",
+        "seed",
+        "response_format",
+        "logprobs",
+        "top_logprobs",
+        "frequency_penalty",
+        "presence_penalty",
+        "logit_bias",
+        "service_tier",
+        "modalities",
+        "audio",
+        "prediction",
+        "reasoning_effort",
+        "verbosity",
+        "web_search_options",
+        "prompt_cache_key",
+        "safety_identifier",
     ];
 
     /// What real OpenAI would refuse in a chat request (a subset of its checks).
     fn openai_chat_invalid(body: &Value) -> Option<String> {
         let object = body.as_object()?;
-        if let Some(field) = object.keys().find(|k| !OPENAI_CHAT_FIELDS.contains(&k.as_str())) {
+        if let Some(field) = object
+            .keys()
+            .find(|k| !OPENAI_CHAT_FIELDS.contains(&k.as_str()))
+        {
             return Some(format!("Unrecognized request argument supplied: {field}"));
         }
         if body["stream_options"].is_object() && body["stream"] != true {
-            return Some("The 'stream_options' parameter is only allowed when 'stream' is enabled.".into());
+            return Some(
+                "The 'stream_options' parameter is only allowed when 'stream' is enabled.".into(),
+            );
         }
         let messages = body["messages"].as_array()?;
         let mut call_ids = Vec::new();
@@ -436,7 +477,8 @@ pub mod providers {
                 Some("assistant") => {
                     for call in m["tool_calls"].as_array().into_iter().flatten() {
                         call_ids.push(call["id"].as_str().unwrap_or("").to_owned());
-                        if call["type"] != "function" || !call["function"]["arguments"].is_string() {
+                        if call["type"] != "function" || !call["function"]["arguments"].is_string()
+                        {
                             return Some(format!("Invalid 'messages[{i}].tool_calls'"));
                         }
                     }
@@ -444,7 +486,9 @@ pub mod providers {
                 Some("tool") => {
                     let id = m["tool_call_id"].as_str().unwrap_or("");
                     if !call_ids.iter().any(|c| c == id) {
-                        return Some(format!("Invalid parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls'. (messages[{i}])"));
+                        return Some(format!(
+                            "Invalid parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls'. (messages[{i}])"
+                        ));
                     }
                 }
                 _ => return Some(format!("Invalid value for 'messages[{i}].role'")),
@@ -461,7 +505,10 @@ pub mod providers {
             .filter(|m| m["role"] == "tool")
             .map(|m| text_of(&m["content"]));
         let turn = decide(&messages, body["tools"].as_array(), tool_result);
-        let prompt_tokens: u64 = messages.iter().map(|m| words(&text_of(&m["content"]))).sum();
+        let prompt_tokens: u64 = messages
+            .iter()
+            .map(|m| words(&text_of(&m["content"])))
+            .sum();
         let id = "chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT";
         let created = 1741569952;
         let (completion_tokens, finish) = match &turn {
@@ -499,7 +546,10 @@ pub mod providers {
             .to_string()
         };
         let include_usage = body["stream_options"]["include_usage"] == true;
-        let mut events = vec![chunk(json!({"role": "assistant", "content": "", "refusal": null}), Value::Null)];
+        let mut events = vec![chunk(
+            json!({"role": "assistant", "content": "", "refusal": null}),
+            Value::Null,
+        )];
         match &turn {
             Turn::Text(t) => {
                 for piece in pieces(t) {
@@ -533,14 +583,27 @@ pub mod providers {
             );
         }
         events.push("[DONE]".into());
-        sse(events.into_iter().map(|e| format!("data: {e}\n\n")).collect())
+        sse(events
+            .into_iter()
+            .map(|e| format!("data: {e}\n\n"))
+            .collect())
     }
 
     fn openai_embeddings(body: &Value) -> Reply {
         let inputs: Vec<String> = match &body["input"] {
             Value::String(s) => vec![s.clone()],
-            Value::Array(items) => items.iter().map(|i| i.as_str().unwrap_or("").to_owned()).collect(),
-            _ => return openai_error(400, "'input' is required", "invalid_request_error", "invalid_value"),
+            Value::Array(items) => items
+                .iter()
+                .map(|i| i.as_str().unwrap_or("").to_owned())
+                .collect(),
+            _ => {
+                return openai_error(
+                    400,
+                    "'input' is required",
+                    "invalid_request_error",
+                    "invalid_value",
+                );
+            }
         };
         let base64 = body["encoding_format"] == "base64";
         let data: Vec<Value> = inputs
@@ -583,7 +646,11 @@ pub mod providers {
                 return anthropic_error(401, "authentication_error", "invalid x-api-key");
             }
             if r.header("anthropic-version").is_none() {
-                return anthropic_error(400, "invalid_request_error", "anthropic-version: header is required");
+                return anthropic_error(
+                    400,
+                    "invalid_request_error",
+                    "anthropic-version: header is required",
+                );
             }
             let path = r.path.split('?').next().unwrap_or("");
             match (r.method.as_str(), path) {
@@ -608,12 +675,32 @@ pub mod providers {
     /// Top-level fields of a Messages request; Anthropic refuses others ("Extra inputs are not
     /// permitted").
     const ANTHROPIC_FIELDS: &[&str] = &[
-        "model", "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream",
-        "temperature", "top_k", "top_p", "tools", "tool_choice", "thinking", "service_tier",
-        "container", "mcp_servers", "context_management",
+        "model",
+        "messages",
+        "max_tokens",
+        "system",
+        "metadata",
+        "stop_sequences",
+        "stream",
+        "temperature",
+        "top_k",
+        "top_p",
+        "tools",
+        "tool_choice",
+        "thinking",
+        "service_tier",
+        "container",
+        "mcp_servers",
+        "context_management",
     ];
     const ANTHROPIC_COUNT_FIELDS: &[&str] = &[
-        "model", "messages", "system", "tools", "tool_choice", "thinking", "mcp_servers",
+        "model",
+        "messages",
+        "system",
+        "tools",
+        "tool_choice",
+        "thinking",
+        "mcp_servers",
         "context_management",
     ];
 
@@ -627,11 +714,15 @@ pub mod providers {
         let mut tool_ids = Vec::new();
         for (i, m) in messages.iter().enumerate() {
             if !matches!(m["role"].as_str(), Some("user" | "assistant")) {
-                return Some(format!("messages.{i}.role: Input should be 'user' or 'assistant'"));
+                return Some(format!(
+                    "messages.{i}.role: Input should be 'user' or 'assistant'"
+                ));
             }
             let blocks = match &m["content"] {
                 Value::String(s) if s.is_empty() => {
-                    return Some(format!("messages.{i}: text content blocks must be non-empty"));
+                    return Some(format!(
+                        "messages.{i}: text content blocks must be non-empty"
+                    ));
                 }
                 Value::Array(blocks) => blocks.clone(),
                 _ => continue,
@@ -643,7 +734,9 @@ pub mod providers {
                         tool_ids.push(b["id"].as_str().unwrap_or("").to_owned());
                     }
                     Some("tool_result")
-                        if tool_ids.iter().any(|t| Some(t.as_str()) == b["tool_use_id"].as_str()) => {}
+                        if tool_ids
+                            .iter()
+                            .any(|t| Some(t.as_str()) == b["tool_use_id"].as_str()) => {}
                     Some("image" | "document" | "thinking" | "redacted_thinking") => {}
                     _ => return Some(format!("messages.{i}.content.{j}: invalid content block")),
                 }
@@ -669,7 +762,11 @@ pub mod providers {
         let model = body["model"].as_str().unwrap_or("").to_owned();
         let messages = body["messages"].as_array().cloned().unwrap_or_default();
         let tool_result = messages.last().and_then(|m| {
-            m["content"].as_array()?.iter().find(|b| b["type"] == "tool_result").map(|b| text_of(&b["content"]))
+            m["content"]
+                .as_array()?
+                .iter()
+                .find(|b| b["type"] == "tool_result")
+                .map(|b| text_of(&b["content"]))
         });
         let turn = decide(&messages, body["tools"].as_array(), tool_result);
         let input_tokens = anthropic_prompt_tokens(body);
@@ -694,40 +791,59 @@ pub mod providers {
             );
         }
         let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
-        let mut events = vec![
-            event("message_start", json!({"type": "message_start", "message": {"id": id,
+        let mut events = vec![event(
+            "message_start",
+            json!({"type": "message_start", "message": {"id": id,
                 "type": "message", "role": "assistant", "model": model, "content": [],
                 "stop_reason": null, "stop_sequence": null,
                 "usage": {"input_tokens": input_tokens, "output_tokens": 1,
-                          "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}})),
-        ];
+                          "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}}),
+        )];
         match &turn {
             Turn::Text(t) => {
-                events.push(event("content_block_start", json!({"type": "content_block_start",
-                    "index": 0, "content_block": {"type": "text", "text": ""}})));
+                events.push(event(
+                    "content_block_start",
+                    json!({"type": "content_block_start",
+                    "index": 0, "content_block": {"type": "text", "text": ""}}),
+                ));
                 events.push(event("ping", json!({"type": "ping"})));
                 for piece in pieces(t) {
-                    events.push(event("content_block_delta", json!({"type": "content_block_delta",
-                        "index": 0, "delta": {"type": "text_delta", "text": piece}})));
+                    events.push(event(
+                        "content_block_delta",
+                        json!({"type": "content_block_delta",
+                        "index": 0, "delta": {"type": "text_delta", "text": piece}}),
+                    ));
                 }
             }
             Turn::Tool { name, args } => {
-                events.push(event("content_block_start", json!({"type": "content_block_start",
+                events.push(event(
+                    "content_block_start",
+                    json!({"type": "content_block_start",
                     "index": 0, "content_block": {"type": "tool_use",
-                    "id": "toolu_01A09q90qw90lq917835lq9", "name": name, "input": {}}})));
+                    "id": "toolu_01A09q90qw90lq917835lq9", "name": name, "input": {}}}),
+                ));
                 events.push(event("ping", json!({"type": "ping"})));
                 let args = args.to_string();
                 let (a, b) = args.split_at(args.len() / 2);
                 for part in ["", a, b] {
-                    events.push(event("content_block_delta", json!({"type": "content_block_delta",
-                        "index": 0, "delta": {"type": "input_json_delta", "partial_json": part}})));
+                    events.push(event(
+                        "content_block_delta",
+                        json!({"type": "content_block_delta",
+                        "index": 0, "delta": {"type": "input_json_delta", "partial_json": part}}),
+                    ));
                 }
             }
         }
-        events.push(event("content_block_stop", json!({"type": "content_block_stop", "index": 0})));
-        events.push(event("message_delta", json!({"type": "message_delta",
+        events.push(event(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": 0}),
+        ));
+        events.push(event(
+            "message_delta",
+            json!({"type": "message_delta",
             "delta": {"stop_reason": stop_reason, "stop_sequence": null},
-            "usage": {"output_tokens": output_tokens}})));
+            "usage": {"output_tokens": output_tokens}}),
+        ));
         events.push(event("message_stop", json!({"type": "message_stop"})));
         sse(events)
     }
