@@ -184,8 +184,36 @@ fn openai_sdk_against_openai_upstream() {
         return;
     }
     let setup = setup();
-    let vars = openai_vars(&setup, "gpt-fake", Some("embed-fake"));
+    let mut vars = openai_vars(&setup, "gpt-fake", Some("embed-fake"));
+    vars.push(("NOVIQI_RESPONSES", "1".to_owned()));
     run_script(&setup, "openai_sdk.py", &vars);
+    // Responses API usage reaches the usage log (non-streamed and streamed).
+    let lines: Vec<_> = setup
+        .env
+        .usage()
+        .into_iter()
+        .filter(|l| l["endpoint"] == "/v1/responses")
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    for line in &lines {
+        assert_eq!(line["status"], 200, "{line}");
+        assert!(line["prompt_tokens"].as_u64() > Some(0), "{line}");
+        assert!(line["completion_tokens"].as_u64() > Some(0), "{line}");
+    }
+    // The broken stream is recorded as an error, not a success.
+    assert!(
+        setup
+            .env
+            .usage()
+            .iter()
+            // A dropped chunked stream reads as an I/O error: unreadable, not just truncated.
+            .any(|l| l["stream"] == true
+                && l["error"]
+                    .as_str()
+                    .is_some_and(|e| e == "upstream_truncated" || e == "upstream_unreadable")),
+        "{:?}",
+        setup.env.usage()
+    );
     assert_clean_upstream(&setup, &setup.openai);
     assert!(setup.anthropic.received().is_empty());
 }

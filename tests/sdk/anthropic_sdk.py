@@ -148,6 +148,22 @@ def claude_code_shape(client):
     check("beta create text", text_of(m) == EXPECTED, repr(m))
 
 
+def broken_stream(client):
+    """An upstream that breaks off mid-stream must raise, never end like a finished message."""
+    text = ""
+    try:
+        with client.messages.stream(
+            model=MODEL, max_tokens=256,
+            messages=[{"role": "user", "content": "please BREAK_STREAM now and then say more"}],
+        ) as s:
+            for chunk in s.text_stream:
+                text += chunk
+            final = s.get_final_message()
+        raise AssertionError(f"broken stream ended normally: {final!r}")
+    except anthropic.APIError as e:
+        check("broken stream -> APIError", text.startswith("You"), f"{e!r} text={text!r}")
+
+
 def unknown_model(client):
     try:
         client.messages.create(model="no-such-model", max_tokens=16,
@@ -182,6 +198,7 @@ tool_round_trip(by_api_key, streamed=False)
 tool_round_trip(by_api_key, streamed=True)
 raw_events(by_api_key)
 claude_code_shape(by_token)
+broken_stream(by_api_key)
 count_tokens(by_api_key)
 unknown_model(by_api_key)
 bad_key()

@@ -6,6 +6,7 @@ Run by tests/sdk.rs. Settings come from the environment:
   NOVIQI_CHAT_MODEL the gateway model name to chat with
   NOVIQI_EMBED_MODEL (optional) an embeddings model; skipped when unset (anthropic upstreams)
   NOVIQI_MODELS     comma-separated names /v1/models must list
+  NOVIQI_RESPONSES  "1" to also check the Responses API (openai-kind upstreams)
 Exits non-zero (with a traceback) on the first failed check; prints one line per check.
 """
 
@@ -18,6 +19,7 @@ BASE = os.environ["NOVIQI_BASE_URL"]
 KEY = os.environ["NOVIQI_KEY"]
 CHAT = os.environ["NOVIQI_CHAT_MODEL"]
 EMBED = os.environ.get("NOVIQI_EMBED_MODEL")
+RESPONSES = os.environ.get("NOVIQI_RESPONSES") == "1"
 MODELS = [m for m in os.environ.get("NOVIQI_MODELS", "").split(",") if m]
 PROMPT = "Say hello to noviqi"
 EXPECTED = "You said: " + PROMPT
@@ -150,6 +152,40 @@ def tools_round_trip(stream):
           repr(r))
 
 
+def broken_stream():
+    """An upstream that breaks off mid-stream must surface as an error, never as a normal end."""
+    text, finish = "", None
+    try:
+        for chunk in client.chat.completions.create(
+            model=CHAT, stream=True,
+            messages=[{"role": "user", "content": "please BREAK_STREAM now and then say more"}],
+        ):
+            for choice in chunk.choices:
+                text += choice.delta.content or ""
+                finish = choice.finish_reason or finish
+        raise AssertionError(f"broken stream ended normally: {text!r} finish={finish!r}")
+    except openai.APIError as e:
+        check("broken stream -> APIError", finish is None and text.startswith("You"),
+              f"{e!r} text={text!r} finish={finish!r}")
+
+
+def responses_api():
+    r = client.responses.create(model=CHAT, input=PROMPT)
+    check("responses output_text", r.output_text == EXPECTED, repr(r))
+    check("responses usage", r.usage is not None and r.usage.input_tokens > 0, repr(r.usage))
+    text, final = "", None
+    with client.responses.stream(
+        model=CHAT, input=[{"role": "user", "content": [{"type": "input_text", "text": PROMPT}]}]
+    ) as stream:
+        for event in stream:
+            if event.type == "response.output_text.delta":
+                text += event.delta
+        final = stream.get_final_response()
+    check("responses stream deltas", text == EXPECTED, repr(text))
+    check("responses stream final", final.output_text == EXPECTED and final.status == "completed",
+          repr(final))
+
+
 def embeddings():
     r = client.embeddings.create(model=EMBED, input="one two three")
     check("embedding count", len(r.data) == 1, repr(r))
@@ -187,8 +223,11 @@ chat_stream()
 chat_stream_usage()
 tools_round_trip(stream=False)
 tools_round_trip(stream=True)
+broken_stream()
 if EMBED:
     embeddings()
+if RESPONSES:
+    responses_api()
 models()
 errors()
 print("ALL OK", flush=True)
