@@ -1,8 +1,9 @@
 //! Fake providers that answer like the real ones (shapes as documented by OpenAI and
 //! Anthropic), so official SDKs parse what comes through the gateway. Both echo the last user
-//! text (`You said: …`); when the request offers tools and holds no tool result yet they call
-//! the first tool with `{"city": "Paris"}`; after a tool result they answer
-//! `The tool said: <result>`. Requests without the expected credential get the provider's 401.
+//! text (`You said: …`); when the request offers tools and holds no tool result yet they say
+//! `Let me check.` and call the first tool with `{"city": "Paris"}` (and a second one, if
+//! offered, with `{"city": "Rome"}`); after tool results they answer
+//! `The tool said: <result>; <result>`. Requests without the expected credential get the provider's 401.
 //! A streamed request whose text contains [`BREAK_STREAM`] breaks off mid-answer the way each
 //! provider does: OpenAI-compatible servers drop the connection, Anthropic sends an `error`
 //! event (`overloaded_error`).
@@ -18,7 +19,27 @@ pub const BREAK_STREAM: &str = "BREAK_STREAM";
 /// What the fake model decided to say.
 enum Turn {
     Text(String),
-    Tool { name: String, args: Value },
+    /// A short text, then one call per offered tool (at most two), as models do.
+    Tools {
+        preface: String,
+        calls: Vec<Call>,
+    },
+}
+
+struct Call {
+    /// Position among the calls (0, 1): suffix of the call id.
+    n: usize,
+    name: String,
+    args: Value,
+}
+
+impl Call {
+    fn openai_id(&self) -> String {
+        format!("call_abc12{}", self.n)
+    }
+    fn anthropic_id(&self) -> String {
+        format!("toolu_01A09q90qw90lq917835lq{}", self.n)
+    }
 }
 
 fn words(s: &str) -> u64 {
@@ -38,19 +59,30 @@ fn text_of(content: &Value) -> String {
     }
 }
 
-fn decide(messages: &[Value], tools: Option<&Vec<Value>>, tool_result: Option<String>) -> Turn {
-    if let Some(result) = tool_result {
-        return Turn::Text(format!("The tool said: {result}"));
+/// `tool_results`: the results that end the conversation (empty: none).
+fn decide(messages: &[Value], tools: Option<&Vec<Value>>, tool_results: Vec<String>) -> Turn {
+    if !tool_results.is_empty() {
+        return Turn::Text(format!("The tool said: {}", tool_results.join("; ")));
     }
-    if let Some(tool) = tools.and_then(|t| t.first()) {
-        let name = tool["function"]["name"]
-            .as_str()
-            .or(tool["name"].as_str())
-            .unwrap_or("tool")
-            .to_owned();
-        return Turn::Tool {
-            name,
-            args: json!({"city": "Paris"}),
+    if let Some(tools) = tools.filter(|t| !t.is_empty()) {
+        let calls = tools
+            .iter()
+            .take(2)
+            .zip(["Paris", "Rome"])
+            .enumerate()
+            .map(|(n, (tool, city))| Call {
+                n,
+                name: tool["function"]["name"]
+                    .as_str()
+                    .or(tool["name"].as_str())
+                    .unwrap_or("tool")
+                    .to_owned(),
+                args: json!({ "city": city }),
+            })
+            .collect();
+        return Turn::Tools {
+            preface: "Let me check.".to_owned(),
+            calls,
         };
     }
     let last_user = messages
@@ -213,11 +245,16 @@ fn openai_chat(body: &Value) -> Reply {
         && messages
             .iter()
             .any(|m| text_of(&m["content"]).contains(BREAK_STREAM));
-    let tool_result = messages
-        .last()
-        .filter(|m| m["role"] == "tool")
-        .map(|m| text_of(&m["content"]));
-    let turn = decide(&messages, body["tools"].as_array(), tool_result);
+    let tool_results: Vec<String> = messages
+        .iter()
+        .rev()
+        .take_while(|m| m["role"] == "tool")
+        .map(|m| text_of(&m["content"]))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    let turn = decide(&messages, body["tools"].as_array(), tool_results);
     let prompt_tokens: u64 = messages
         .iter()
         .map(|m| words(&text_of(&m["content"])))
@@ -226,7 +263,7 @@ fn openai_chat(body: &Value) -> Reply {
     let created = 1741569952;
     let (completion_tokens, finish) = match &turn {
         Turn::Text(t) => (words(t), "stop"),
-        Turn::Tool { .. } => (9, "tool_calls"),
+        Turn::Tools { .. } => (9, "tool_calls"),
     };
     let usage = json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
@@ -237,10 +274,17 @@ fn openai_chat(body: &Value) -> Reply {
         let message = match &turn {
             Turn::Text(t) => json!({"role": "assistant", "content": t, "refusal": null,
                                     "annotations": []}),
-            Turn::Tool { name, args } => json!({"role": "assistant", "content": null,
-                "refusal": null, "annotations": [],
-                "tool_calls": [{"id": "call_abc123", "type": "function",
-                    "function": {"name": name, "arguments": args.to_string()}}]}),
+            Turn::Tools { preface, calls } => {
+                let calls: Vec<Value> = calls
+                    .iter()
+                    .map(|c| {
+                        json!({"id": c.openai_id(), "type": "function",
+                        "function": {"name": c.name, "arguments": c.args.to_string()}})
+                    })
+                    .collect();
+                json!({"role": "assistant", "content": preface, "refusal": null,
+                       "annotations": [], "tool_calls": calls})
+            }
         };
         return Reply::json(
             200,
@@ -269,19 +313,22 @@ fn openai_chat(body: &Value) -> Reply {
                 events.push(chunk(json!({"content": piece}), Value::Null));
             }
         }
-        Turn::Tool { name, args } => {
-            events.push(chunk(
-                json!({"tool_calls": [{"index": 0, "id": "call_abc123", "type": "function",
-                        "function": {"name": name, "arguments": ""}}]}),
-                Value::Null,
-            ));
-            let args = args.to_string();
-            let (a, b) = args.split_at(args.len() / 2);
-            for part in [a, b] {
+        Turn::Tools { preface, calls } => {
+            events.push(chunk(json!({ "content": preface }), Value::Null));
+            for c in calls {
                 events.push(chunk(
-                    json!({"tool_calls": [{"index": 0, "function": {"arguments": part}}]}),
+                    json!({"tool_calls": [{"index": c.n, "id": c.openai_id(), "type": "function",
+                            "function": {"name": c.name, "arguments": ""}}]}),
                     Value::Null,
                 ));
+                let args = c.args.to_string();
+                let (a, b) = args.split_at(args.len() / 2);
+                for part in [a, b] {
+                    events.push(chunk(
+                        json!({"tool_calls": [{"index": c.n, "function": {"arguments": part}}]}),
+                        Value::Null,
+                    ));
+                }
             }
         }
     }
@@ -588,30 +635,37 @@ fn anthropic_messages(body: &Value) -> Reply {
     let _ = max_tokens;
     let model = body["model"].as_str().unwrap_or("").to_owned();
     let messages = body["messages"].as_array().cloned().unwrap_or_default();
-    let tool_result = messages.last().and_then(|m| {
-        m["content"]
-            .as_array()?
-            .iter()
-            .find(|b| b["type"] == "tool_result")
-            .map(|b| text_of(&b["content"]))
-    });
-    let turn = decide(&messages, body["tools"].as_array(), tool_result);
+    let tool_results: Vec<String> = messages
+        .last()
+        .and_then(|m| m["content"].as_array())
+        .into_iter()
+        .flatten()
+        .filter(|b| b["type"] == "tool_result")
+        .map(|b| text_of(&b["content"]))
+        .collect();
+    let turn = decide(&messages, body["tools"].as_array(), tool_results);
     let input_tokens = anthropic_prompt_tokens(body);
     let id = "msg_013Zva2CMHLNnXjNJJKqJ2EF";
     let (output_tokens, stop_reason) = match &turn {
         Turn::Text(t) => (words(t), "end_turn"),
-        Turn::Tool { .. } => (9, "tool_use"),
+        Turn::Tools { .. } => (9, "tool_use"),
     };
     if body["stream"] != true {
-        let block = match &turn {
-            Turn::Text(t) => json!({"type": "text", "text": t}),
-            Turn::Tool { name, args } => json!({"type": "tool_use",
-                "id": "toolu_01A09q90qw90lq917835lq9", "name": name, "input": args}),
+        let blocks = match &turn {
+            Turn::Text(t) => vec![json!({"type": "text", "text": t})],
+            Turn::Tools { preface, calls } => {
+                std::iter::once(json!({"type": "text", "text": preface}))
+                    .chain(calls.iter().map(|c| {
+                        json!({"type": "tool_use",
+                    "id": c.anthropic_id(), "name": c.name, "input": c.args})
+                    }))
+                    .collect()
+            }
         };
         return Reply::json(
             200,
             json!({"id": id, "type": "message", "role": "assistant", "model": model,
-                   "content": [block], "stop_reason": stop_reason, "stop_sequence": null,
+                   "content": blocks, "stop_reason": stop_reason, "stop_sequence": null,
                    "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens,
                              "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
                              "service_tier": "standard"}}),
@@ -626,39 +680,49 @@ fn anthropic_messages(body: &Value) -> Reply {
             "usage": {"input_tokens": input_tokens, "output_tokens": 1,
                       "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}}),
     )];
-    match &turn {
-        Turn::Text(t) => {
+    let text = match &turn {
+        Turn::Text(t) => t,
+        Turn::Tools { preface, .. } => preface,
+    };
+    events.push(event(
+        "content_block_start",
+        json!({"type": "content_block_start",
+        "index": 0, "content_block": {"type": "text", "text": ""}}),
+    ));
+    events.push(event("ping", json!({"type": "ping"})));
+    for piece in pieces(text) {
+        events.push(event(
+            "content_block_delta",
+            json!({"type": "content_block_delta",
+            "index": 0, "delta": {"type": "text_delta", "text": piece}}),
+        ));
+    }
+    events.push(event(
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": 0}),
+    ));
+    if let Turn::Tools { calls, .. } = &turn {
+        for c in calls {
+            let index = c.n + 1;
             events.push(event(
                 "content_block_start",
                 json!({"type": "content_block_start",
-                "index": 0, "content_block": {"type": "text", "text": ""}}),
+                "index": index, "content_block": {"type": "tool_use",
+                "id": c.anthropic_id(), "name": c.name, "input": {}}}),
             ));
-            events.push(event("ping", json!({"type": "ping"})));
-            for piece in pieces(t) {
-                events.push(event(
-                    "content_block_delta",
-                    json!({"type": "content_block_delta",
-                    "index": 0, "delta": {"type": "text_delta", "text": piece}}),
-                ));
-            }
-        }
-        Turn::Tool { name, args } => {
-            events.push(event(
-                "content_block_start",
-                json!({"type": "content_block_start",
-                "index": 0, "content_block": {"type": "tool_use",
-                "id": "toolu_01A09q90qw90lq917835lq9", "name": name, "input": {}}}),
-            ));
-            events.push(event("ping", json!({"type": "ping"})));
-            let args = args.to_string();
+            let args = c.args.to_string();
             let (a, b) = args.split_at(args.len() / 2);
             for part in ["", a, b] {
                 events.push(event(
                     "content_block_delta",
                     json!({"type": "content_block_delta",
-                    "index": 0, "delta": {"type": "input_json_delta", "partial_json": part}}),
+                    "index": index, "delta": {"type": "input_json_delta", "partial_json": part}}),
                 ));
             }
+            events.push(event(
+                "content_block_stop",
+                json!({"type": "content_block_stop", "index": index}),
+            ));
         }
     }
     let breaks = body["messages"].as_array().is_some_and(|ms| {
@@ -673,10 +737,6 @@ fn anthropic_messages(body: &Value) -> Reply {
         ));
         return sse(events);
     }
-    events.push(event(
-        "content_block_stop",
-        json!({"type": "content_block_stop", "index": 0}),
-    ));
     events.push(event(
         "message_delta",
         json!({"type": "message_delta",

@@ -20,15 +20,20 @@ COUNT_TOKENS = os.environ["NOVIQI_COUNT_TOKENS"]
 PROMPT = "Say hello to noviqi"
 EXPECTED = "You said: " + PROMPT
 
-TOOLS = [{
-    "name": "get_weather",
-    "description": "Current weather in a city",
-    "input_schema": {
-        "type": "object",
-        "properties": {"city": {"type": "string"}},
-        "required": ["city"],
-    },
-}]
+def tool(name, description):
+    return {
+        "name": name,
+        "description": description,
+        "input_schema": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    }
+
+
+TOOLS = [tool("get_weather", "Current weather in a city")]
+TOOLS2 = TOOLS + [tool("get_time", "Local time in a city")]
 
 
 def check(name, cond, detail=""):
@@ -66,34 +71,41 @@ def stream(client):
           repr(final.usage))
 
 
-def tool_round_trip(client, streamed):
-    label = "stream" if streamed else "create"
+def tool_round_trip(client, streamed, tools):
+    """Text plus one tool_use per tool, tool_results sent back, final text."""
+    label = ("stream" if streamed else "create") + f" {len(tools)} tool(s)"
     messages = [{"role": "user", "content": "What is the weather in Paris?"}]
     if streamed:
         with client.messages.stream(
-            model=MODEL, max_tokens=256, messages=messages, tools=TOOLS
+            model=MODEL, max_tokens=256, messages=messages, tools=tools
         ) as s:
             for _ in s:
                 pass
             m = s.get_final_message()
     else:
-        m = client.messages.create(model=MODEL, max_tokens=256, messages=messages, tools=TOOLS)
-    check(f"{label} tool stop_reason", m.stop_reason == "tool_use", repr(m))
+        m = client.messages.create(model=MODEL, max_tokens=256, messages=messages, tools=tools)
+    check(f"{label}: stop_reason", m.stop_reason == "tool_use", repr(m))
+    check(f"{label}: text first", m.content[0].type == "text"
+          and m.content[0].text == "Let me check.", repr(m.content))
     uses = [b for b in m.content if b.type == "tool_use"]
-    check(f"{label} one tool_use", len(uses) == 1, repr(m.content))
-    use = uses[0]
-    check(f"{label} tool_use name", use.name == "get_weather", repr(use))
-    check(f"{label} tool_use input", use.input == {"city": "Paris"}, repr(use))
-    check(f"{label} tool_use id", bool(use.id), repr(use))
+    check(f"{label}: one tool_use per tool", len(uses) == len(tools), repr(m.content))
+    for use, tool, city in zip(uses, tools, ["Paris", "Rome"]):
+        check(f"{label}: name", use.name == tool["name"], repr(use))
+        check(f"{label}: input", use.input == {"city": city}, repr(use))
+    ids = [u.id for u in uses]
+    check(f"{label}: distinct ids", all(ids) and len(set(ids)) == len(ids), repr(ids))
+    results = ["sunny, 21 C", "12:00"][: len(tools)]
     messages += [
         {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in m.content]},
         {"role": "user", "content": [
-            {"type": "tool_result", "tool_use_id": use.id, "content": "sunny, 21 C"}
+            {"type": "tool_result", "tool_use_id": use.id, "content": result}
+            for use, result in zip(uses, results)
         ]},
     ]
-    m = client.messages.create(model=MODEL, max_tokens=256, messages=messages, tools=TOOLS)
-    check(f"{label} tool_result answer", text_of(m) == "The tool said: sunny, 21 C", repr(m))
-    check(f"{label} tool_result stop_reason", m.stop_reason == "end_turn", m.stop_reason)
+    m = client.messages.create(model=MODEL, max_tokens=256, messages=messages, tools=tools)
+    check(f"{label}: answer uses every result",
+          text_of(m) == "The tool said: " + "; ".join(results), repr(m))
+    check(f"{label}: final stop_reason", m.stop_reason == "end_turn", m.stop_reason)
 
 
 def count_tokens(client):
@@ -194,8 +206,9 @@ by_token = anthropic.Anthropic(base_url=BASE, auth_token=KEY, api_key=None, max_
 create(by_api_key, "x-api-key")
 create(by_token, "bearer")
 stream(by_api_key)
-tool_round_trip(by_api_key, streamed=False)
-tool_round_trip(by_api_key, streamed=True)
+for tools in (TOOLS, TOOLS2):
+    tool_round_trip(by_api_key, streamed=False, tools=tools)
+    tool_round_trip(by_api_key, streamed=True, tools=tools)
 raw_events(by_api_key)
 claude_code_shape(by_token)
 broken_stream(by_api_key)

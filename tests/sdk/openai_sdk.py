@@ -26,18 +26,23 @@ EXPECTED = "You said: " + PROMPT
 
 client = openai.OpenAI(base_url=BASE, api_key=KEY, max_retries=0, timeout=30)
 
-TOOLS = [{
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Current weather in a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
+def function_tool(name, description):
+    return {
+        "type": "function",
+        "function": {
+            "name": name,
+            "description": description,
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
         },
-    },
-}]
+    }
+
+
+TOOLS = [function_tool("get_weather", "Current weather in a city")]
+TOOLS2 = TOOLS + [function_tool("get_time", "Local time in a city")]
 
 
 def check(name, cond, detail=""):
@@ -112,44 +117,50 @@ def chat_stream_usage():
           and usage.total_tokens == usage.prompt_tokens + usage.completion_tokens, repr(usage))
 
 
-def tools_round_trip(stream):
+def tools_round_trip(stream, tools):
+    """Text plus one call per tool (parallel when two), results sent back, final answer."""
+    import json
+    label = ("stream " if stream else "") + f"{len(tools)} tool(s)"
     messages = [{"role": "user", "content": "What is the weather in Paris?"}]
     if stream:
-        calls, finish = {}, None
+        calls, finish, text = {}, None, ""
         for chunk in client.chat.completions.create(
-            model=CHAT, messages=messages, tools=TOOLS, stream=True
+            model=CHAT, messages=messages, tools=tools, stream=True
         ):
             for choice in chunk.choices:
                 finish = choice.finish_reason or finish
+                text += choice.delta.content or ""
                 for tc in choice.delta.tool_calls or []:
                     slot = calls.setdefault(tc.index, {"id": None, "name": "", "arguments": ""})
                     slot["id"] = tc.id or slot["id"]
                     if tc.function is not None:
                         slot["name"] += tc.function.name or ""
                         slot["arguments"] += tc.function.arguments or ""
-        check("stream tool finish", finish == "tool_calls", repr(finish))
-        check("stream one tool call", len(calls) == 1, repr(calls))
-        call = calls[0]
-        tool_call = {"id": call["id"], "type": "function",
-                     "function": {"name": call["name"], "arguments": call["arguments"]}}
+        check(f"{label}: tool_calls indices 0..n", sorted(calls) == list(range(len(tools))),
+              repr(calls))
+        tool_calls = [{"id": c["id"], "type": "function",
+                       "function": {"name": c["name"], "arguments": c["arguments"]}}
+                      for _, c in sorted(calls.items())]
     else:
-        r = client.chat.completions.create(model=CHAT, messages=messages, tools=TOOLS)
-        check("tool finish", r.choices[0].finish_reason == "tool_calls", repr(r))
-        calls = r.choices[0].message.tool_calls or []
-        check("one tool call", len(calls) == 1, repr(calls))
-        tool_call = calls[0].model_dump()
-    import json
-    check("tool name", tool_call["function"]["name"] == "get_weather", repr(tool_call))
-    check("tool args", json.loads(tool_call["function"]["arguments"]) == {"city": "Paris"},
-          repr(tool_call))
-    check("tool call id", bool(tool_call["id"]), repr(tool_call))
-    messages += [
-        {"role": "assistant", "content": None, "tool_calls": [tool_call]},
-        {"role": "tool", "tool_call_id": tool_call["id"], "content": "sunny, 21 C"},
-    ]
-    r = client.chat.completions.create(model=CHAT, messages=messages, tools=TOOLS)
-    check("tool result answer", r.choices[0].message.content == "The tool said: sunny, 21 C",
-          repr(r))
+        r = client.chat.completions.create(model=CHAT, messages=messages, tools=tools)
+        finish, text = r.choices[0].finish_reason, r.choices[0].message.content
+        tool_calls = [c.model_dump() for c in r.choices[0].message.tool_calls or []]
+    check(f"{label}: finish", finish == "tool_calls", repr(finish))
+    check(f"{label}: text before the calls", text == "Let me check.", repr(text))
+    check(f"{label}: one call per tool", len(tool_calls) == len(tools), repr(tool_calls))
+    for call, tool, city in zip(tool_calls, tools, ["Paris", "Rome"]):
+        check(f"{label}: name", call["function"]["name"] == tool["function"]["name"], repr(call))
+        check(f"{label}: args", json.loads(call["function"]["arguments"]) == {"city": city},
+              repr(call))
+    ids = [c["id"] for c in tool_calls]
+    check(f"{label}: distinct call ids", all(ids) and len(set(ids)) == len(ids), repr(ids))
+    results = ["sunny, 21 C", "12:00"][: len(tools)]
+    messages.append({"role": "assistant", "content": text, "tool_calls": tool_calls})
+    for call, result in zip(tool_calls, results):
+        messages.append({"role": "tool", "tool_call_id": call["id"], "content": result})
+    r = client.chat.completions.create(model=CHAT, messages=messages, tools=tools)
+    check(f"{label}: answer uses every result",
+          r.choices[0].message.content == "The tool said: " + "; ".join(results), repr(r))
 
 
 def broken_stream():
@@ -221,8 +232,9 @@ def errors():
 chat_non_stream()
 chat_stream()
 chat_stream_usage()
-tools_round_trip(stream=False)
-tools_round_trip(stream=True)
+for tools in (TOOLS, TOOLS2):
+    tools_round_trip(stream=False, tools=tools)
+    tools_round_trip(stream=True, tools=tools)
 broken_stream()
 if EMBED:
     embeddings()
