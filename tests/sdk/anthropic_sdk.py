@@ -176,6 +176,15 @@ def broken_stream(client):
         check("broken stream -> APIError", text.startswith("You"), f"{e!r} text={text!r}")
 
 
+def models(client):
+    page = client.models.list()
+    listed = {m.id: m for m in page}
+    check("models.list has the model", MODEL in listed, repr(page))
+    m = listed[MODEL]
+    check("models.list Anthropic shape", m.type == "model" and m.display_name == MODEL
+          and m.created_at is not None and page.has_more is False, repr(m))
+
+
 def unknown_model(client):
     try:
         client.messages.create(model="no-such-model", max_tokens=16,
@@ -213,6 +222,7 @@ raw_events(by_api_key)
 claude_code_shape(by_token)
 broken_stream(by_api_key)
 count_tokens(by_api_key)
+models(by_token)
 unknown_model(by_api_key)
 bad_key()
 print("ALL OK", flush=True)
