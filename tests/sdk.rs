@@ -46,6 +46,8 @@ fn sdks_available() -> bool {
 /// The gateway in front of one openai-kind and one anthropic-kind fake provider.
 struct Setup {
     env: TestEnv,
+    /// A key allowed one request per minute.
+    limited_key: String,
     openai: FakeUpstream,
     anthropic: FakeUpstream,
 }
@@ -54,6 +56,8 @@ fn setup() -> Setup {
     let openai = FakeUpstream::start(providers::openai(OPENAI_SECRET));
     let anthropic = FakeUpstream::start(providers::anthropic(ANTHROPIC_SECRET));
     let mut env = TestEnv::new();
+    let (limited_key, limited_hash) = noviqi::crypto::apikey::generate();
+    let limited_key = limited_key.to_string();
     let rest = format!(
         r#"[[providers]]
 name = "oai"
@@ -78,15 +82,23 @@ targets = ["oai/text-embedding-3-small"]
 [[models]]
 name = "claude-fake"
 targets = ["ant/claude-sonnet-4-5"]
+
+[[keys]]
+name = "limited"
+hash = "{limited_hash}"
+prefix = "{limited_prefix}"
+requests_per_minute = 1
 "#,
         openai_url = openai.url(),
         openai_key = env.encrypt(OPENAI_SECRET),
         anthropic_url = anthropic.url(),
         anthropic_key = env.encrypt(ANTHROPIC_SECRET),
+        limited_prefix = &limited_key[..12],
     );
     env.start("", &rest);
     Setup {
         env,
+        limited_key,
         openai,
         anthropic,
     }
@@ -136,7 +148,8 @@ fn run_script(setup: &Setup, script: &str, vars: &[(&str, String)]) {
         cmd.env_remove(name);
     }
     cmd.env("NO_PROXY", "127.0.0.1,localhost")
-        .env("NOVIQI_KEY", &setup.env.key);
+        .env("NOVIQI_KEY", &setup.env.key)
+        .env("NOVIQI_LIMITED_KEY", &setup.limited_key);
     for (name, value) in vars {
         cmd.env(name, value);
     }
@@ -150,9 +163,12 @@ fn run_script(setup: &Setup, script: &str, vars: &[(&str, String)]) {
         setup.env.stderr()
     );
     eprintln!("{script}:\n{stdout}");
-    setup
-        .env
-        .assert_no_leaks(&[OPENAI_SECRET, ANTHROPIC_SECRET, "Say hello to noviqi"]);
+    setup.env.assert_no_leaks(&[
+        OPENAI_SECRET,
+        ANTHROPIC_SECRET,
+        &setup.limited_key,
+        "Say hello to noviqi",
+    ]);
 }
 
 fn openai_vars(setup: &Setup, chat: &str, embed: Option<&str>) -> Vec<(&'static str, String)> {

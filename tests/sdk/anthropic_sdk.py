@@ -197,6 +197,21 @@ def unknown_model(client):
               and body.get("error", {}).get("type") == "not_found_error", repr(e.body))
 
 
+def rate_limited():
+    limited = anthropic.Anthropic(base_url=BASE, api_key=os.environ["NOVIQI_LIMITED_KEY"],
+                                  max_retries=0, timeout=30)
+    args = dict(model=MODEL, max_tokens=16, messages=[{"role": "user", "content": "hi"}])
+    limited.messages.create(**args)
+    try:
+        limited.messages.create(**args)
+        raise AssertionError("second request within the minute accepted")
+    except anthropic.RateLimitError as e:
+        body = e.body if isinstance(e.body, dict) else {}
+        check("429 -> RateLimitError, Anthropic shape",
+              e.status_code == 429 and e.response.headers.get("retry-after")
+              and body.get("error", {}).get("type") == "rate_limit_error", repr(e.body))
+
+
 def bad_key():
     bad = anthropic.Anthropic(base_url=BASE, api_key="nvq_not-a-real-key", max_retries=0,
                               timeout=30)
@@ -225,5 +240,6 @@ count_tokens(by_api_key)
 models(by_token)
 unknown_model(by_api_key)
 bad_key()
+rate_limited()
 print("ALL OK", flush=True)
 sys.exit(0)

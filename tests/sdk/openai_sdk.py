@@ -3,6 +3,7 @@
 Run by tests/sdk.rs. Settings come from the environment:
   NOVIQI_BASE_URL   e.g. http://127.0.0.1:PORT/v1
   NOVIQI_KEY        a gateway key allowed every model
+  NOVIQI_LIMITED_KEY a key allowed one request per minute
   NOVIQI_CHAT_MODEL the gateway model name to chat with
   NOVIQI_EMBED_MODEL (optional) an embeddings model; skipped when unset (anthropic upstreams)
   NOVIQI_MODELS     comma-separated names /v1/models must list
@@ -212,6 +213,23 @@ def models():
         check(f"models lists {name}", name in ids, repr(ids))
 
 
+def rate_limited():
+    limited = openai.OpenAI(base_url=BASE, api_key=os.environ["NOVIQI_LIMITED_KEY"],
+                            max_retries=0, timeout=30)
+    args = dict(model=CHAT, messages=[{"role": "user", "content": "hi"}])
+    raw = limited.chat.completions.with_raw_response.create(**args)
+    check("limited key first request", raw.headers.get("x-ratelimit-remaining-requests") == "0",
+          dict(raw.headers))
+    try:
+        limited.chat.completions.create(**args)
+        raise AssertionError("second request within the minute accepted")
+    except openai.RateLimitError as e:
+        retry_after = e.response.headers.get("retry-after")
+        check("429 -> RateLimitError with Retry-After",
+              e.status_code == 429 and retry_after is not None and int(retry_after) > 0,
+              f"{e!r} {dict(e.response.headers)}")
+
+
 def errors():
     bad = openai.OpenAI(base_url=BASE, api_key="nvq_not-a-real-key", max_retries=0, timeout=30)
     try:
@@ -242,5 +260,6 @@ if RESPONSES:
     responses_api()
 models()
 errors()
+rate_limited()
 print("ALL OK", flush=True)
 sys.exit(0)
