@@ -163,6 +163,18 @@ fn run_script(setup: &Setup, script: &str, vars: &[(&str, String)]) {
         setup.env.stderr()
     );
     eprintln!("{script}:\n{stdout}");
+    // Every completed chat/messages answer recorded its tokens, whatever the translation.
+    for line in setup.env.usage() {
+        let counted = ["/v1/chat/completions", "/v1/messages", "/v1/responses"]
+            .contains(&line["endpoint"].as_str().unwrap_or(""));
+        if counted && line["status"] == 200 && line["error"].is_null() {
+            assert!(
+                line["prompt_tokens"].as_u64() > Some(0)
+                    && line["completion_tokens"].as_u64() > Some(0),
+                "usage line without tokens: {line}"
+            );
+        }
+    }
     setup.env.assert_no_leaks(&[
         OPENAI_SECRET,
         ANTHROPIC_SECRET,
@@ -172,7 +184,13 @@ fn run_script(setup: &Setup, script: &str, vars: &[(&str, String)]) {
 }
 
 fn openai_vars(setup: &Setup, chat: &str, embed: Option<&str>) -> Vec<(&'static str, String)> {
+    let kind = if chat == "claude-fake" {
+        "anthropic"
+    } else {
+        "openai"
+    };
     let mut vars = vec![
+        ("NOVIQI_UPSTREAM_KIND", kind.to_owned()),
         ("NOVIQI_BASE_URL", setup.env.url("/v1")),
         ("NOVIQI_CHAT_MODEL", chat.to_owned()),
         (
@@ -187,7 +205,13 @@ fn openai_vars(setup: &Setup, chat: &str, embed: Option<&str>) -> Vec<(&'static 
 }
 
 fn anthropic_vars(setup: &Setup, model: &str, count_tokens: &str) -> Vec<(&'static str, String)> {
+    let kind = if model == "claude-fake" {
+        "anthropic"
+    } else {
+        "openai"
+    };
     vec![
+        ("NOVIQI_UPSTREAM_KIND", kind.to_owned()),
         ("NOVIQI_BASE_URL", setup.env.url("")),
         ("NOVIQI_MODEL", model.to_owned()),
         ("NOVIQI_COUNT_TOKENS", count_tokens.to_owned()),

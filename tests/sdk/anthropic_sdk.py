@@ -4,6 +4,7 @@ Run by tests/sdk.rs. Settings come from the environment:
   NOVIQI_BASE_URL   e.g. http://127.0.0.1:PORT  (the SDK adds /v1/messages)
   NOVIQI_KEY        a gateway key allowed every model
   NOVIQI_MODEL      the gateway model name
+  NOVIQI_UPSTREAM_KIND  "openai" or "anthropic": what the fake upstream counts as tokens
   NOVIQI_COUNT_TOKENS  "works" (anthropic upstream) or "404" (openai-kind upstream)
 Exits non-zero (with a traceback) on the first failed check; prints one line per check.
 """
@@ -17,7 +18,11 @@ BASE = os.environ["NOVIQI_BASE_URL"]
 KEY = os.environ["NOVIQI_KEY"]
 MODEL = os.environ["NOVIQI_MODEL"]
 COUNT_TOKENS = os.environ["NOVIQI_COUNT_TOKENS"]
+KIND = os.environ["NOVIQI_UPSTREAM_KIND"]
 PROMPT = "Say hello to noviqi"
+# The fakes count words: OpenAI's prompt = the messages' words; Anthropic's input = words + 3.
+INPUT_TOKENS = 4 if KIND == "openai" else 7
+OUTPUT_TOKENS = 6
 EXPECTED = "You said: " + PROMPT
 
 def tool(name, description):
@@ -67,7 +72,8 @@ def stream(client):
     check("stream text_stream", text == EXPECTED, repr(text))
     check("stream final text", text_of(final) == EXPECTED, repr(final))
     check("stream final stop_reason", final.stop_reason == "end_turn", final.stop_reason)
-    check("stream final usage", final.usage.input_tokens > 0 and final.usage.output_tokens > 0,
+    check("stream final usage",
+          (final.usage.input_tokens, final.usage.output_tokens) == (INPUT_TOKENS, OUTPUT_TOKENS),
           repr(final.usage))
 
 

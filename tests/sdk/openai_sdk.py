@@ -7,6 +7,7 @@ Run by tests/sdk.rs. Settings come from the environment:
   NOVIQI_CHAT_MODEL the gateway model name to chat with
   NOVIQI_EMBED_MODEL (optional) an embeddings model; skipped when unset (anthropic upstreams)
   NOVIQI_MODELS     comma-separated names /v1/models must list
+  NOVIQI_UPSTREAM_KIND  "openai" or "anthropic": what the fake upstream counts as tokens
   NOVIQI_RESPONSES  "1" to also check the Responses API (openai-kind upstreams)
 Exits non-zero (with a traceback) on the first failed check; prints one line per check.
 """
@@ -22,7 +23,11 @@ CHAT = os.environ["NOVIQI_CHAT_MODEL"]
 EMBED = os.environ.get("NOVIQI_EMBED_MODEL")
 RESPONSES = os.environ.get("NOVIQI_RESPONSES") == "1"
 MODELS = [m for m in os.environ.get("NOVIQI_MODELS", "").split(",") if m]
+KIND = os.environ["NOVIQI_UPSTREAM_KIND"]
 PROMPT = "Say hello to noviqi"
+# The fakes count words: OpenAI's prompt = the messages' words; Anthropic's input = words + 3.
+PROMPT_TOKENS = 4 if KIND == "openai" else 7
+COMPLETION_TOKENS = 6
 EXPECTED = "You said: " + PROMPT
 
 client = openai.OpenAI(base_url=BASE, api_key=KEY, max_retries=0, timeout=30)
@@ -113,8 +118,8 @@ def chat_stream_usage():
         for choice in chunk.choices:
             text += choice.delta.content or ""
     check("chat stream+usage text", text == EXPECTED, repr(text))
-    check("chat stream+usage usage", usage is not None and usage.prompt_tokens > 0
-          and usage.completion_tokens > 0
+    check("chat stream+usage usage", usage is not None
+          and (usage.prompt_tokens, usage.completion_tokens) == (PROMPT_TOKENS, COMPLETION_TOKENS)
           and usage.total_tokens == usage.prompt_tokens + usage.completion_tokens, repr(usage))
 
 
