@@ -295,14 +295,18 @@ fn openai_chat(body: &Value) -> Reply {
                    "system_fingerprint": "fp_fake"}),
         );
     }
+    let include_usage = body["stream_options"]["include_usage"] == true;
     let chunk = |delta: Value, finish: Value| {
-        json!({"id": id, "object": "chat.completion.chunk", "created": created,
+        let mut chunk = json!({"id": id, "object": "chat.completion.chunk", "created": created,
                "model": model, "system_fingerprint": "fp_fake",
                "choices": [{"index": 0, "delta": delta, "logprobs": null,
-                            "finish_reason": finish}]})
-        .to_string()
+                            "finish_reason": finish}]});
+        if include_usage {
+            // As OpenAI does: with include_usage every chunk carries `"usage": null`.
+            chunk["usage"] = Value::Null;
+        }
+        chunk.to_string()
     };
-    let include_usage = body["stream_options"]["include_usage"] == true;
     let mut events = vec![chunk(
         json!({"role": "assistant", "content": "", "refusal": null}),
         Value::Null,

@@ -91,8 +91,7 @@ def chat_stream():
         check_obj = chunk.object == "chat.completion.chunk"
         if not check_obj:
             raise AssertionError(f"chunk object: {chunk!r}")
-        check_usage = chunk.usage
-        if check_usage is not None:
+        if chunk.usage is not None or not chunk.choices:
             raise AssertionError(f"usage chunk without include_usage: {chunk!r}")
         for choice in chunk.choices:
             text += choice.delta.content or ""
