@@ -326,3 +326,37 @@ fn anthropic_sdk_against_openai_upstream() {
         }
     }
 }
+
+/// Without the SDKs: `/v1/models` answers in each SDK's own list shape.
+#[test]
+fn models_list_in_the_shape_each_sdk_expects() {
+    let setup = setup();
+    let env = &setup.env;
+    let bearer = format!("Bearer {}", env.key);
+    let openai = env.get("/v1/models", &[("authorization", &bearer)]);
+    assert_eq!(openai.status, 200, "{}", openai.body);
+    let body = openai.json();
+    assert_eq!(body["object"], "list");
+    assert_eq!(body["data"][0]["object"], "model");
+    assert!(body.get("has_more").is_none());
+
+    let anthropic = env.get(
+        "/v1/models",
+        &[("x-api-key", &env.key), ("anthropic-version", "2023-06-01")],
+    );
+    assert_eq!(anthropic.status, 200, "{}", anthropic.body);
+    let body = anthropic.json();
+    let ids: Vec<_> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["gpt-fake", "embed-fake", "claude-fake"]);
+    assert_eq!(body["data"][0]["type"], "model");
+    assert_eq!(body["data"][0]["display_name"], "gpt-fake");
+    assert_eq!(body["data"][0]["created_at"], "1970-01-01T00:00:00Z");
+    assert_eq!(body["has_more"], false);
+    assert_eq!(body["first_id"], "gpt-fake");
+    assert_eq!(body["last_id"], "claude-fake");
+}
