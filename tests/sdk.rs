@@ -360,3 +360,52 @@ fn models_list_in_the_shape_each_sdk_expects() {
     assert_eq!(body["first_id"], "gpt-fake");
     assert_eq!(body["last_id"], "claude-fake");
 }
+
+/// Some OpenAI-compatible servers end a stream with a usage chunk whose `choices` is `null`
+/// (or missing) instead of `[]`. When the gateway asked for usage itself, that chunk must
+/// still be hidden from a client that did not ask: SDK users iterate `chunk.choices`.
+#[test]
+fn usage_chunk_with_null_choices_is_hidden_from_clients_that_did_not_ask() {
+    use common::fake_upstream::Reply;
+    for choices in ["null", "missing"] {
+        let upstream = FakeUpstream::start(move |_| {
+            let mut usage = serde_json::json!({"id": "c", "object": "chat.completion.chunk",
+                "created": 1, "model": "m",
+                "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}});
+            if choices == "null" {
+                usage["choices"] = serde_json::Value::Null;
+            }
+            let events = [
+                r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":"hi"},"finish_reason":null}]}"#.to_owned(),
+                r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#.to_owned(),
+                usage.to_string(),
+                "[DONE]".to_owned(),
+            ];
+            Reply::sse_data(&events, std::time::Duration::ZERO)
+        });
+        let mut env = TestEnv::new();
+        let rest = format!(
+            "[[providers]]\nname = \"vllm\"\nkind = \"openai\"\nbase_url = \"{}\"\n",
+            upstream.url()
+        );
+        env.start("", &rest);
+        let reply = env.post(
+            "/v1/chat/completions",
+            r#"{"model":"vllm/m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+        );
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert!(
+            !reply.body.contains("prompt_tokens"),
+            "choices {choices}: usage chunk reached a client that did not ask:\n{}",
+            reply.body
+        );
+        assert!(
+            reply.body.trim_end().ends_with("data: [DONE]"),
+            "{}",
+            reply.body
+        );
+        let line = env.usage_for(reply.request_id());
+        assert_eq!(line["prompt_tokens"], 5, "{line}");
+        assert_eq!(line["completion_tokens"], 2, "{line}");
+    }
+}
