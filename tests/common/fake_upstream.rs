@@ -4,6 +4,8 @@
 //! events, stalls, truncations and abrupt closes.
 
 #![allow(dead_code)]
+// Test support code: a failed unwrap here is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
