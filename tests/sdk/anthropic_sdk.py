@@ -166,6 +166,39 @@ def claude_code_shape(client):
     check("beta create text", text_of(m) == EXPECTED, repr(m))
 
 
+def claude_code_turn(client):
+    """A Claude Code agent turn: streamed beta request with tools, tool_choice, metadata,
+    thinking, a cached system block, and a failed tool_result given as text blocks."""
+    messages = [
+        {"role": "user", "content": [{"type": "text", "text": "run the tests"}]},
+        {"role": "assistant", "content": [
+            {"type": "text", "text": "Running them."},
+            {"type": "tool_use", "id": "toolu_01Bash", "name": "get_weather",
+             "input": {"city": "Paris"}},
+        ]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_01Bash", "is_error": True,
+             "content": [{"type": "text", "text": "command failed:"},
+                         {"type": "text", "text": "exit 1"}]},
+        ]},
+    ]
+    with client.beta.messages.stream(
+        model=MODEL, max_tokens=2048,
+        betas=["interleaved-thinking-2025-05-14", "fine-grained-tool-streaming-2025-05-14"],
+        system=[{"type": "text", "text": "You are Claude Code.",
+                 "cache_control": {"type": "ephemeral"}}],
+        metadata={"user_id": "user_abc_account_def_session_123"},
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        tools=TOOLS, tool_choice={"type": "auto"}, messages=messages,
+    ) as s:
+        text = "".join(s.text_stream)
+        final = s.get_final_message()
+    # Translation joins the result's text blocks with a newline; compare words.
+    check("claude code turn text", text.split() == "The tool said: command failed: exit 1".split(),
+          repr(text))
+    check("claude code turn stop", final.stop_reason == "end_turn", repr(final))
+
+
 def broken_stream(client):
     """An upstream that breaks off mid-stream must raise, never end like a finished message."""
     text = ""
@@ -241,6 +274,7 @@ for tools in (TOOLS, TOOLS2):
     tool_round_trip(by_api_key, streamed=True, tools=tools)
 raw_events(by_api_key)
 claude_code_shape(by_token)
+claude_code_turn(by_token)
 broken_stream(by_api_key)
 count_tokens(by_api_key)
 models(by_token)
