@@ -272,6 +272,13 @@ fn openai_sdk_against_anthropic_upstream() {
         assert_eq!(r.path, "/v1/messages");
         assert_eq!(r.json()["model"], "claude-sonnet-4-5");
     }
+    // The image part arrived as an Anthropic base64 image block.
+    assert!(setup.anthropic.received().iter().any(|r| {
+        r.json()["messages"][0]["content"][0]
+            == serde_json::json!({"type": "image", "source": {"type": "base64",
+                "media_type": "image/png",
+                "data": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="}})
+    }));
 }
 
 #[test]

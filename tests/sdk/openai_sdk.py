@@ -78,6 +78,16 @@ def chat_non_stream():
           and r.usage.completion_tokens > 0, repr(r.usage))
 
 
+def chat_image():
+    pixel = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8"
+             "z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
+    r = client.chat.completions.create(model=CHAT, messages=[{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": pixel}},
+        {"type": "text", "text": PROMPT},
+    ]}])
+    check("chat with an image", r.choices[0].message.content == EXPECTED, repr(r))
+
+
 def chat_stream():
     stream = client.chat.completions.create(
         model=CHAT, messages=[{"role": "user", "content": PROMPT}], stream=True
@@ -252,6 +262,7 @@ def errors():
 
 
 chat_non_stream()
+chat_image()
 chat_stream()
 chat_stream_usage()
 for tools in (TOOLS, TOOLS2):
