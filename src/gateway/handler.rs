@@ -134,7 +134,9 @@ fn route(
     }
 }
 
-/// `GET /v1/models`: the `[[models]]` names this key may use, in OpenAI's list shape.
+/// `GET /v1/models`: the `[[models]]` names this key may use, in OpenAI's list shape, or in
+/// Anthropic's (`type`, `display_name`, `created_at`, paging fields) for clients that send
+/// `anthropic-version` (the Anthropic SDKs' `models.list()`).
 fn models(
     gateway: &Gateway,
     runtime: &Runtime,
@@ -142,14 +144,27 @@ fn models(
     ctx: &Ctx,
 ) -> Result<Response, ApiError> {
     let key = gateway.authenticate(&runtime.config, req, ctx.client_ip)?;
-    let data: Vec<_> = runtime
+    let names = runtime
         .config
         .models
         .iter()
         .filter(|m| key.allows_model(&m.name))
-        .map(|m| json!({"id": m.name, "object": "model", "created": 0, "owned_by": "noviqi"}))
-        .collect();
-    let body = json!({"object": "list", "data": data});
+        .map(|m| m.name.as_str());
+    let body = if req.header("anthropic-version").is_some() {
+        let data: Vec<_> = names
+            .map(|name| {
+                json!({"type": "model", "id": name, "display_name": name,
+                       "created_at": "1970-01-01T00:00:00Z"})
+            })
+            .collect();
+        json!({"data": data, "has_more": false, "first_id": data.first().map(|m| &m["id"]),
+               "last_id": data.last().map(|m| &m["id"])})
+    } else {
+        let data: Vec<_> = names
+            .map(|name| json!({"id": name, "object": "model", "created": 0, "owned_by": "noviqi"}))
+            .collect();
+        json!({"object": "list", "data": data})
+    };
     Ok(Response::json(200, body.to_string()))
 }
 

@@ -109,7 +109,9 @@ impl Relay {
                             if let Some(u) = found {
                                 *usage =
                                     translate::openai_usage(&serde_json::json!({ "usage": u }));
-                                let usage_only = probe.choices.is_some_and(|c| c.is_empty());
+                                // `choices` is `[]` in OpenAI's usage chunk; some compatible
+                                // servers send `null` or leave it out.
+                                let usage_only = probe.choices.is_none_or(|c| c.is_empty());
                                 if *hide_usage_chunk && usage_only {
                                     return;
                                 }

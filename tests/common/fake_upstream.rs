@@ -4,6 +4,8 @@
 //! events, stalls, truncations and abrupt closes.
 
 #![allow(dead_code)]
+// Test support code: a failed unwrap here is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -294,3 +296,7 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Received> {
         body,
     })
 }
+
+/// Fake providers answering in OpenAI's and Anthropic's real shapes (see that file).
+#[path = "fake_providers.rs"]
+pub mod providers;
