@@ -517,3 +517,306 @@ fn claude_code_tool_round_trip_on_both_kinds() {
     assert!(!has_key(&body, "cache_control"));
     assert_usage(&env, &reply, "/v1/messages", (900, 12));
 }
+
+#[test]
+fn thinking_blocks_in_history_are_dropped_for_openai_targets() {
+    let (env, fake) = setup("");
+    let mut turn = recorded("claude_code_tool_result.json");
+    let messages = turn.body["messages"].as_array_mut().unwrap();
+    let assistant = messages
+        .iter_mut()
+        .find(|m| m["role"] == "assistant")
+        .unwrap();
+    assistant["content"].as_array_mut().unwrap().insert(
+        0,
+        json!({"type": "thinking", "thinking": "private chain", "signature": "c2ln"}),
+    );
+    let reply = turn.send(&env, "gpt");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let seen = String::from_utf8(fake.last().body).unwrap();
+    assert!(!seen.contains("private chain"), "thinking reached OpenAI");
+    assert!(!seen.contains("c2ln"));
+    // Native: kept as sent (Anthropic checks the signature).
+    let reply = turn.send(&env, "claude");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(
+        String::from_utf8(fake.last().body)
+            .unwrap()
+            .contains("c2ln")
+    );
+}
+
+// ---- Codex CLI ------------------------------------------------------------------------------
+
+/// Names of the events of a Responses stream, in order.
+fn event_names(body: &str) -> Vec<String> {
+    events(body).into_iter().filter_map(|(n, _)| n).collect()
+}
+
+const RESPONSES_SEQUENCE: [&str; 9] = [
+    "response.created",
+    "response.in_progress",
+    "response.output_item.added",
+    "response.content_part.added",
+    "response.output_text.delta",
+    "response.output_text.done",
+    "response.content_part.done",
+    "response.output_item.done",
+    "response.completed",
+];
+
+#[test]
+fn codex_responses_turn_passes_through_to_openai() {
+    let (env, fake) = setup("");
+    let turn = recorded("codex_responses_turn.json");
+    let reply = turn.send(&env, "gpt");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.header("content-type"), Some("text/event-stream"));
+    let seen = fake.last();
+    assert_eq!(seen.path, "/v1/responses");
+    let mut expected = turn.body.clone();
+    expected["model"] = json!("gpt-up");
+    assert_eq!(seen.json(), expected);
+    assert_eq!(event_names(&reply.body), RESPONSES_SEQUENCE);
+    assert_usage(&env, &reply, "/v1/responses", (700, 9));
+
+    // Not streamed: usage from the body.
+    let mut once = recorded("codex_responses_turn.json");
+    once.body["stream"] = json!(false);
+    let reply = once.send(&env, "gpt");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        reply.json()["output"][0]["content"][0]["text"],
+        "compat-ok: hello from the fake upstream"
+    );
+    let line = env.usage_for(reply.request_id());
+    assert_eq!(
+        (
+            line["prompt_tokens"].as_u64(),
+            line["completion_tokens"].as_u64()
+        ),
+        (Some(700), Some(9))
+    );
+    assert_eq!(line["stream"], false);
+}
+
+#[test]
+fn codex_responses_turn_is_translated_for_anthropic_targets() {
+    let (env, fake) = setup("");
+    let turn = recorded("codex_responses_turn.json");
+    let reply = turn.send(&env, "claude");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.header("content-type"), Some("text/event-stream"));
+
+    let seen = fake.last();
+    assert_eq!(seen.path, "/v1/messages");
+    let body = seen.json();
+    assert_eq!(body["model"], "claude-up");
+    assert_eq!(body["stream"], true);
+    let system = body["system"].to_string();
+    assert!(
+        system.contains("Codex CLI"),
+        "developer messages become system"
+    );
+    let offered: Vec<&str> = turn.body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["type"] == "function")
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    let sent: Vec<&str> = body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        sent, offered,
+        "function tools kept, web_search and namespace left out"
+    );
+    assert!(body["messages"].to_string().contains("Say hello."));
+
+    let names = event_names(&reply.body);
+    assert_eq!(names, RESPONSES_SEQUENCE, "{}", reply.body);
+    let data = data_json(&events(&reply.body));
+    let seqs: Vec<u64> = data
+        .iter()
+        .map(|d| d["sequence_number"].as_u64().unwrap())
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    let done = data.last().unwrap();
+    assert_eq!(done["response"]["status"], "completed");
+    assert_eq!(done["response"]["model"], "claude");
+    assert_eq!(
+        done["response"]["output"][0]["content"][0]["text"],
+        "compat-ok: hello from the fake upstream"
+    );
+    assert_eq!(done["response"]["usage"]["input_tokens"], 1500);
+    assert_usage(&env, &reply, "/v1/responses", (1500, 17));
+    env.assert_no_leaks(&[SECRET]);
+}
+
+#[test]
+fn responses_calls_of_tools_anthropic_cannot_run_are_refused_clearly() {
+    let (env, _fake) = setup("");
+    let mut turn = recorded("codex_responses_turn.json");
+    turn.body["input"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "web_search_call", "id": "ws_1", "status": "completed"}));
+    let reply = turn.send(&env, "claude");
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    let error = &reply.json()["error"];
+    assert!(
+        error["param"].as_str().unwrap().starts_with("input["),
+        "{error}"
+    );
+    assert!(
+        error["message"].as_str().unwrap().contains("not supported"),
+        "{error}"
+    );
+}
+
+// ---- aider and llm (OpenAI SDK streams) -----------------------------------------------------
+
+#[test]
+fn aider_stream_without_stream_options_hides_the_usage_chunk() {
+    let (env, fake) = setup("");
+    let turn = recorded("aider_chat_stream.json");
+    assert!(turn.body.get("stream_options").is_none());
+
+    let reply = turn.send(&env, "gpt");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let seen = fake.last().json();
+    assert_eq!(
+        seen["stream_options"]["include_usage"], true,
+        "usage asked upstream"
+    );
+    let data = data_json(&events(&reply.body));
+    assert!(
+        data.iter()
+            .all(|d| !d["choices"].as_array().unwrap().is_empty()),
+        "usage chunk reached a client that did not ask: {}",
+        reply.body
+    );
+    assert!(reply.body.trim_end().ends_with("data: [DONE]"));
+    assert_usage(&env, &reply, "/v1/chat/completions", (900, 12));
+
+    let reply = turn.send(&env, "claude");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(
+        !fake.last().json()["system"].is_null(),
+        "aider's system message"
+    );
+    let data = data_json(&events(&reply.body));
+    assert!(
+        data.iter()
+            .all(|d| !d["choices"].as_array().unwrap().is_empty())
+    );
+    let text: String = data
+        .iter()
+        .filter_map(|d| {
+            d.pointer("/choices/0/delta/content")
+                .and_then(Value::as_str)
+        })
+        .collect();
+    assert_eq!(text, "compat-ok: hello from the fake upstream");
+    assert!(reply.body.trim_end().ends_with("data: [DONE]"));
+    assert_usage(&env, &reply, "/v1/chat/completions", (1500, 17));
+}
+
+#[test]
+fn llm_stream_with_include_usage_gets_the_usage_chunk() {
+    let (env, _fake) = setup("");
+    let turn = recorded("llm_chat_stream_usage.json");
+    assert_eq!(turn.body["stream_options"]["include_usage"], true);
+    for (model, tokens) in [("gpt", (900, 12)), ("claude", (1500, 17))] {
+        let reply = turn.send(&env, model);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let data = data_json(&events(&reply.body));
+        let usage = data
+            .iter()
+            .find(|d| d["usage"].is_object())
+            .unwrap_or_else(|| panic!("no usage chunk for {model}: {}", reply.body));
+        assert_eq!(usage["usage"]["prompt_tokens"], tokens.0);
+        assert_eq!(usage["usage"]["completion_tokens"], tokens.1);
+        assert_usage(&env, &reply, "/v1/chat/completions", tokens);
+    }
+}
+
+// ---- HEAD, query strings, token limits -------------------------------------------------------
+
+#[test]
+fn head_is_answered_without_a_body_on_any_path() {
+    let (env, _fake) = setup("");
+    for path in [
+        "/",
+        "/v1/messages",
+        "/v1/responses",
+        "/healthz",
+        "/no/such/path?x=1",
+    ] {
+        let mut stream = std::net::TcpStream::connect(env.addr()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        use std::io::{Read, Write};
+        write!(
+            stream,
+            "HEAD {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut raw = String::new();
+        stream.read_to_string(&mut raw).unwrap();
+        assert!(raw.starts_with("HTTP/1.1 200"), "{path}: {raw}");
+        let (_, body) = raw.split_once("\r\n\r\n").unwrap();
+        assert_eq!(body, "", "{path}: HEAD answered with a body");
+    }
+}
+
+#[test]
+fn query_strings_are_ignored_by_routing() {
+    let (env, fake) = setup("");
+    let auth = format!("Bearer {}", env.key);
+    let reply = env.get("/v1/models?limit=5", &[("authorization", &auth)]);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(env.get("/healthz?probe=1", &[]).status, 200);
+    let body =
+        json!({"model": "gpt", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let reply = env.post("/v1/chat/completions?api-version=2024", &body.to_string());
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(fake.last().path, "/v1/chat/completions");
+    let body = json!({"model": "claude", "max_tokens": 5, "stream": true,
+        "messages": [{"role": "user", "content": "hi"}]});
+    let reply = env.post("/v1/messages?beta=true", &body.to_string());
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(fake.last().path, "/v1/messages");
+    let reply = env.post(
+        "/v1/responses?x=1",
+        &json!({"model": "gpt", "input": "hi", "stream": true}).to_string(),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(fake.last().path, "/v1/responses");
+}
+
+#[test]
+fn token_limits_count_responses_and_messages_traffic() {
+    // Each answer costs 709 (responses) or 1517 (messages) tokens; the limit is 500.
+    let cases = [
+        ("codex_responses_turn.json", "gpt"),
+        ("codex_responses_turn.json", "claude"),
+        ("claude_code_turn.json", "claude"),
+        ("claude_code_turn.json", "gpt"),
+    ];
+    for (fixture, model) in cases {
+        let (env, _fake) = setup("[limits]\ntokens_per_minute = 500\n\n");
+        let turn = recorded(fixture);
+        let reply = turn.send(&env, model);
+        assert_eq!(reply.status, 200, "{fixture} {model}: {}", reply.body);
+        assert_eq!(reply.header("x-ratelimit-limit-tokens"), Some("500"));
+        let reply = turn.send(&env, model);
+        assert_eq!(reply.status, 429, "{fixture} {model}: tokens not counted");
+        assert_eq!(reply.header("x-ratelimit-remaining-tokens"), Some("0"));
+    }
+}
