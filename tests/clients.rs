@@ -80,7 +80,8 @@ impl Recorded {
 /// What the upstream answers, decided from the request as the compat fake does.
 enum Turn {
     Text(&'static str),
-    ReadCall,
+    /// A call of the client's file-reading tool: (name, arguments).
+    Call(&'static str, Value),
 }
 
 fn decide(r: &Received) -> Turn {
@@ -91,7 +92,14 @@ fn decide(r: &Received) -> Turn {
     {
         Turn::Text("round trip ok: COMPAT-MARKER-42")
     } else if body.contains("compat-tool: read the file") {
-        Turn::ReadCall
+        if body.contains("\"exec_command\"") {
+            Turn::Call(
+                "exec_command",
+                json!({"cmd": "cat /tmp/compat/work/marker.txt"}),
+            )
+        } else {
+            Turn::Call("Read", json!({"file_path": "/tmp/compat/work/marker.txt"}))
+        }
     } else {
         Turn::Text("compat-ok: hello from the fake upstream")
     }
@@ -112,16 +120,15 @@ fn named(name: &str, data: Value) -> String {
 fn anthropic_reply(r: &Received) -> Reply {
     let body = r.json();
     let turn = decide(r);
-    let (block, delta, stop) = match turn {
+    let (block, delta, stop) = match &turn {
         Turn::Text(t) => (
             json!({"type": "text", "text": ""}),
             json!({"type": "text_delta", "text": t}),
             "end_turn",
         ),
-        Turn::ReadCall => (
-            json!({"type": "tool_use", "id": "toolu_fake_1", "name": "Read", "input": {}}),
-            json!({"type": "input_json_delta",
-                "partial_json": "{\"file_path\":\"/tmp/compat/work/marker.txt\"}"}),
+        Turn::Call(name, args) => (
+            json!({"type": "tool_use", "id": "toolu_fake_1", "name": name, "input": {}}),
+            json!({"type": "input_json_delta", "partial_json": args.to_string()}),
             "tool_use",
         ),
     };
@@ -129,8 +136,9 @@ fn anthropic_reply(r: &Received) -> Reply {
     if body["stream"] != true {
         let content = match turn {
             Turn::Text(t) => json!([{"type": "text", "text": t}]),
-            Turn::ReadCall => json!([{"type": "tool_use", "id": "toolu_fake_1", "name": "Read",
-                "input": {"file_path": "/tmp/compat/work/marker.txt"}}]),
+            Turn::Call(name, args) => {
+                json!([{"type": "tool_use", "id": "toolu_fake_1", "name": name, "input": args}])
+            }
         };
         return Reply::json(
             200,
@@ -188,11 +196,10 @@ fn chat_reply(r: &Received) -> Reply {
             events.push(chunk(json!({"content": t}), Value::Null));
             "stop"
         }
-        Turn::ReadCall => {
+        Turn::Call(name, args) => {
             events.push(chunk(
                 json!({"tool_calls": [{"index": 0, "id": "call_fake_1", "type": "function",
-                    "function": {"name": "Read",
-                    "arguments": "{\"file_path\":\"/tmp/compat/work/marker.txt\"}"}}]}),
+                    "function": {"name": name, "arguments": args.to_string()}}]}),
                 Value::Null,
             ));
             "tool_calls"
@@ -655,6 +662,81 @@ fn codex_responses_turn_is_translated_for_anthropic_targets() {
     assert_eq!(done["response"]["usage"]["input_tokens"], 1500);
     assert_usage(&env, &reply, "/v1/responses", (1500, 17));
     env.assert_no_leaks(&[SECRET]);
+}
+
+#[test]
+fn codex_tool_round_trip_on_both_kinds() {
+    let (env, fake) = setup("");
+    let turn = recorded("codex_responses_tool_output.json");
+    let done_text = |body: &str| {
+        let data = data_json(&events(body));
+        let done = data
+            .iter()
+            .find(|d| d["type"] == "response.output_text.done")
+            .unwrap();
+        done["text"].as_str().unwrap().to_owned()
+    };
+
+    let reply = turn.send(&env, "gpt");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let mut expected = turn.body.clone();
+    expected["model"] = json!("gpt-up");
+    assert_eq!(fake.last().json(), expected);
+    assert_eq!(done_text(&reply.body), format!("round trip ok: {MARKER}"));
+
+    let reply = turn.send(&env, "claude");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(event_names(&reply.body), RESPONSES_SEQUENCE);
+    assert_eq!(done_text(&reply.body), format!("round trip ok: {MARKER}"));
+    let body = fake.last().json();
+    let messages = body["messages"].as_array().unwrap();
+    let n = messages.len();
+    let call = &messages[n - 2]["content"][0];
+    assert_eq!(messages[n - 2]["role"], "assistant");
+    assert_eq!(call["type"], "tool_use");
+    assert_eq!(call["id"], "call_fake_1");
+    assert_eq!(call["name"], "exec_command");
+    assert_eq!(call["input"]["cmd"], "cat /tmp/compat/work/marker.txt");
+    let result = &messages[n - 1]["content"][0];
+    assert_eq!(messages[n - 1]["role"], "user");
+    assert_eq!(result["type"], "tool_result");
+    assert_eq!(result["tool_use_id"], "call_fake_1");
+    assert!(result["content"].to_string().contains(MARKER), "{result}");
+    assert_usage(&env, &reply, "/v1/responses", (1500, 17));
+}
+
+#[test]
+fn anthropic_tool_use_streams_back_to_codex_as_a_function_call() {
+    let (env, _fake) = setup("");
+    let mut turn = recorded("codex_responses_turn.json");
+    let last = turn.body["input"]
+        .as_array_mut()
+        .unwrap()
+        .last_mut()
+        .unwrap();
+    assert_eq!(last["content"][0]["text"], "Say hello.");
+    last["content"][0]["text"] = json!("compat-tool: read the file /tmp/compat/work/marker.txt");
+    let reply = turn.send(&env, "claude");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        event_names(&reply.body),
+        [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.done",
+            "response.output_item.done",
+            "response.completed",
+        ]
+    );
+    let data = data_json(&events(&reply.body));
+    let item = &data.last().unwrap()["response"]["output"][0];
+    assert_eq!(item["type"], "function_call");
+    assert_eq!(item["name"], "exec_command");
+    assert_eq!(item["call_id"], "toolu_fake_1");
+    let args: Value = serde_json::from_str(item["arguments"].as_str().unwrap()).unwrap();
+    assert_eq!(args, json!({"cmd": "cat /tmp/compat/work/marker.txt"}));
 }
 
 #[test]
