@@ -902,3 +902,46 @@ fn token_limits_count_responses_and_messages_traffic() {
         assert_eq!(reply.header("x-ratelimit-remaining-tokens"), Some("0"));
     }
 }
+
+#[test]
+fn responses_stream_errors_are_relayed_once_and_recorded_as_errors() {
+    let fake = FakeUpstream::start(|r: &Received| {
+        let created = named(
+            "response.created",
+            json!({"type": "response.created", "sequence_number": 0,
+                "response": {"id": "resp_1", "status": "in_progress"}}),
+        );
+        let end = if String::from_utf8_lossy(&r.body).contains("fail-as-response") {
+            named(
+                "response.failed",
+                json!({"type": "response.failed", "sequence_number": 1,
+                    "response": {"id": "resp_1", "status": "failed",
+                    "error": {"code": "server_error", "message": "boom"}}}),
+            )
+        } else {
+            named(
+                "error",
+                json!({"type": "error", "sequence_number": 1, "code": "server_error",
+                    "message": "boom", "param": null}),
+            )
+        };
+        sse(vec![created, end])
+    });
+    let mut env = TestEnv::new();
+    let rest = format!(
+        "[[providers]]\nname = \"openai\"\nkind = \"openai\"\nbase_url = \"{}/v1\"\n\n\
+         [[models]]\nname = \"gpt\"\ntargets = [\"openai/gpt-up\"]\n",
+        fake.url()
+    );
+    env.start("", &rest);
+    for (input, last) in [("x", "error"), ("fail-as-response", "response.failed")] {
+        let body = json!({"model": "gpt", "input": input, "stream": true});
+        let reply = env.post("/v1/responses", &body.to_string());
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let names = event_names(&reply.body);
+        assert_eq!(names, ["response.created", last], "{}", reply.body);
+        assert_eq!(events(&reply.body).len(), 2, "{}", reply.body);
+        let line = env.usage_for(reply.request_id());
+        assert_eq!(line["error"], "upstream_error", "{line}");
+    }
+}
