@@ -116,15 +116,11 @@ impl Relay {
                                     return;
                                 }
                             }
-                            if matches!(
-                                probe.kind.as_deref(),
-                                Some(
-                                    "response.completed"
-                                        | "response.failed"
-                                        | "response.incomplete"
-                                )
-                            ) {
-                                *done = true;
+                            match probe.kind.as_deref() {
+                                Some("response.completed" | "response.incomplete") => *done = true,
+                                // The Responses API's own error events end the stream.
+                                Some("error" | "response.failed") => *failed = true,
+                                _ => {}
                             }
                         }
                         Err(_) => *failed = true,

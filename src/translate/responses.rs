@@ -12,7 +12,8 @@
 //! | `function_call_output` items | user `tool_result` | |
 //! | `reasoning` items | — | dropped |
 //! | other items (`item_reference`, built-in tool calls, …) | — | **400** |
-//! | `tools` of type `function` | Anthropic tools | other tool types → **400** |
+//! | `tools` of type `function` | Anthropic tools | |
+//! | other offered `tools` (`web_search`, `namespace`, `custom`, `file_search`, MCP, …) | — | dropped: the upstream cannot run them (Codex CLI always offers some); calls of them in `input` → **400** |
 //! | `tool_choice`, `parallel_tool_calls`, `temperature`, `top_p`, `stream`, `user` | as for chat | |
 //! | `max_output_tokens` | `max_tokens` | default [`super::DEFAULT_MAX_TOKENS`] |
 //! | `previous_response_id`, `conversation` | — | **400**: the gateway keeps no conversation state |
@@ -80,8 +81,9 @@ pub fn responses_request_to_chat(req: &Value) -> Result<Value, TranslateError> {
         }
     }
     if let Some(tools) = req.get("tools").and_then(Value::as_array) {
+        let tools = tools_to_chat(tools);
         if !tools.is_empty() {
-            out.insert("tools".into(), tools_to_chat(tools)?);
+            out.insert("tools".into(), Value::Array(tools));
         }
     }
     match req.get("tool_choice") {
@@ -204,24 +206,23 @@ fn part_to_chat(p: &Value, param: &str) -> Result<Value, TranslateError> {
     }
 }
 
-fn tools_to_chat(tools: &[Value]) -> Result<Value, TranslateError> {
-    let mut out = Vec::with_capacity(tools.len());
-    for (i, t) in tools.iter().enumerate() {
-        if str_field(t, "type") != Some("function") {
-            return Err(TranslateError::new(
-                "only function tools are supported for this model",
-                format!("tools[{i}].type"),
-            ));
-        }
-        let mut f = json!({"name": str_field(t, "name").unwrap_or("")});
-        for key in ["description", "parameters"] {
-            if let Some(v) = t.get(key).filter(|v| !v.is_null()) {
-                f[key] = v.clone();
+/// The offered function tools as chat tools. Hosted and other non-function tools (Codex
+/// CLI offers `web_search` and a `namespace` of agent tools on every turn) are left out: an
+/// Anthropic upstream cannot run them, and refusing them would make such clients unusable.
+fn tools_to_chat(tools: &[Value]) -> Vec<Value> {
+    tools
+        .iter()
+        .filter(|t| str_field(t, "type") == Some("function"))
+        .map(|t| {
+            let mut f = json!({"name": str_field(t, "name").unwrap_or("")});
+            for key in ["description", "parameters"] {
+                if let Some(v) = t.get(key).filter(|v| !v.is_null()) {
+                    f[key] = v.clone();
+                }
             }
-        }
-        out.push(json!({"type": "function", "function": f}));
-    }
-    Ok(Value::Array(out))
+            json!({"type": "function", "function": f})
+        })
+        .collect()
 }
 
 /// Responses `usage` object for token counts (`cached` = prompt tokens read from cache).
@@ -349,6 +350,24 @@ mod tests {
         let r = json!({"input": [{"type": "item_reference", "id": "x"}]});
         let e = responses_request_to_anthropic(&r).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("input[0].type"));
+    }
+
+    #[test]
+    fn non_function_tools_are_left_out() {
+        let r = json!({"input": "x", "tools": [
+            {"type": "function", "name": "exec_command", "parameters": {"type": "object"}},
+            {"type": "web_search", "external_web_access": false},
+            {"type": "namespace", "name": "multi_agent_v1", "tools": []}]});
+        let out = responses_request_to_anthropic(&r).unwrap();
+        assert_eq!(out["tools"].as_array().unwrap().len(), 1);
+        assert_eq!(out["tools"][0]["name"], "exec_command");
+        let r = json!({"input": "x", "tools": [{"type": "web_search"}]});
+        assert!(
+            responses_request_to_anthropic(&r)
+                .unwrap()
+                .get("tools")
+                .is_none()
+        );
     }
 
     #[test]
