@@ -95,6 +95,19 @@ pub fn plan(
             hide_usage_chunk: add_usage && !probe.include_usage,
         })
     };
+    // The client's body parsed, translated by `f`, and sent with the upstream's model name.
+    let translated = |f: fn(&Value) -> Result<Value, translate::TranslateError>,
+                      path: &'static str,
+                      translation: Translation| {
+        let mut out = f(&parse(body)?).map_err(bad_translation)?;
+        out["model"] = Value::String(upstream_model.to_owned());
+        Ok(Plan {
+            path,
+            body: to_vec(&out)?,
+            translation,
+            hide_usage_chunk: false,
+        })
+    };
     match (endpoint, openai) {
         (Endpoint::Chat, true) => {
             passthrough("/chat/completions", Translation::OpenAi, probe.stream)
@@ -108,30 +121,16 @@ pub fn plan(
         (Endpoint::CountTokens, false) => {
             passthrough("/v1/messages/count_tokens", Translation::Anthropic, false)
         }
-        (Endpoint::Chat, false) => {
-            let request = parse(body)?;
-            let mut out =
-                translate::chat_request_to_anthropic(&request).map_err(bad_translation)?;
-            out["model"] = Value::String(upstream_model.to_owned());
-            Ok(Plan {
-                path: "/v1/messages",
-                body: to_vec(&out)?,
-                translation: Translation::ChatViaAnthropic,
-                hide_usage_chunk: false,
-            })
-        }
-        (Endpoint::Messages, true) => {
-            let request = parse(body)?;
-            let mut out =
-                translate::anthropic_request_to_chat(&request).map_err(bad_translation)?;
-            out["model"] = Value::String(upstream_model.to_owned());
-            Ok(Plan {
-                path: "/chat/completions",
-                body: to_vec(&out)?,
-                translation: Translation::MessagesViaChat,
-                hide_usage_chunk: false,
-            })
-        }
+        (Endpoint::Chat, false) => translated(
+            translate::chat_request_to_anthropic,
+            "/v1/messages",
+            Translation::ChatViaAnthropic,
+        ),
+        (Endpoint::Messages, true) => translated(
+            translate::anthropic_request_to_chat,
+            "/chat/completions",
+            Translation::MessagesViaChat,
+        ),
         (Endpoint::CountTokens, true) => Err(ApiError::not_found(
             "count_tokens_unsupported",
             "token counting is only available for anthropic targets; estimate locally",
@@ -140,18 +139,11 @@ pub fn plan(
             format!("{} is not available for anthropic targets", endpoint.path()),
             Some("model"),
         )),
-        (Endpoint::Responses, false) => {
-            let request = parse(body)?;
-            let mut out =
-                translate::responses_request_to_anthropic(&request).map_err(bad_translation)?;
-            out["model"] = Value::String(upstream_model.to_owned());
-            Ok(Plan {
-                path: "/v1/messages",
-                body: to_vec(&out)?,
-                translation: Translation::ResponsesViaAnthropic,
-                hide_usage_chunk: false,
-            })
-        }
+        (Endpoint::Responses, false) => translated(
+            translate::responses_request_to_anthropic,
+            "/v1/messages",
+            Translation::ResponsesViaAnthropic,
+        ),
     }
 }
 
