@@ -62,9 +62,14 @@ impl HttpProvider {
                 Zeroizing::new(format!("Bearer {}", key.expose())),
             ),
         });
+        let agent = ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::default(),
+            super::resolve::CachingResolver::default(),
+        );
         Ok(HttpProvider {
             provider,
-            agent: ureq::Agent::new_with_config(config),
+            agent,
             auth,
         })
     }

@@ -8,6 +8,7 @@
 
 pub mod http;
 pub mod mock;
+mod resolve;
 
 use std::collections::HashMap;
 use std::fmt;
