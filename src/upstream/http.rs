@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ureq::tls::{Certificate, RootCerts, TlsConfig};
+use ureq::unversioned::transport::{Connector, DefaultConnector};
 use zeroize::Zeroizing;
 
 use super::{Method, UpstreamError, UpstreamRequest, UpstreamResponse};
@@ -64,7 +65,7 @@ impl HttpProvider {
         });
         let agent = ureq::Agent::with_parts(
             config,
-            ureq::unversioned::transport::DefaultConnector::default(),
+            DefaultConnector::default().chain(super::transport::ProbeOnce),
             super::resolve::CachingResolver::default(),
         );
         Ok(HttpProvider {

@@ -9,6 +9,7 @@
 pub mod http;
 pub mod mock;
 mod resolve;
+mod transport;
 
 use std::collections::HashMap;
 use std::fmt;
