@@ -94,7 +94,11 @@ mod tests {
             per_read: None,
             per_write: None,
         };
-        r.resolve(&uri, &config, timeout).unwrap().iter().copied().collect()
+        r.resolve(&uri, &config, timeout)
+            .unwrap()
+            .iter()
+            .copied()
+            .collect()
     }
 
     #[test]
