@@ -67,7 +67,7 @@ fn large_body() -> Vec<u8> {
         "role": "user",
         "content": "fn main() {\n    println!(\"hello, \\\"world\\\"\");\n}\n".repeat(20),
     });
-    let messages: Vec<_> = std::iter::repeat_n(turn, 60).collect();
+    let messages: Vec<_> = std::iter::repeat_n(turn, 70).collect();
     let body = serde_json::json!({"messages": messages, "stream": true, "model": "claude-sonnet"});
     match serde_json::to_vec(&body) {
         Ok(v) => v,
@@ -76,7 +76,7 @@ fn large_body() -> Vec<u8> {
 }
 
 fn rewrite_model(c: &mut Criterion) {
-    for (name, body) in [("small", small_body()), ("80KB", large_body())] {
+    for (name, body) in [("small", small_body()), ("80 KB", large_body())] {
         c.bench_function(&format!("rewrite/probe {name} ({} B)", body.len()), |b| {
             b.iter(|| black_box(probe(black_box(&body)).is_ok()))
         });

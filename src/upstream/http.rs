@@ -13,6 +13,7 @@
 use std::io::{self, Read};
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ureq::tls::{Certificate, RootCerts, TlsConfig};
@@ -35,9 +36,16 @@ const OUTPUT_BUFFER: usize = 16 * 1024;
 /// Response headers relayed to the client (everything else is the gateway's business).
 const KEPT_HEADERS: &[&str] = &["content-type", "retry-after"];
 
+/// ureq agents (connection pools) per provider. ureq keeps a pool behind one mutex, taken
+/// twice per request; with dozens of connection threads on two cores, waiting for it was the
+/// main source of futex calls at 64 concurrent requests. Each connection thread sticks to one
+/// agent, chosen round-robin on its first request.
+const AGENTS: usize = 8;
+
 pub struct HttpProvider {
     provider: Arc<Provider>,
-    agent: ureq::Agent,
+    /// `AGENTS` agents with the same settings, each with its own pool (never empty).
+    agents: Vec<ureq::Agent>,
     /// `(name, value)` of the credential header, built once; zeroized on drop.
     auth: Option<(&'static str, Zeroizing<String>)>,
 }
@@ -72,16 +80,31 @@ impl HttpProvider {
                 Zeroizing::new(format!("Bearer {}", key.expose())),
             ),
         });
-        let agent = ureq::Agent::with_parts(
-            config,
-            DefaultConnector::default().chain(super::transport::ProbeOnce),
-            super::resolve::CachingResolver::default(),
-        );
+        let agents = (0..AGENTS)
+            .map(|_| {
+                ureq::Agent::with_parts(
+                    config.clone(),
+                    DefaultConnector::default().chain(super::transport::ProbeOnce),
+                    super::resolve::CachingResolver::default(),
+                )
+            })
+            .collect();
         Ok(HttpProvider {
             provider,
-            agent,
+            agents,
             auth,
         })
+    }
+
+    /// This thread's agent.
+    fn agent(&self) -> &ureq::Agent {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+        }
+        let slot = SLOT.with(|s| *s);
+        // `agents` holds AGENTS > 0 agents, so the index is in range.
+        &self.agents[slot % self.agents.len()]
     }
 }
 
@@ -90,14 +113,14 @@ impl super::Provider for HttpProvider {
         let url = format!("{}{}", self.provider.base_url, request.path);
         let result = match request.method {
             Method::Get => {
-                let mut builder = self.agent.get(&url);
+                let mut builder = self.agent().get(&url);
                 for (name, value) in self.headers(request) {
                     builder = builder.header(name, value);
                 }
                 builder.call()
             }
             Method::Post => {
-                let mut builder = self.agent.post(&url);
+                let mut builder = self.agent().post(&url);
                 for (name, value) in self.headers(request) {
                     builder = builder.header(name, value);
                 }
