@@ -1,9 +1,10 @@
 //! OpenAI-compatible and Anthropic upstreams over HTTP(S), through one ureq `Agent` per
 //! provider on the same rustls stack the server uses (ring provider).
 //!
-//! Owns the provider's connection pool (sized to the server's concurrency: ureq's default of
-//! three idle connections per host churns thousands of sockets into TIME_WAIT under load) and
-//! the pre-built authentication header. Timeouts: connect ≤ 10 s, the provider's
+//! Owns the provider's connection pools (sized to the server's concurrency: ureq's default of
+//! three idle connections per host churns thousands of sockets into TIME_WAIT under load;
+//! spread over `AGENTS` agents so their locks are not contended) and the pre-built
+//! authentication header. Timeouts: connect ≤ 10 s, the provider's
 //! `timeout_secs` for the first byte of the answer and again for every read after it (an idle
 //! timeout, so a long stream that keeps producing is never cut), and `request_timeout_secs` for
 //! the whole exchange. Proxies come from the environment as curl reads them: `https_proxy` /
