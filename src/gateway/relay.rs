@@ -32,7 +32,8 @@ use crate::upstream::UpstreamResponse;
 const MAX_LINE: usize = 4 * 1024 * 1024;
 /// Largest single SSE event accepted from an upstream.
 const MAX_EVENT: usize = 8 * 1024 * 1024;
-const READ_BUF: usize = 16 * 1024;
+/// One upstream read (SSE events are a few hundred bytes; this is per open stream).
+const READ_BUF: usize = 8 * 1024;
 
 /// Per-format state of one relayed stream.
 pub enum Relay {
@@ -269,7 +270,7 @@ fn pump(
     let mut parser = SseParser::with_limits(MAX_LINE, MAX_EVENT);
     let mut buf = vec![0u8; READ_BUF];
     let mut events = Vec::new();
-    let mut out = Vec::with_capacity(READ_BUF);
+    let mut out = Vec::new();
     loop {
         let failure = match body.read(&mut buf) {
             Ok(0) => {

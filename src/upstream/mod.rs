@@ -8,6 +8,8 @@
 
 pub mod http;
 pub mod mock;
+mod resolve;
+mod transport;
 
 use std::collections::HashMap;
 use std::fmt;
