@@ -66,36 +66,10 @@ impl Gateway {
         ctx: &Ctx,
         endpoint: Endpoint,
     ) -> Response {
-        let mut draft = Draft {
-            request_id: ctx.request_id.clone(),
-            client_ip: ctx.client_ip,
-            started: ctx.started,
-            endpoint,
-            key: None,
-            model: None,
-            provider: None,
-            upstream_model: None,
-            stream: false,
-            status: 0,
-            error: None,
-            usage: None,
-            ttfb: None,
-            timing: None,
-            rate_headers: Vec::new(),
-            recorded: false,
-        };
+        let mut draft = Draft::new(ctx.request_id.clone(), ctx.client_ip, ctx.started, endpoint);
         match self.try_proxy(runtime, req, endpoint, &mut draft) {
             Ok(response) => response,
-            Err(error) => {
-                draft.status = error.status;
-                draft.error = Some(error.code);
-                self.finish(&mut draft);
-                let mut response = to_response(&error, endpoint.dialect());
-                for (name, value) in draft.rate_headers.drain(..) {
-                    response = response.with_header(name, value);
-                }
-                response
-            }
+            Err(error) => self.fail(&error, &mut draft),
         }
     }
 
@@ -262,16 +236,7 @@ impl Gateway {
         draft.timing = Some((gateway_time, upstream_time));
         let body = match result {
             Ok(body) => body,
-            Err(error) => {
-                draft.status = error.status;
-                draft.error = Some(error.code);
-                self.finish(draft);
-                let mut response = to_response(&error, dialect);
-                for (name, value) in draft.rate_headers.drain(..) {
-                    response = response.with_header(name, value);
-                }
-                return response;
-            }
+            Err(error) => return self.fail(&error, draft),
         };
         draft.status = status;
         if !success {
@@ -291,6 +256,19 @@ impl Gateway {
             response = response.with_header(name, value);
         }
         self.finish(draft);
+        response
+    }
+
+    /// Records a refused or failed request and renders its error in the endpoint's shape,
+    /// with the key's rate-limit headers when it has limits.
+    fn fail(&self, error: &ApiError, draft: &mut Draft) -> Response {
+        draft.status = error.status;
+        draft.error = Some(error.code);
+        self.finish(draft);
+        let mut response = to_response(error, draft.endpoint.dialect());
+        for (name, value) in draft.rate_headers.drain(..) {
+            response = response.with_header(name, value);
+        }
         response
     }
 
@@ -382,25 +360,35 @@ impl Gateway {
 }
 
 impl Draft {
-    /// An empty shell left behind when the draft moves into a stream.
-    fn detached(&self) -> Draft {
+    /// A draft with nothing known yet but who asked, when, and where.
+    fn new(request_id: String, client_ip: IpAddr, started: Instant, endpoint: Endpoint) -> Draft {
         Draft {
-            request_id: String::new(),
-            client_ip: self.client_ip,
-            started: self.started,
-            endpoint: self.endpoint,
+            request_id,
+            client_ip,
+            started,
+            endpoint,
             key: None,
             model: None,
             provider: None,
             upstream_model: None,
-            stream: self.stream,
+            stream: false,
             status: 0,
             error: None,
             usage: None,
             ttfb: None,
             timing: None,
             rate_headers: Vec::new(),
+            recorded: false,
+        }
+    }
+
+    /// An empty shell left behind when the draft moves into a stream (already recorded, so
+    /// it can never write a second usage line).
+    fn detached(&self) -> Draft {
+        Draft {
+            stream: self.stream,
             recorded: true,
+            ..Draft::new(String::new(), self.client_ip, self.started, self.endpoint)
         }
     }
 }
