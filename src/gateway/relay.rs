@@ -24,7 +24,7 @@ use crate::http::{Response, StreamWriter};
 use crate::sse::{SseEvent, SseParser, write_event};
 use crate::translate::{self, Usage};
 use crate::translate::{
-    AnthropicToOpenAiStream, AnthropicToResponsesStream, OpenAiToAnthropicStream,
+    AnthropicToOpenAiStream, AnthropicToResponsesStream, OpenAiToAnthropicStream, StreamTranslator,
 };
 use crate::upstream::UpstreamResponse;
 
@@ -51,9 +51,8 @@ pub enum Relay {
         done: bool,
         failed: bool,
     },
-    ChatViaAnthropic(Box<AnthropicToOpenAiStream>),
-    MessagesViaChat(Box<OpenAiToAnthropicStream>),
-    ResponsesViaAnthropic(Box<AnthropicToResponsesStream>),
+    /// One of the format translators (chat ⇄ messages, responses → messages).
+    Translated(Box<dyn StreamTranslator>),
 }
 
 impl Relay {
@@ -71,14 +70,14 @@ impl Relay {
                 done: false,
                 failed: false,
             },
-            Translation::ChatViaAnthropic => Relay::ChatViaAnthropic(Box::new(
-                AnthropicToOpenAiStream::new(model, include_usage),
-            )),
+            Translation::ChatViaAnthropic => {
+                Relay::Translated(Box::new(AnthropicToOpenAiStream::new(model, include_usage)))
+            }
             Translation::MessagesViaChat => {
-                Relay::MessagesViaChat(Box::new(OpenAiToAnthropicStream::new(model)))
+                Relay::Translated(Box::new(OpenAiToAnthropicStream::new(model)))
             }
             Translation::ResponsesViaAnthropic => {
-                Relay::ResponsesViaAnthropic(Box::new(AnthropicToResponsesStream::new(model)))
+                Relay::Translated(Box::new(AnthropicToResponsesStream::new(model)))
             }
         }
     }
@@ -156,9 +155,7 @@ impl Relay {
                 }
                 write_event(out, ev.event.as_deref(), &ev.data);
             }
-            Relay::ChatViaAnthropic(s) => s.on_event(ev, out),
-            Relay::MessagesViaChat(s) => s.on_event(ev, out),
-            Relay::ResponsesViaAnthropic(s) => s.on_event(ev, out),
+            Relay::Translated(s) => s.on_event(ev, out),
         }
     }
 
@@ -166,9 +163,7 @@ impl Relay {
     fn finished(&self) -> bool {
         match self {
             Relay::OpenAi { done, .. } | Relay::Anthropic { done, .. } => *done,
-            Relay::ChatViaAnthropic(s) => s.finished(),
-            Relay::MessagesViaChat(s) => s.finished(),
-            Relay::ResponsesViaAnthropic(s) => s.finished(),
+            Relay::Translated(s) => s.finished(),
         }
     }
 
@@ -176,9 +171,7 @@ impl Relay {
     fn failed(&self) -> bool {
         match self {
             Relay::OpenAi { failed, .. } | Relay::Anthropic { failed, .. } => *failed,
-            Relay::ChatViaAnthropic(s) => s.failed(),
-            Relay::MessagesViaChat(s) => s.failed(),
-            Relay::ResponsesViaAnthropic(s) => s.failed(),
+            Relay::Translated(s) => s.failed(),
         }
     }
 
@@ -188,18 +181,14 @@ impl Relay {
             Relay::Anthropic {
                 usage, seen_usage, ..
             } => seen_usage.then_some(*usage),
-            Relay::ChatViaAnthropic(s) => Some(s.usage()),
-            Relay::MessagesViaChat(s) => Some(s.usage()),
-            Relay::ResponsesViaAnthropic(s) => Some(s.usage()),
+            Relay::Translated(s) => Some(s.usage()),
         }
     }
 
     /// The upstream ended (EOF) without a proper end: tell the client.
     fn truncated(&mut self, dialect: Dialect, out: &mut Vec<u8>) {
         match self {
-            Relay::ChatViaAnthropic(s) => s.finish(out),
-            Relay::MessagesViaChat(s) => s.finish(out),
-            Relay::ResponsesViaAnthropic(s) => s.finish(out),
+            Relay::Translated(s) => s.finish(out),
             _ => out.extend_from_slice(
                 &ApiError::upstream(502, "upstream_truncated", "the upstream stream ended early")
                     .sse_event(dialect),

@@ -92,6 +92,48 @@ pub use stream::{AnthropicToOpenAiStream, OpenAiToAnthropicStream};
 use serde_json::Value;
 use std::fmt;
 
+/// What the gateway's stream relay needs of a streaming translator: feed it upstream events,
+/// tell it the upstream ended, and ask how it went. Implemented by the three state machines.
+pub trait StreamTranslator: Send {
+    /// Translates one upstream event, appending complete client frames to `out`.
+    fn on_event(&mut self, ev: &crate::sse::SseEvent, out: &mut Vec<u8>);
+    /// The upstream ended (EOF); writes an error frame if the stream did not end properly.
+    fn finish(&mut self, out: &mut Vec<u8>);
+    fn usage(&self) -> Usage;
+    /// The stream ended properly.
+    fn finished(&self) -> bool;
+    /// The stream was ended with an error frame.
+    fn failed(&self) -> bool;
+}
+
+macro_rules! stream_translator {
+    ($($ty:ty),*) => {$(
+        impl StreamTranslator for $ty {
+            fn on_event(&mut self, ev: &crate::sse::SseEvent, out: &mut Vec<u8>) {
+                <$ty>::on_event(self, ev, out)
+            }
+            fn finish(&mut self, out: &mut Vec<u8>) {
+                <$ty>::finish(self, out)
+            }
+            fn usage(&self) -> Usage {
+                <$ty>::usage(self)
+            }
+            fn finished(&self) -> bool {
+                <$ty>::finished(self)
+            }
+            fn failed(&self) -> bool {
+                <$ty>::failed(self)
+            }
+        }
+    )*};
+}
+
+stream_translator!(
+    AnthropicToOpenAiStream,
+    OpenAiToAnthropicStream,
+    AnthropicToResponsesStream
+);
+
 /// `max_tokens` sent to Anthropic when an OpenAI client gives none (Anthropic requires one).
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 
