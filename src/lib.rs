@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod cli;
 pub mod clientip;
+pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod gateway;

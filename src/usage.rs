@@ -8,7 +8,9 @@
 //! dropped.
 
 use std::fs::{File, OpenOptions};
+use std::cell::RefCell;
 use std::io::{self, Write};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,17 +23,18 @@ use serde::Serialize;
 use crate::config::model::UsageSettings;
 
 /// One request's usage line. Field names are the contract (PRODUCT.md, "Usage log line").
+/// Borrowed: the gateway writes it from the request's own state without copying.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct UsageRecord {
+pub struct UsageRecord<'a> {
     /// RFC 3339, UTC, milliseconds.
-    pub ts: String,
-    pub request_id: String,
+    pub ts: &'a str,
+    pub request_id: &'a str,
     /// The key's name; `None` when the request never authenticated.
-    pub key: Option<String>,
-    pub model: Option<String>,
-    pub provider: Option<String>,
-    pub upstream_model: Option<String>,
-    pub endpoint: String,
+    pub key: Option<&'a str>,
+    pub model: Option<&'a str>,
+    pub provider: Option<&'a str>,
+    pub upstream_model: Option<&'a str>,
+    pub endpoint: &'a str,
     pub stream: bool,
     pub status: u16,
     pub latency_ms: u64,
@@ -39,28 +42,14 @@ pub struct UsageRecord {
     pub prompt_tokens: Option<u64>,
     pub completion_tokens: Option<u64>,
     /// `None` on success; a short code otherwise.
-    pub error: Option<String>,
-    pub client_ip: String,
+    pub error: Option<&'a str>,
+    /// A bare address, written as text.
+    pub client_ip: IpAddr,
 }
 
 /// The current time as the usage log writes it.
 pub fn timestamp_now() -> String {
-    format_timestamp(time::OffsetDateTime::now_utc())
-}
-
-/// `2026-01-02T03:04:05.678Z`: always three fractional digits, so lines sort as text.
-pub fn format_timestamp(t: time::OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
+    crate::clock::Stamp::now().rfc3339_millis()
 }
 
 /// The usage log writer; cheap to share (`Arc`) across connection threads.
@@ -121,20 +110,28 @@ impl UsageLog {
 
     /// Appends one record as one line with one `write`. Errors are logged, not returned: a
     /// full disk must not fail the client's request.
-    pub fn append(&self, record: &UsageRecord) {
-        let mut line = match serde_json::to_vec(record) {
-            Ok(line) => line,
-            Err(e) => {
+    pub fn append(&self, record: &UsageRecord<'_>) {
+        thread_local! {
+            static LINE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+        }
+        LINE.with(|line| {
+            let mut line = line.borrow_mut();
+            line.clear();
+            if let Err(e) = serde_json::to_writer(&mut *line, record) {
                 log::error!("usage record not serialisable: {e}");
                 return;
             }
-        };
-        line.push(b'\n');
+            line.push(b'\n');
+            self.write_line(&line);
+        });
+    }
+
+    fn write_line(&self, line: &[u8]) {
         let mut state = self.inner.state.lock();
         if state.closed {
             return;
         }
-        if let Err(e) = state.file.write_all(&line) {
+        if let Err(e) = state.file.write_all(line) {
             log::error!("usage log {}: write failed: {e}", self.inner.path.display());
             return;
         }
@@ -233,15 +230,15 @@ fn flush_loop(shared: &Shared) {
 mod tests {
     use super::*;
 
-    fn record(i: u64) -> UsageRecord {
+    fn record<'a>(ts: &'a str, id: &'a str) -> UsageRecord<'a> {
         UsageRecord {
-            ts: timestamp_now(),
-            request_id: format!("req-{i}"),
-            key: Some("laptop".into()),
-            model: Some("m".into()),
-            provider: Some("p".into()),
-            upstream_model: Some("u".into()),
-            endpoint: "/v1/chat/completions".into(),
+            ts,
+            request_id: id,
+            key: Some("laptop"),
+            model: Some("m"),
+            provider: Some("p"),
+            upstream_model: Some("u"),
+            endpoint: "/v1/chat/completions",
             stream: false,
             status: 200,
             latency_ms: 3,
@@ -249,7 +246,7 @@ mod tests {
             prompt_tokens: Some(1),
             completion_tokens: Some(2),
             error: None,
-            client_ip: "127.0.0.1".into(),
+            client_ip: IpAddr::from([127, 0, 0, 1]),
         }
     }
 
@@ -264,7 +261,7 @@ mod tests {
         };
         let log = UsageLog::open(&settings).unwrap().unwrap();
         for i in 0..40 {
-            log.append(&record(i));
+            log.append(&record(&timestamp_now(), &format!("req-{i}")));
         }
         log.close();
         assert!(path.exists());
@@ -300,10 +297,6 @@ mod tests {
 
     #[test]
     fn timestamp_is_rfc3339_millis() {
-        let t = time::OffsetDateTime::from_unix_timestamp_nanos(1_767_225_600_500_000_000).unwrap();
-        assert_eq!(format_timestamp(t), "2026-01-01T00:00:00.500Z");
-        let t = time::OffsetDateTime::from_unix_timestamp(1_767_225_600).unwrap();
-        assert_eq!(format_timestamp(t), "2026-01-01T00:00:00.000Z");
         let parsed = time::OffsetDateTime::parse(
             &timestamp_now(),
             &time::format_description::well_known::Rfc3339,

@@ -5,6 +5,7 @@
 //! timeout before headers, 429, 5xx) hands over to the next; the last target's answer, good or
 //! bad, is the client's. No target is called twice for one request.
 
+use std::fmt::{self, Write as _};
 use std::io::Read;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -23,7 +24,8 @@ use crate::config::model::Key;
 use crate::http::{BodyError, Request, Response};
 use crate::translate::{self, Usage};
 use crate::upstream::{Method, UpstreamError, UpstreamRequest, UpstreamResponse};
-use crate::usage::{UsageRecord, format_timestamp};
+use crate::clock::Stamp;
+use crate::usage::UsageRecord;
 
 /// Largest non-streamed upstream answer the gateway holds in memory.
 const MAX_UPSTREAM_BODY: u64 = 64 * 1024 * 1024;
@@ -286,43 +288,36 @@ impl Gateway {
                 self.limiter.record_tokens(&key.hash, tokens, self.now());
             }
         }
-        let key_name = draft.key.as_ref().map(|k| k.name.clone());
-        let now = time::OffsetDateTime::now_utc();
-        self.observe(draft, latency, now.unix_timestamp());
+        let key_name = draft.key.as_ref().map(|k| k.name.as_str());
+        let now = Stamp::now();
+        self.observe(draft, latency, now.unix_secs());
         log::info!(
             "POST {} {} key={} model={} {}us rid={}{}",
             draft.endpoint.path(),
             draft.status,
-            key_name.as_deref().unwrap_or("-"),
-            draft
-                .model
-                .as_deref()
-                .map(sanitize)
-                .unwrap_or_else(|| "-".into()),
+            key_name.unwrap_or("-"),
+            Sanitized(draft.model.as_deref()),
             latency.as_micros(),
             draft.request_id,
-            draft
-                .error
-                .map(|e| format!(" error={e}"))
-                .unwrap_or_default(),
+            ErrorSuffix(draft.error),
         );
         if let Some(log) = &self.usage {
             log.append(&UsageRecord {
-                ts: format_timestamp(now),
-                request_id: draft.request_id.clone(),
+                ts: &now.rfc3339_millis(),
+                request_id: &draft.request_id,
                 key: key_name,
-                model: draft.model.clone(),
-                provider: draft.provider.clone(),
-                upstream_model: draft.upstream_model.clone(),
-                endpoint: draft.endpoint.path().to_owned(),
+                model: draft.model.as_deref(),
+                provider: draft.provider.as_deref(),
+                upstream_model: draft.upstream_model.as_deref(),
+                endpoint: draft.endpoint.path(),
                 stream: draft.stream,
                 status: draft.status,
                 latency_ms: latency.as_millis() as u64,
                 ttfb_ms: ttfb.as_millis() as u64,
                 prompt_tokens: draft.usage.map(|u| u.prompt_tokens),
                 completion_tokens: draft.usage.map(|u| u.completion_tokens),
-                error: draft.error.map(str::to_owned),
-                client_ip: draft.client_ip.to_string(),
+                error: draft.error,
+                client_ip: draft.client_ip,
             });
         }
     }
@@ -496,9 +491,33 @@ fn server_timing(gateway: Duration, upstream: Duration) -> String {
 }
 
 /// A model name fit for a log line (clients choose it).
-fn sanitize(s: &str) -> String {
-    s.chars()
-        .take(100)
-        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
-        .collect()
+/// A client-chosen model name as the access log shows it: at most 100 printable ASCII
+/// characters, anything else as `?`; `-` when there is none.
+struct Sanitized<'a>(Option<&'a str>);
+
+impl fmt::Display for Sanitized<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(s) = self.0 else {
+            return f.write_str("-");
+        };
+        if s.len() <= 100 && s.bytes().all(|b| b.is_ascii_graphic()) {
+            return f.write_str(s);
+        }
+        for c in s.chars().take(100) {
+            f.write_char(if c.is_ascii_graphic() { c } else { '?' })?;
+        }
+        Ok(())
+    }
+}
+
+/// ` error=<code>` after a failed request's access line, nothing after a good one.
+struct ErrorSuffix(Option<&'static str>);
+
+impl fmt::Display for ErrorSuffix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(e) => write!(f, " error={e}"),
+            None => Ok(()),
+        }
+    }
 }
