@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ureq::tls::{Certificate, RootCerts, TlsConfig};
-use ureq::unversioned::transport::{Connector, DefaultConnector};
+use ureq::unversioned::transport::{ConnectProxyConnector, Connector, RustlsConnector};
 use zeroize::Zeroizing;
 
 use super::{Method, UpstreamError, UpstreamRequest, UpstreamResponse};
@@ -83,9 +83,14 @@ impl HttpProvider {
         });
         let agents = (0..AGENTS)
             .map(|_| {
+                // ureq's default chain, with our TCP transport in place of its own.
+                let connector =
+                    ().chain(ConnectProxyConnector::default())
+                        .chain(super::transport::Tcp)
+                        .chain(RustlsConnector::default());
                 ureq::Agent::with_parts(
                     config.clone(),
-                    DefaultConnector::default().chain(super::transport::ProbeOnce),
+                    connector,
                     super::resolve::CachingResolver::default(),
                 )
             })
@@ -265,6 +270,16 @@ fn proxy_for(base_url: &str) -> Option<ureq::Proxy> {
         if no_proxy_matches(&no_proxy, host) {
             return None;
         }
+    }
+    if chosen
+        .trim_start()
+        .to_ascii_lowercase()
+        .starts_with("socks")
+    {
+        log::warn!(
+            "ignoring a SOCKS proxy setting from the environment: only HTTP proxies are supported"
+        );
+        return None;
     }
     match ureq::Proxy::new(&chosen) {
         Ok(proxy) => Some(proxy),
