@@ -322,31 +322,8 @@ fn master_key_path_from_template(path: &Path) -> PathBuf {
 }
 
 fn serve(path: &Path) -> CliResult {
-    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format(log_line)
-        .try_init();
+    crate::logging::init();
     crate::gateway::run(path)
-}
-
-/// `[2026-01-02T03:04:05Z INFO  noviqi::gateway::proxy] message`: env_logger's own layout,
-/// without its colour and calendar machinery (one access line per request makes the
-/// formatting cost per-request cost).
-fn log_line(buf: &mut env_logger::fmt::Formatter, record: &log::Record<'_>) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let level = match record.level() {
-        log::Level::Error => "ERROR",
-        log::Level::Warn => "WARN ",
-        log::Level::Info => "INFO ",
-        log::Level::Debug => "DEBUG",
-        log::Level::Trace => "TRACE",
-    };
-    writeln!(
-        buf,
-        "[{}Z {level} {}] {}",
-        crate::clock::Stamp::now().second(),
-        record.target(),
-        record.args()
-    )
 }
 
 fn check(path: &Path) -> CliResult {

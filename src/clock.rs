@@ -121,7 +121,13 @@ mod tests {
     #[test]
     fn the_cached_second_follows_the_clock() {
         // Same second twice, then the next one, then back: each read matches `time`'s own.
-        for secs in [1_767_323_045, 1_767_323_045, 1_767_323_046, 951_782_400, 4_102_444_799] {
+        for secs in [
+            1_767_323_045,
+            1_767_323_045,
+            1_767_323_046,
+            951_782_400,
+            4_102_444_799,
+        ] {
             let t = time::OffsetDateTime::from_unix_timestamp(secs as i64).unwrap();
             let expected = format!(
                 "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",

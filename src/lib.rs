@@ -13,6 +13,7 @@ pub mod crypto;
 pub mod gateway;
 pub mod http;
 pub mod limits;
+pub mod logging;
 pub mod metrics;
 pub mod sse;
 pub mod translate;

@@ -7,17 +7,17 @@
 //! file is rotated: `usage.jsonl` → `usage.jsonl.1` → … → `usage.jsonl.<keep>`, the oldest
 //! dropped.
 
-use std::fs::{File, OpenOptions};
 use std::cell::RefCell;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, RwLock};
 use serde::Serialize;
 
 use crate::config::model::UsageSettings;
@@ -59,18 +59,19 @@ pub struct UsageLog {
 }
 
 struct Shared {
-    state: Mutex<State>,
+    /// Appends share it (one `write` on an append-mode file is one whole line, so they need
+    /// no mutual exclusion); rotation and close take it alone.
+    file: RwLock<File>,
+    size: AtomicU64,
+    /// Lines written since the last sync.
+    dirty: AtomicBool,
+    closed: AtomicBool,
+    /// Wakes the sync thread early at close.
     wake: Condvar,
+    wake_lock: Mutex<()>,
     path: PathBuf,
     max_bytes: u64,
     keep: usize,
-}
-
-struct State {
-    file: File,
-    size: u64,
-    dirty: bool,
-    closed: bool,
 }
 
 impl UsageLog {
@@ -83,13 +84,12 @@ impl UsageLog {
         let file = open_append(path)?;
         let size = file.metadata()?.len();
         let inner = Arc::new(Shared {
-            state: Mutex::new(State {
-                file,
-                size,
-                dirty: false,
-                closed: false,
-            }),
+            file: RwLock::new(file),
+            size: AtomicU64::new(size),
+            dirty: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
             wake: Condvar::new(),
+            wake_lock: Mutex::new(()),
             path: path.clone(),
             max_bytes: settings.max_bytes,
             keep: settings.keep,
@@ -127,22 +127,27 @@ impl UsageLog {
     }
 
     fn write_line(&self, line: &[u8]) {
-        let mut state = self.inner.state.lock();
-        if state.closed {
+        let shared = &*self.inner;
+        let file = shared.file.read();
+        if shared.closed.load(Ordering::Acquire) {
             return;
         }
-        if let Err(e) = state.file.write_all(line) {
-            log::error!("usage log {}: write failed: {e}", self.inner.path.display());
+        if let Err(e) = (&*file).write_all(line) {
+            log::error!("usage log {}: write failed: {e}", shared.path.display());
             return;
         }
-        state.size += line.len() as u64;
-        state.dirty = true;
-        if state.size >= self.inner.max_bytes {
-            if let Err(e) = self.inner.rotate(&mut state) {
-                log::error!(
-                    "usage log {}: rotation failed: {e}",
-                    self.inner.path.display()
-                );
+        shared.dirty.store(true, Ordering::Release);
+        let size = shared.size.fetch_add(line.len() as u64, Ordering::AcqRel) + line.len() as u64;
+        drop(file);
+        if size >= shared.max_bytes {
+            let mut file = shared.file.write();
+            // Another thread may have rotated while this one waited.
+            if shared.size.load(Ordering::Acquire) >= shared.max_bytes
+                && !shared.closed.load(Ordering::Acquire)
+            {
+                if let Err(e) = shared.rotate(&mut file) {
+                    log::error!("usage log {}: rotation failed: {e}", shared.path.display());
+                }
             }
         }
     }
@@ -150,14 +155,17 @@ impl UsageLog {
     /// Syncs what was written and stops the background thread. Later appends are dropped.
     pub fn close(&self) {
         {
-            let mut state = self.inner.state.lock();
-            if let Err(e) = state.file.sync_data() {
+            let file = self.inner.file.write();
+            if let Err(e) = file.sync_data() {
                 log::error!("usage log {}: sync failed: {e}", self.inner.path.display());
             }
-            state.dirty = false;
-            state.closed = true;
+            self.inner.dirty.store(false, Ordering::Release);
+            self.inner.closed.store(true, Ordering::Release);
         }
-        self.inner.wake.notify_all();
+        {
+            let _guard = self.inner.wake_lock.lock();
+            self.inner.wake.notify_all();
+        }
         if let Some(handle) = self.flusher.lock().take() {
             let _ = handle.join();
         }
@@ -171,8 +179,8 @@ impl Drop for UsageLog {
 }
 
 impl Shared {
-    fn rotate(&self, state: &mut State) -> io::Result<()> {
-        state.file.sync_data()?;
+    fn rotate(&self, file: &mut File) -> io::Result<()> {
+        file.sync_data()?;
         if self.keep == 0 {
             std::fs::remove_file(&self.path)?;
         } else {
@@ -184,9 +192,9 @@ impl Shared {
             }
             std::fs::rename(&self.path, rotated(&self.path, 1))?;
         }
-        state.file = open_append(&self.path)?;
-        state.size = 0;
-        state.dirty = false;
+        *file = open_append(&self.path)?;
+        self.size.store(0, Ordering::Release);
+        self.dirty.store(false, Ordering::Release);
         Ok(())
     }
 }
@@ -208,20 +216,24 @@ fn open_append(path: &Path) -> io::Result<File> {
 
 fn flush_loop(shared: &Shared) {
     static WARNED: AtomicBool = AtomicBool::new(false);
-    let mut state = shared.state.lock();
-    while !state.closed {
-        shared.wake.wait_for(&mut state, Duration::from_secs(1));
-        if state.dirty && !state.closed {
+    loop {
+        {
+            let mut guard = shared.wake_lock.lock();
+            if !shared.closed.load(Ordering::Acquire) {
+                shared.wake.wait_for(&mut guard, Duration::from_secs(1));
+            }
+        }
+        if shared.closed.load(Ordering::Acquire) {
+            return;
+        }
+        if shared.dirty.swap(false, Ordering::AcqRel) {
             // Sync a duplicate handle outside the lock so appends never wait on the disk.
-            let file = state.file.try_clone();
-            state.dirty = false;
-            drop(state);
+            let file = shared.file.read().try_clone();
             if let Err(e) = file.and_then(|f| f.sync_data()) {
                 if !WARNED.swap(true, Ordering::Relaxed) {
                     log::error!("usage log {}: sync failed: {e}", shared.path.display());
                 }
             }
-            state = shared.state.lock();
         }
     }
 }

@@ -20,11 +20,11 @@ use super::plan::{self, Endpoint, Plan, Translation};
 use super::relay;
 use super::rewrite;
 use super::{Gateway, Runtime};
+use crate::clock::Stamp;
 use crate::config::model::Key;
 use crate::http::{BodyError, Request, Response};
 use crate::translate::{self, Usage};
 use crate::upstream::{Method, UpstreamError, UpstreamRequest, UpstreamResponse};
-use crate::clock::Stamp;
 use crate::usage::UsageRecord;
 
 /// Largest non-streamed upstream answer the gateway holds in memory.
