@@ -66,7 +66,7 @@ pub fn asset_css() -> Response {
 
 /// `303 See Other` to `location` (after a form post, the browser GETs it).
 pub fn redirect(location: &str) -> Response {
-    Response::new(303).with_header("location", location)
+    Response::new(303).with_header("location", location.to_owned())
 }
 
 /// The `Set-Cookie` value for a new session.

@@ -5,6 +5,7 @@
 //! timeout before headers, 429, 5xx) hands over to the next; the last target's answer, good or
 //! bad, is the client's. No target is called twice for one request.
 
+use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 use std::io::Read;
 use std::net::IpAddr;
@@ -190,23 +191,28 @@ impl Gateway {
         if success && upstream.is_event_stream() {
             let relay = relay::Relay::new(plan, model, probe.include_usage);
             let timing = server_timing(gateway_time, upstream_time);
-            let mut headers = vec![
-                ("content-type".to_owned(), "text/event-stream".to_owned()),
-                ("cache-control".to_owned(), "no-cache".to_owned()),
-                ("x-accel-buffering".to_owned(), "no".to_owned()),
-                ("server-timing".to_owned(), timing),
+            let mut headers: Vec<(Cow<'static, str>, Cow<'static, str>)> = vec![
+                ("content-type".into(), "text/event-stream".into()),
+                ("cache-control".into(), "no-cache".into()),
+                ("x-accel-buffering".into(), "no".into()),
+                ("server-timing".into(), timing.into()),
             ];
-            headers.extend(draft.rate_headers.drain(..).map(|(n, v)| (n.to_owned(), v)));
+            headers.extend(
+                draft
+                    .rate_headers
+                    .drain(..)
+                    .map(|(n, v)| (n.into(), v.into())),
+            );
             let draft = std::mem::replace(draft, draft.detached());
             return relay::stream(self.clone(), upstream, relay, draft, dialect, headers);
         }
         let status = upstream.status;
         let retry_after = upstream.header("retry-after").map(str::to_owned);
-        let content_type = upstream
-            .header("content-type")
-            .unwrap_or("application/json")
-            .to_owned();
-        let mut bytes = Vec::new();
+        let content_type: Cow<'static, str> = match upstream.header("content-type") {
+            None | Some("application/json") => "application/json".into(),
+            Some(other) => other.to_owned().into(),
+        };
+        let mut bytes = Vec::with_capacity(4096);
         let read = upstream
             .body
             .take(MAX_UPSTREAM_BODY + 1)
@@ -227,7 +233,7 @@ impl Gateway {
                 "upstream_too_large",
                 "the upstream answer is too large",
             )),
-            Ok(_) if success => convert(plan.translation, &bytes, model).map(|(body, usage)| {
+            Ok(_) if success => convert(plan.translation, bytes, model).map(|(body, usage)| {
                 draft.usage = usage;
                 body
             }),
@@ -245,11 +251,11 @@ impl Gateway {
             draft.error = Some("upstream_error");
         }
         let content_type = if success && plan.translation_changes_format() {
-            "application/json".to_owned()
+            "application/json".into()
         } else {
             content_type
         };
-        let mut response = Response::bytes(status, &content_type, body)
+        let mut response = Response::bytes(status, content_type, body)
             .with_header("server-timing", server_timing(gateway_time, upstream_time));
         if let Some(retry_after) = retry_after {
             response = response.with_header("retry-after", retry_after);
@@ -402,7 +408,7 @@ impl Plan {
 /// The client's body and the usage, from a successful non-streamed upstream body.
 fn convert(
     translation: Translation,
-    bytes: &[u8],
+    bytes: Vec<u8>,
     model: &str,
 ) -> Result<(Vec<u8>, Option<Usage>), ApiError> {
     let unreadable = || {
@@ -426,20 +432,19 @@ fn convert(
                 #[serde(default)]
                 usage: Option<Value>,
             }
-            let probe: UsageOnly = serde_json::from_slice(bytes).map_err(|_| unreadable())?;
+            let probe: UsageOnly = serde_json::from_slice(&bytes).map_err(|_| unreadable())?;
             let usage_value = probe.usage.or(probe.response.and_then(|r| r.usage));
             let usage = usage_value.and_then(|u| {
-                let wrapped = serde_json::json!({ "usage": u });
                 if translation == Translation::Anthropic {
-                    translate::anthropic_usage(&wrapped)
+                    translate::anthropic_usage_object(&u)
                 } else {
-                    translate::openai_usage(&wrapped)
+                    translate::openai_usage_object(&u)
                 }
             });
-            Ok((bytes.to_vec(), usage))
+            Ok((bytes, usage))
         }
         Translation::ChatViaAnthropic => {
-            let upstream: Value = serde_json::from_slice(bytes).map_err(|_| unreadable())?;
+            let upstream: Value = serde_json::from_slice(&bytes).map_err(|_| unreadable())?;
             let usage = translate::anthropic_usage(&upstream);
             let created = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -451,14 +456,14 @@ fn convert(
             Ok((out.to_string().into_bytes(), usage))
         }
         Translation::ResponsesViaAnthropic => {
-            let upstream: Value = serde_json::from_slice(bytes).map_err(|_| unreadable())?;
+            let upstream: Value = serde_json::from_slice(&bytes).map_err(|_| unreadable())?;
             let usage = translate::anthropic_usage(&upstream);
             let out = translate::anthropic_response_to_responses(&upstream, model, unix_now())
                 .map_err(|e| ApiError::upstream(502, "upstream_unreadable", e.to_string()))?;
             Ok((out.to_string().into_bytes(), usage))
         }
         Translation::MessagesViaChat => {
-            let upstream: Value = serde_json::from_slice(bytes).map_err(|_| unreadable())?;
+            let upstream: Value = serde_json::from_slice(&bytes).map_err(|_| unreadable())?;
             let usage = translate::openai_usage(&upstream);
             let out = translate::chat_response_to_anthropic(&upstream, model)
                 .map_err(|e| ApiError::upstream(502, "upstream_unreadable", e.to_string()))?;

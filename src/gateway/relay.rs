@@ -9,6 +9,7 @@
 //!   final error event in the client's format, never an invented `[DONE]`/`message_stop`;
 //! - a client that goes away drops the upstream body at once (closing that connection).
 
+use std::borrow::Cow;
 use std::io::{self, Read};
 use std::sync::Arc;
 
@@ -33,7 +34,7 @@ const MAX_LINE: usize = 4 * 1024 * 1024;
 /// Largest single SSE event accepted from an upstream.
 const MAX_EVENT: usize = 8 * 1024 * 1024;
 /// One upstream read (SSE events are a few hundred bytes; this is per open stream).
-const READ_BUF: usize = 8 * 1024;
+const READ_BUF: usize = 4 * 1024;
 
 /// Per-format state of one relayed stream.
 pub enum Relay {
@@ -224,7 +225,7 @@ pub(super) fn stream(
     mut relay: Relay,
     mut draft: Draft,
     dialect: Dialect,
-    headers: Vec<(String, String)>,
+    headers: Vec<(Cow<'static, str>, Cow<'static, str>)>,
 ) -> Response {
     draft.status = 200;
     let mut response = Response::stream(200, move |writer: &mut StreamWriter<'_>| {

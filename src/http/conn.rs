@@ -33,9 +33,10 @@ pub(crate) struct Buffers {
 impl Buffers {
     pub fn new() -> Self {
         Buffers {
-            inbuf: InBuf::with_capacity(8 * 1024),
+            inbuf: InBuf::with_capacity(4 * 1024),
             head: Head::default(),
-            out: Vec::with_capacity(8 * 1024),
+            // Grown on demand: a thread relaying a stream needs a few hundred bytes here.
+            out: Vec::new(),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! State owned here: a per-thread cache of the formatted `Date` value (refreshed once a
 //! second); the output buffer itself belongs to the connection and is reused.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::fmt;
 use std::io::{self, Write};
@@ -42,7 +43,8 @@ impl fmt::Debug for Body {
 #[derive(Debug)]
 pub struct Response {
     pub status: u16,
-    pub headers: Vec<(String, String)>,
+    /// Names and values; mostly static text, so kept as `Cow` to spare an allocation each.
+    pub headers: Vec<(Cow<'static, str>, Cow<'static, str>)>,
     pub body: Body,
 }
 
@@ -62,10 +64,14 @@ impl Response {
     }
 
     /// A fixed body with the given content type.
-    pub fn bytes(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Response {
+    pub fn bytes(
+        status: u16,
+        content_type: impl Into<Cow<'static, str>>,
+        body: impl Into<Vec<u8>>,
+    ) -> Response {
         Response {
             status,
-            headers: vec![("Content-Type".to_owned(), content_type.to_owned())],
+            headers: vec![("Content-Type".into(), content_type.into())],
             body: Body::Bytes(body.into()),
         }
     }
@@ -83,7 +89,11 @@ impl Response {
     }
 
     /// Adds a header.
-    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Response {
+    pub fn with_header(
+        mut self,
+        name: impl Into<Cow<'static, str>>,
+        value: impl Into<Cow<'static, str>>,
+    ) -> Response {
         self.headers.push((name.into(), value.into()));
         self
     }
@@ -93,7 +103,7 @@ impl Response {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
     }
 }
 

@@ -188,7 +188,12 @@ impl std::error::Error for BadUpstream {}
 /// Usage of an OpenAI body: a `chat.completion`, a stream chunk carrying `usage`, an
 /// embeddings or completions response. `None` when it has no (non-null) `usage` object.
 pub fn openai_usage(body: &Value) -> Option<Usage> {
-    let u = body.get("usage")?.as_object()?;
+    openai_usage_object(body.get("usage")?)
+}
+
+/// [`openai_usage`] of the `usage` object itself.
+pub fn openai_usage_object(usage: &Value) -> Option<Usage> {
+    let u = usage.as_object()?;
     let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
     Some(Usage {
         prompt_tokens: n("prompt_tokens").max(n("input_tokens")),
@@ -199,10 +204,15 @@ pub fn openai_usage(body: &Value) -> Option<Usage> {
 /// Usage of an Anthropic body: a Messages response, a `message_start` event (`message.usage`)
 /// or a `message_delta` event (`usage`). Prompt tokens include cache writes and reads.
 pub fn anthropic_usage(body: &Value) -> Option<Usage> {
-    let u = body
-        .get("usage")
-        .or_else(|| body.get("message")?.get("usage"))?
-        .as_object()?;
+    anthropic_usage_object(
+        body.get("usage")
+            .or_else(|| body.get("message")?.get("usage"))?,
+    )
+}
+
+/// [`anthropic_usage`] of the `usage` object itself.
+pub fn anthropic_usage_object(usage: &Value) -> Option<Usage> {
+    let u = usage.as_object()?;
     let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
     Some(Usage {
         prompt_tokens: n("input_tokens")

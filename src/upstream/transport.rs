@@ -18,6 +18,9 @@
 //!   close idle keep-alive connections after seconds, not milliseconds. A connection idle for
 //!   longer is probed as before, and one with unread bytes left over is never reused.
 //!
+//! The output buffer is released once a request is sent and allocated again for the next:
+//! with a thousand streams open, that is a thousand buffers not held while answers stream.
+//!
 //! State owned here: per upstream connection, the socket, its input and output buffers, the
 //! timeouts last set on it and when it last carried bytes.
 
@@ -37,8 +40,10 @@ pub(crate) const FRESH: Duration = Duration::from_millis(100);
 /// The most a timeout already set on the socket may exceed the one asked for and be kept.
 pub(crate) const SLACK: Duration = Duration::from_millis(500);
 
-/// ureq writes a chunked body through a scratch area of at least this much (its own rule).
-const MIN_TMP: usize = 10 * 1024;
+/// ureq encodes a chunked request body through a scratch area (the free part of the input
+/// buffer); this much at least. (Its own buffers insist on 10 KiB, which grew every input
+/// buffer past its size on each request, though bodies of known length never use it.)
+const MIN_TMP: usize = 4 * 1024;
 
 /// Each address of a host gets at least this long to connect.
 const MIN_PER_ADDRESS: Duration = Duration::from_millis(10);
@@ -171,6 +176,19 @@ impl Link {
     }
 }
 
+impl Link {
+    /// Before reading: sends what is pending. The request is then out, and its buffer is not
+    /// needed while the answer comes (for a stream, seconds to minutes), so it is given back
+    /// rather than held per connection.
+    fn finish_request(&mut self, timeout: NextTimeout) -> Result<(), Error> {
+        if self.bufs.pending > 0 {
+            self.flush(timeout)?;
+            self.bufs.output = Vec::new();
+        }
+        Ok(())
+    }
+}
+
 impl Transport for Link {
     fn buffers(&mut self) -> &mut dyn Buffers {
         &mut self.bufs
@@ -188,7 +206,7 @@ impl Transport for Link {
     fn maybe_await_input(&mut self, timeout: NextTimeout) -> Result<bool, Error> {
         // The request must be on the wire before its answer is looked for, even in bytes
         // already buffered.
-        self.flush(timeout)?;
+        self.finish_request(timeout)?;
         if self.bufs.can_use_input() {
             return Ok(true);
         }
@@ -196,7 +214,7 @@ impl Transport for Link {
     }
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, Error> {
-        self.flush(timeout)?;
+        self.finish_request(timeout)?;
         let timeout = checked(timeout.for_read())?;
         set_timeout(
             &self.stream,
@@ -308,10 +326,13 @@ impl LinkBuffers {
         }
     }
 
-    fn allocate(&mut self) {
+    fn allocate_output(&mut self) {
         if self.output.len() < self.output_size {
             self.output.resize(self.output_size, 0);
         }
+    }
+
+    fn allocate_input(&mut self) {
         if self.input.len() < self.input_size {
             self.input.resize(self.input_size, 0);
         }
@@ -335,7 +356,7 @@ impl LinkBuffers {
 
 impl Buffers for LinkBuffers {
     fn output(&mut self) -> &mut [u8] {
-        self.allocate();
+        self.allocate_output();
         &mut self.output[self.pending..]
     }
 
@@ -344,7 +365,7 @@ impl Buffers for LinkBuffers {
     }
 
     fn input_append_buf(&mut self) -> &mut [u8] {
-        self.allocate();
+        self.allocate_input();
         self.shift();
         &mut self.input[self.filled..]
     }
@@ -359,7 +380,8 @@ impl Buffers for LinkBuffers {
     }
 
     fn tmp_and_output(&mut self) -> (&mut [u8], &mut [u8]) {
-        self.allocate();
+        self.allocate_input();
+        self.allocate_output();
         self.shift();
         if self.input.len() - self.filled < MIN_TMP {
             self.input.resize(self.filled + MIN_TMP, 0);
