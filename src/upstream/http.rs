@@ -31,8 +31,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// connection first carries a request: 256 KiB resident per upstream connection, over 250 MiB
 /// at 1000 concurrent streams. The input buffer is held for as long as an answer streams, and
 /// bounds an upstream's response head: providers send 1–4 KiB, and 8 KiB is also nginx's
-/// default `proxy_buffer_size`. The output buffer is given back once the request is sent
-/// (see `transport`); larger request bodies go out in several writes.
+/// default `proxy_buffer_size`. The output buffer is the most a big request uses while it is
+/// sent; a connection keeps 4 KiB between requests (see `transport`). Request bodies larger
+/// than half of it go out in several writes.
 const INPUT_BUFFER: usize = 8 * 1024;
 const OUTPUT_BUFFER: usize = 16 * 1024;
 

@@ -18,8 +18,8 @@
 //!   close idle keep-alive connections after seconds, not milliseconds. A connection idle for
 //!   longer is probed as before, and one with unread bytes left over is never reused.
 //!
-//! The output buffer is released once a request is sent and allocated again for the next:
-//! with a thousand streams open, that is a thousand buffers not held while answers stream.
+//! The output buffer is small ([`SMALL_OUTPUT`]) unless a big request needs more, and what a
+//! big request grew is given back once it is sent.
 //!
 //! State owned here: per upstream connection, the socket, its input and output buffers, the
 //! timeouts last set on it and when it last carried bytes.
@@ -39,6 +39,12 @@ pub(crate) const FRESH: Duration = Duration::from_millis(100);
 
 /// The most a timeout already set on the socket may exceed the one asked for and be kept.
 pub(crate) const SLACK: Duration = Duration::from_millis(500);
+
+/// The output buffer a connection keeps: a request head and a small body leave in one write
+/// from it. A bigger request grows the buffer to the configured size while it is sent, and
+/// gives that back afterwards (zero-filling 16 KiB per request was 15% of a request's
+/// instructions; holding it per connection was 16 MiB at 1000 open streams).
+const SMALL_OUTPUT: usize = 4 * 1024;
 
 /// ureq encodes a chunked request body through a scratch area (the free part of the input
 /// buffer); this much at least. (Its own buffers insist on 10 KiB, which grew every input
@@ -183,6 +189,8 @@ impl Link {
     fn finish_request(&mut self, timeout: NextTimeout) -> Result<(), Error> {
         if self.bufs.pending > 0 {
             self.flush(timeout)?;
+        }
+        if self.bufs.output.len() > SMALL_OUTPUT {
             self.bufs.output = Vec::new();
         }
         Ok(())
@@ -199,6 +207,8 @@ impl Transport for Link {
         self.bufs.pending = (self.bufs.pending + amount).min(self.bufs.output.len());
         if self.bufs.pending > self.bufs.output.len() / 2 {
             self.flush(timeout)?;
+            // A request this big goes on in larger pieces.
+            self.bufs.grow_output();
         }
         Ok(())
     }
@@ -327,6 +337,12 @@ impl LinkBuffers {
     }
 
     fn allocate_output(&mut self) {
+        if self.output.is_empty() {
+            self.output.resize(SMALL_OUTPUT.min(self.output_size), 0);
+        }
+    }
+
+    fn grow_output(&mut self) {
         if self.output.len() < self.output_size {
             self.output.resize(self.output_size, 0);
         }
@@ -448,15 +464,24 @@ mod tests {
     }
 
     #[test]
-    fn a_full_half_is_sent_at_once() {
+    fn a_big_request_is_sent_in_larger_pieces_and_its_buffer_given_back() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let _server = listener.accept().unwrap();
-        let mut link = Link::new(stream, 64, 64);
-        link.buffers().output();
-        link.transmit_output(40, NextTimeout::default()).unwrap();
+        let mut link = Link::new(stream, 64, 4 * SMALL_OUTPUT);
+        assert_eq!(link.buffers().output().len(), SMALL_OUTPUT);
+        link.transmit_output(SMALL_OUTPUT / 2 + 1, NextTimeout::default())
+            .unwrap();
+        assert_eq!(link.bufs.pending, 0, "a full half is sent at once");
+        assert_eq!(link.buffers().output().len(), 4 * SMALL_OUTPUT);
+        link.transmit_output(10, NextTimeout::default()).unwrap();
+        link.finish_request(NextTimeout::default()).unwrap();
         assert_eq!(link.bufs.pending, 0);
-        assert_eq!(link.buffers().output().len(), 64);
+        assert!(
+            link.bufs.output.is_empty(),
+            "the grown buffer is given back"
+        );
+        assert_eq!(link.buffers().output().len(), SMALL_OUTPUT);
     }
 
     #[test]
