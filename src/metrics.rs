@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -34,7 +35,7 @@ pub const NONE: &str = "none";
 /// What one finished proxied request contributes.
 #[derive(Debug, Clone, Copy)]
 pub struct Observation<'a> {
-    pub endpoint: &'a str,
+    pub endpoint: &'static str,
     pub key: Option<&'a str>,
     pub model: Option<&'a str>,
     pub status: u16,
@@ -58,11 +59,12 @@ pub struct Metrics {
 
 #[derive(Default)]
 struct Inner {
-    /// Key and model names allowed as label values (from the config, updated on reload).
-    keys: HashSet<String>,
-    models: HashSet<String>,
-    requests: BTreeMap<(String, String, String, u16), u64>,
-    tokens: BTreeMap<(String, String), (u64, u64)>,
+    /// Key and model names allowed as label values (from the config, updated on reload),
+    /// shared with the series that use them so counting a request allocates nothing.
+    keys: HashSet<Arc<str>>,
+    models: HashSet<Arc<str>>,
+    requests: BTreeMap<(&'static str, Arc<str>, Arc<str>, u16), u64>,
+    tokens: BTreeMap<(Arc<str>, Arc<str>), (u64, u64)>,
     rate_limited: u64,
     locked_out: u64,
     admin_login_failures: u64,
@@ -116,8 +118,16 @@ impl Metrics {
     /// Takes the key and model names that may appear as label values from `config`.
     pub fn configure(&self, config: &Config) {
         let mut inner = self.inner.lock();
-        inner.keys = config.keys.iter().map(|k| k.name.clone()).collect();
-        inner.models = config.models.iter().map(|m| m.name.clone()).collect();
+        inner.keys = config
+            .keys
+            .iter()
+            .map(|k| Arc::from(k.name.as_str()))
+            .collect();
+        inner.models = config
+            .models
+            .iter()
+            .map(|m| Arc::from(m.name.as_str()))
+            .collect();
     }
 
     /// Counts one finished request (one short lock).
@@ -131,15 +141,15 @@ impl Metrics {
         let inner = &mut *inner;
         let key = label(o.key, &inner.keys);
         let model = label(o.model, &inner.models);
-        let mut series = (o.endpoint.to_owned(), model, key, status);
+        let mut series = (o.endpoint, model, key, status);
         if !inner.requests.contains_key(&series) && inner.requests.len() >= MAX_SERIES {
-            series = (OTHER.into(), OTHER.into(), OTHER.into(), 0);
+            series = (OTHER, other(), other(), 0);
         }
         *inner.requests.entry(series.clone()).or_default() += 1;
         if o.prompt_tokens > 0 || o.completion_tokens > 0 {
             let mut pair = (series.1, series.2);
             if !inner.tokens.contains_key(&pair) && inner.tokens.len() >= MAX_SERIES {
-                pair = (OTHER.into(), OTHER.into());
+                pair = (other(), other());
             }
             let entry = inner.tokens.entry(pair).or_default();
             entry.0 += o.prompt_tokens;
@@ -291,12 +301,24 @@ fn header(out: &mut String, name: &str, help: &str, kind: &str) {
 }
 
 /// `name` when the config knows it, else `other`; `none` when absent.
-fn label(name: Option<&str>, known: &HashSet<String>) -> String {
-    match name {
-        None => NONE.to_owned(),
-        Some(n) if known.contains(n) => n.to_owned(),
-        Some(_) => OTHER.to_owned(),
+fn label(name: Option<&str>, known: &HashSet<Arc<str>>) -> Arc<str> {
+    match name.map(|n| known.get(n)) {
+        None => none(),
+        Some(Some(n)) => Arc::clone(n),
+        Some(None) => other(),
     }
+}
+
+/// The shared `other` label value.
+fn other() -> Arc<str> {
+    static VALUE: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(OTHER));
+    Arc::clone(&VALUE)
+}
+
+/// The shared `none` label value.
+fn none() -> Arc<str> {
+    static VALUE: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(NONE));
+    Arc::clone(&VALUE)
 }
 
 /// A label value escaped as the text format requires (`\`, `"`, newline).
