@@ -57,13 +57,16 @@ pub struct Metrics {
     reloads_failed: AtomicU64,
 }
 
+/// One `noviqi_requests_total` series: endpoint, model, key, status.
+type Series = (&'static str, Arc<str>, Arc<str>, u16);
+
 #[derive(Default)]
 struct Inner {
     /// Key and model names allowed as label values (from the config, updated on reload),
     /// shared with the series that use them so counting a request allocates nothing.
     keys: HashSet<Arc<str>>,
     models: HashSet<Arc<str>>,
-    requests: BTreeMap<(&'static str, Arc<str>, Arc<str>, u16), u64>,
+    requests: BTreeMap<Series, u64>,
     tokens: BTreeMap<(Arc<str>, Arc<str>), (u64, u64)>,
     rate_limited: u64,
     locked_out: u64,
