@@ -296,7 +296,7 @@ impl BodyState {
 
     /// Reads and discards at most `max` more body bytes; true when the body is complete.
     pub fn drain(&mut self, inbuf: &mut InBuf, wire: &mut dyn Wire, max: u64) -> bool {
-        let mut scratch = [0u8; 4096];
+        let mut scratch = [0u8; 1024];
         let mut drained = 0u64;
         while !self.is_done() && drained <= max && !self.failed {
             match self.read(inbuf, wire, &mut scratch) {
@@ -372,6 +372,23 @@ mod tests {
             Ok(())
         }
         fn shutdown_write(&mut self) {}
+    }
+
+    #[test]
+    fn a_released_input_buffer_keeps_data_and_grows_again() {
+        let mut wire = Bytes {
+            data: b"abcdef".to_vec(),
+            at: 0,
+            step: 3,
+        };
+        let mut inbuf = InBuf::with_capacity(16);
+        inbuf.fill(&mut wire, 64).unwrap();
+        inbuf.release_if_empty();
+        assert_eq!(inbuf.data(), b"abc", "unread bytes are never dropped");
+        inbuf.consume(3);
+        inbuf.release_if_empty();
+        assert_eq!(inbuf.fill(&mut wire, 64).unwrap(), 3);
+        assert_eq!(inbuf.data(), b"def");
     }
 
     /// Decodes `data` as a chunked body; returns the body (or error) and the unread rest.

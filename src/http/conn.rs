@@ -171,6 +171,11 @@ fn exchange(
             && body.declared_left().is_none_or(|left| left <= DRAIN_MAX),
         tls: is_tls,
     };
+    if matches!(resp.body, response::Body::Stream(_)) {
+        // A stream can hold this thread for minutes without reading from the client: its
+        // input buffer is given back rather than held for every open stream.
+        bufs.inbuf.release_if_empty();
+    }
     let Ok(keep) = response::write_response(wire, &mut bufs.out, resp, &framing) else {
         return false;
     };
@@ -243,7 +248,7 @@ fn refuse(
 pub(crate) fn linger(wire: &mut dyn Wire) {
     wire.shutdown_write();
     let end = Instant::now() + LINGER_TIME;
-    let mut scratch = [0u8; 4096];
+    let mut scratch = [0u8; 1024];
     let mut total = 0;
     while total < LINGER_BYTES {
         let left = end.saturating_duration_since(Instant::now());

@@ -6,6 +6,7 @@
 //! used again for the body.
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
@@ -155,12 +156,37 @@ pub(crate) fn try_parse(
     if !has_head_end(window) {
         return Ok(None);
     }
-    let mut storage = [httparse::EMPTY_HEADER; HEADER_CAP];
     let n = lim.max_headers.clamp(1, HEADER_CAP);
-    let mut req = httparse::Request::new(&mut storage[..n]);
-    match req.parse(&data[..end]) {
+    // Room for most requests' headers on the stack. Every page of a thread's stack that a
+    // frame spans becomes resident for the thread's life (stack probes touch them), so a
+    // 256-slot array here cost 8 KiB per connection thread; a head with more headers than
+    // this is parsed again with the slots on the heap.
+    let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let parsed = req.parse_with_uninit_headers(&data[..end], &mut storage[..n.min(STACK_HEADERS)]);
+    match parsed {
+        Err(httparse::Error::TooManyHeaders) if n > STACK_HEADERS => {
+            let mut storage: Vec<httparse::Header<'_>> = vec![httparse::EMPTY_HEADER; n];
+            let mut req = httparse::Request::new(&mut storage);
+            let parsed = req.parse(&data[..end]);
+            finish_parse(parsed, head, &data[..end], &req)
+        }
+        parsed => finish_parse(parsed, head, &data[..end], &req),
+    }
+}
+
+/// Headers parsed in a stack array before falling back to the heap.
+const STACK_HEADERS: usize = 40;
+
+fn finish_parse(
+    parsed: httparse::Result<usize>,
+    head: &mut Head,
+    data: &[u8],
+    req: &httparse::Request<'_, '_>,
+) -> Result<Option<usize>, HeadError> {
+    match parsed {
         Ok(httparse::Status::Complete(len)) => {
-            head.fill_from(&data[..len], &req);
+            head.fill_from(&data[..len], req);
             Ok(Some(len))
         }
         Ok(httparse::Status::Partial) => Ok(None),
@@ -304,6 +330,33 @@ mod tests {
         assert_eq!(head.target(), "/a?b=1");
         assert_eq!(head.header("x-a"), Some("1"));
         assert_eq!(head.minor, 1);
+    }
+
+    #[test]
+    fn more_headers_than_the_stack_holds_up_to_the_limit() {
+        let lim = HeadLimits {
+            max_bytes: 64 * 1024,
+            max_headers: 100,
+            ..lim()
+        };
+        let text = |count: usize| {
+            let mut t = String::from("GET / HTTP/1.1\r\n");
+            for i in 0..count {
+                t.push_str(&format!("X-H{i}: {i}\r\n"));
+            }
+            t + "\r\n"
+        };
+        for count in [STACK_HEADERS - 1, STACK_HEADERS, STACK_HEADERS + 1, 100] {
+            let mut head = Head::default();
+            let parsed = try_parse(text(count).as_bytes(), &mut 0, &mut head, &lim);
+            assert!(matches!(parsed, Ok(Some(_))), "{count} headers");
+            assert_eq!(
+                head.header(&format!("x-h{}", count - 1)),
+                Some(&*(count - 1).to_string())
+            );
+        }
+        let parsed = try_parse(text(101).as_bytes(), &mut 0, &mut Head::default(), &lim);
+        assert!(matches!(parsed, Err(HeadError::TooManyHeaders)));
     }
 
     #[test]

@@ -258,22 +258,47 @@ fn write_head(out: &mut Vec<u8>, resp: &Response, f: &Framing, keep_alive: bool,
 }
 
 fn is_layer_header(name: &str) -> bool {
-    [
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "date",
-        "keep-alive",
-    ]
-    .iter()
-    .any(|h| name.eq_ignore_ascii_case(h))
+    let layer: &[&str] = match name.len() {
+        4 => &["date"],
+        10 => &["connection", "keep-alive"],
+        14 => &["content-length"],
+        17 => &["transfer-encoding"],
+        _ => return false,
+    };
+    layer.iter().any(|h| name.eq_ignore_ascii_case(h))
 }
 
+/// RFC 9110 `tchar`: the bytes a header name may contain.
+const TCHAR: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        b += 1;
+    }
+    table
+};
+
 fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !name.is_empty() && name.bytes().all(|b| TCHAR[usize::from(b)])
 }
 
 fn valid_value(value: &str) -> bool {
@@ -341,6 +366,28 @@ mod tests {
     use super::*;
     use std::io::Read;
     use std::time::Duration;
+
+    #[test]
+    fn header_names_are_tokens_and_layer_headers_are_ours() {
+        for b in 0..=255u8 {
+            let tchar = b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+            assert_eq!(TCHAR[usize::from(b)], tchar, "byte {b}");
+        }
+        assert!(valid_name("x-ratelimit-reset-requests"));
+        assert!(!valid_name("") && !valid_name("a b") && !valid_name("a:b"));
+        for name in [
+            "Content-Length",
+            "transfer-encoding",
+            "CONNECTION",
+            "Date",
+            "Keep-Alive",
+        ] {
+            assert!(is_layer_header(name), "{name}");
+        }
+        for name in ["content-type", "dates", "connections", "x-request-id"] {
+            assert!(!is_layer_header(name), "{name}");
+        }
+    }
 
     #[derive(Default)]
     struct Sink(Vec<u8>);

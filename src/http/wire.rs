@@ -137,6 +137,13 @@ impl InBuf {
         }
     }
 
+    /// Gives the memory back when nothing is buffered (it grows again on the next `fill`).
+    pub fn release_if_empty(&mut self) {
+        if self.is_empty() {
+            *self = InBuf::with_capacity(0);
+        }
+    }
+
     /// Forgets everything buffered (a connection that will be closed).
     pub fn clear(&mut self) {
         self.start = 0;

@@ -229,26 +229,29 @@ pub fn retry_after_secs(wait: Duration) -> u64 {
 /// `time.Duration` syntax): `0s`, `12ms`, `1s`, `59.1s`, `6m0s`, `1h0m0s`. Rounded up to the
 /// millisecond so a client waiting that long never retries early.
 pub fn format_reset(d: Duration) -> String {
+    use std::fmt::Write as _;
     let ms = d.as_nanos().div_ceil(1_000_000);
-    if ms == 0 {
-        return "0s".to_owned();
-    }
+    let mut out = String::with_capacity(12);
     if ms < 1000 {
-        return format!("{ms}ms");
+        let _ = write!(out, "{ms}{}", if ms == 0 { "s" } else { "ms" });
+        return out;
     }
     let (h, m, s, frac) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
-    let mut out = String::new();
     if h > 0 {
-        out.push_str(&format!("{h}h"));
+        let _ = write!(out, "{h}h");
     }
     if h > 0 || m > 0 {
-        out.push_str(&format!("{m}m"));
+        let _ = write!(out, "{m}m");
     }
-    out.push_str(&s.to_string());
+    let _ = write!(out, "{s}");
     if frac > 0 {
-        let digits = format!("{frac:03}");
-        out.push('.');
-        out.push_str(digits.trim_end_matches('0'));
+        // Three digits, trailing zeros dropped: 100 -> ".1", 120 -> ".12", 7 -> ".007".
+        let (mut digits, mut width) = (frac, 3);
+        while digits % 10 == 0 {
+            digits /= 10;
+            width -= 1;
+        }
+        let _ = write!(out, ".{digits:0width$}");
     }
     out.push('s');
     out
