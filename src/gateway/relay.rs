@@ -34,7 +34,7 @@ const MAX_LINE: usize = 4 * 1024 * 1024;
 /// Largest single SSE event accepted from an upstream.
 const MAX_EVENT: usize = 8 * 1024 * 1024;
 /// One upstream read (SSE events are a few hundred bytes; this is per open stream).
-const READ_BUF: usize = 4 * 1024;
+const READ_BUF: usize = 2 * 1024;
 
 /// Per-format state of one relayed stream.
 pub enum Relay {

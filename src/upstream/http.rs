@@ -27,14 +27,13 @@ use crate::config::model::{Provider, ProviderKind, ServerSettings};
 /// Upper bound on connecting, whatever the provider's timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// ureq's per-connection buffers. Its default, 128 KiB each, is zero-filled in full when a
-/// connection first carries a request: 256 KiB resident per upstream connection, over 250 MiB
-/// at 1000 concurrent streams. The input buffer is held for as long as an answer streams, and
-/// bounds an upstream's response head: providers send 1–4 KiB, and 8 KiB is also nginx's
-/// default `proxy_buffer_size`. The output buffer is the most a big request uses while it is
-/// sent; a connection keeps 4 KiB between requests (see `transport`). Request bodies larger
-/// than half of it go out in several writes.
-const INPUT_BUFFER: usize = 8 * 1024;
+/// ureq's per-connection buffers: the most each may grow to (see `transport`, which starts
+/// them small). ureq's default, 128 KiB each zero-filled up front, was 256 KiB resident per
+/// upstream connection, over 250 MiB at 1000 concurrent streams. The input buffer's limit
+/// bounds an upstream's response head (providers send 1–4 KiB; nginx's default
+/// `proxy_buffer_size` is 4 or 8 KiB). Request bodies larger than half the output buffer go
+/// out in several writes.
+const INPUT_BUFFER: usize = 32 * 1024;
 const OUTPUT_BUFFER: usize = 16 * 1024;
 
 /// Response headers relayed to the client (everything else is the gateway's business).
@@ -69,6 +68,7 @@ impl HttpProvider {
             .max_idle_connections(pool)
             .max_idle_connections_per_host(pool)
             .input_buffer_size(INPUT_BUFFER)
+            .max_response_header_size(INPUT_BUFFER)
             .output_buffer_size(OUTPUT_BUFFER)
             .timeout_connect(Some(CONNECT_TIMEOUT.min(provider.timeout)))
             .timeout_recv_response(timeout)

@@ -18,8 +18,9 @@
 //!   close idle keep-alive connections after seconds, not milliseconds. A connection idle for
 //!   longer is probed as before, and one with unread bytes left over is never reused.
 //!
-//! The output buffer is small ([`SMALL_OUTPUT`]) unless a big request needs more, and what a
-//! big request grew is given back once it is sent.
+//! Buffers start small and grow when needed: the output buffer ([`SMALL_OUTPUT`]) only for a
+//! big request, and it is given back once the request is sent; the input buffer
+//! ([`SMALL_INPUT`]) for a long response head or a big answer.
 //!
 //! State owned here: per upstream connection, the socket, its input and output buffers, the
 //! timeouts last set on it and when it last carried bytes.
@@ -40,11 +41,20 @@ pub(crate) const FRESH: Duration = Duration::from_millis(100);
 /// The most a timeout already set on the socket may exceed the one asked for and be kept.
 pub(crate) const SLACK: Duration = Duration::from_millis(500);
 
-/// The output buffer a connection keeps: a request head and a small body leave in one write
-/// from it. A bigger request grows the buffer to the configured size while it is sent, and
-/// gives that back afterwards (zero-filling 16 KiB per request was 15% of a request's
-/// instructions; holding it per connection was 16 MiB at 1000 open streams).
-const SMALL_OUTPUT: usize = 4 * 1024;
+/// The output buffer a request starts with: its head and a small body leave in one write from
+/// it. A bigger request grows it to the configured size while it is sent. Either way it is
+/// given back once the request is out, so a connection waiting on a long stream holds none
+/// (zero-filling 16 KiB for every request was 15% of a request's instructions; 2 KiB is
+/// about 1%; holding 16 KiB per connection was 16 MiB at 1000 open streams).
+const SMALL_OUTPUT: usize = 2 * 1024;
+
+/// The input buffer a connection starts with: a response head and a stream's events fit. It
+/// doubles when a read fills it (up to [`READ_GROWTH_LIMIT`]) or when a response head does
+/// not fit (up to the configured size, which bounds the head).
+const SMALL_INPUT: usize = 2 * 1024;
+
+/// How far reads alone grow the input buffer.
+const READ_GROWTH_LIMIT: usize = 8 * 1024;
 
 /// ureq encodes a chunked request body through a scratch area (the free part of the input
 /// buffer); this much at least. (Its own buffers insist on 10 KiB, which grew every input
@@ -190,7 +200,7 @@ impl Link {
         if self.bufs.pending > 0 {
             self.flush(timeout)?;
         }
-        if self.bufs.output.len() > SMALL_OUTPUT {
+        if !self.bufs.output.is_empty() {
             self.bufs.output = Vec::new();
         }
         Ok(())
@@ -206,9 +216,12 @@ impl Transport for Link {
         checked(timeout.for_write())?;
         self.bufs.pending = (self.bufs.pending + amount).min(self.bufs.output.len());
         if self.bufs.pending > self.bufs.output.len() / 2 {
-            self.flush(timeout)?;
-            // A request this big goes on in larger pieces.
-            self.bufs.grow_output();
+            if self.bufs.output.len() < self.bufs.output_size {
+                // A bigger request: more room, so it still leaves in as few writes as can be.
+                self.bufs.grow_output();
+            } else {
+                self.flush(timeout)?;
+            }
         }
         Ok(())
     }
@@ -233,6 +246,7 @@ impl Transport for Link {
             TcpStream::set_read_timeout,
         )?;
         let free = self.bufs.input_append_buf();
+        let room = free.len();
         let amount = loop {
             match (&*self.stream).read(free) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -240,6 +254,10 @@ impl Transport for Link {
             }
         };
         self.bufs.input_appended(amount);
+        if amount == room {
+            // More may be waiting: a big answer is read in bigger pieces from now on.
+            self.bufs.grow_input(READ_GROWTH_LIMIT);
+        }
         self.last_io = Some(Instant::now());
         Ok(amount > 0)
     }
@@ -349,8 +367,16 @@ impl LinkBuffers {
     }
 
     fn allocate_input(&mut self) {
-        if self.input.len() < self.input_size {
-            self.input.resize(self.input_size, 0);
+        if self.input.is_empty() {
+            self.input.resize(SMALL_INPUT.min(self.input_size), 0);
+        }
+    }
+
+    /// Doubles the input buffer, to at most `limit` (and never past `input_size`).
+    fn grow_input(&mut self, limit: usize) {
+        let grown = (self.input.len() * 2).min(limit).min(self.input_size);
+        if grown > self.input.len() {
+            self.input.resize(grown, 0);
         }
     }
 
@@ -383,6 +409,10 @@ impl Buffers for LinkBuffers {
     fn input_append_buf(&mut self) -> &mut [u8] {
         self.allocate_input();
         self.shift();
+        if self.filled == self.input.len() {
+            // Full of what ureq could not parse yet (a long response head): more room.
+            self.grow_input(self.input_size);
+        }
         &mut self.input[self.filled..]
     }
 
@@ -464,24 +494,65 @@ mod tests {
     }
 
     #[test]
-    fn a_big_request_is_sent_in_larger_pieces_and_its_buffer_given_back() {
+    fn a_big_request_grows_the_buffer_then_goes_in_pieces_and_the_buffer_is_given_back() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let _server = listener.accept().unwrap();
-        let mut link = Link::new(stream, 64, 4 * SMALL_OUTPUT);
+        let max = 4 * SMALL_OUTPUT;
+        let mut link = Link::new(stream, 64, max);
         assert_eq!(link.buffers().output().len(), SMALL_OUTPUT);
         link.transmit_output(SMALL_OUTPUT / 2 + 1, NextTimeout::default())
             .unwrap();
-        assert_eq!(link.bufs.pending, 0, "a full half is sent at once");
-        assert_eq!(link.buffers().output().len(), 4 * SMALL_OUTPUT);
+        assert_eq!(
+            link.bufs.pending,
+            SMALL_OUTPUT / 2 + 1,
+            "kept, in a grown buffer"
+        );
+        assert_eq!(link.bufs.output.len(), max);
+        link.transmit_output(max / 2, NextTimeout::default())
+            .unwrap();
+        assert_eq!(
+            link.bufs.pending, 0,
+            "past half of the largest buffer, sent"
+        );
         link.transmit_output(10, NextTimeout::default()).unwrap();
         link.finish_request(NextTimeout::default()).unwrap();
         assert_eq!(link.bufs.pending, 0);
-        assert!(
-            link.bufs.output.is_empty(),
-            "the grown buffer is given back"
-        );
+        assert!(link.bufs.output.is_empty(), "the buffer is given back");
         assert_eq!(link.buffers().output().len(), SMALL_OUTPUT);
+    }
+
+    #[test]
+    fn the_input_buffer_grows_for_a_long_head_and_for_big_reads() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        let mut link = Link::new(stream, 16 * SMALL_INPUT, 64);
+        let head = vec![b'h'; 5 * SMALL_INPUT];
+        server.write_all(&head).unwrap();
+        // ureq's way: read until the head is complete, consuming nothing meanwhile.
+        while link.buffers().input().len() < head.len() {
+            assert!(link.await_input(NextTimeout::default()).unwrap());
+        }
+        assert_eq!(link.buffers().input(), &head[..]);
+        assert!(link.bufs.input.len() >= head.len());
+        assert!(link.bufs.input.len() <= 16 * SMALL_INPUT);
+
+        // A fresh connection reading a big body grows only to READ_GROWTH_LIMIT by reads.
+        let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        let mut link = Link::new(stream, 16 * SMALL_INPUT, 64);
+        let body = vec![b'b'; 64 * 1024];
+        let writer = std::thread::spawn(move || server.write_all(&body).unwrap());
+        let mut got = 0;
+        while got < 64 * 1024 {
+            assert!(link.await_input(NextTimeout::default()).unwrap());
+            let n = link.buffers().input().len();
+            link.buffers().input_consume(n);
+            got += n;
+        }
+        writer.join().unwrap();
+        assert!(link.bufs.input.len() <= READ_GROWTH_LIMIT);
     }
 
     #[test]
