@@ -370,14 +370,28 @@ impl Worker {
         };
         match &self.opts.tls {
             None => conn::serve(&mut Link::new(stream), peer, false, bufs, &ctx, deadline),
-            Some(config) => match tls::handshake(config, stream, deadline) {
-                Ok(s) => conn::serve(&mut Link::new(s), peer, true, bufs, &ctx, deadline),
-                Err(e) => log::debug!("TLS handshake with {peer} failed: {e}"),
-            },
+            Some(config) => serve_tls(config, stream, peer, bufs, &ctx, deadline),
         }
         if entry.is_some() {
             self.shared.conns.lock().remove(&id);
         }
+    }
+}
+
+/// A TLS connection: its handshake and session state live in this frame, not in every
+/// connection thread's (the stack a thread touches once stays resident for its life).
+#[inline(never)]
+fn serve_tls(
+    config: &Arc<rustls::ServerConfig>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    bufs: &mut Buffers,
+    ctx: &ConnCtx<'_>,
+    deadline: Instant,
+) {
+    match tls::handshake(config, stream, deadline) {
+        Ok(s) => conn::serve(&mut Link::new(s), peer, true, bufs, ctx, deadline),
+        Err(e) => log::debug!("TLS handshake with {peer} failed: {e}"),
     }
 }
 
