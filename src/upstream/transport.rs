@@ -190,9 +190,7 @@ impl Link {
         self.last_io = Some(Instant::now());
         Ok(())
     }
-}
 
-impl Link {
     /// Before reading: sends what is pending. The request is then out, and its buffer is not
     /// needed while the answer comes (for a stream, seconds to minutes), so it is given back
     /// rather than held per connection.
