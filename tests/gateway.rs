@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::io::{BufRead, Write};
 use std::time::Duration;
 
 use common::fake_upstream::{FakeUpstream, Received, Reply};
@@ -178,6 +179,72 @@ fn streamed_events_arrive_as_sent_and_usage_chunk_is_hidden() {
     assert_eq!(line["completion_tokens"], 5);
     assert!(line["error"].is_null());
     assert!(line["ttfb_ms"].as_u64().unwrap() <= line["latency_ms"].as_u64().unwrap());
+}
+
+#[test]
+fn upstream_connections_are_reused_after_streamed_and_whole_answers() {
+    // The fake ends each stream's chunked body in a write of its own after [DONE], as a
+    // real server may: the gateway must still read it and pool the connection.
+    let upstream = openai_upstream(Duration::from_millis(5));
+    let env = start_one(&upstream, "", "");
+    let conn = std::net::TcpStream::connect(env.addr()).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+    let mut writer = conn;
+    for stream in [true, true, false, true, false] {
+        let request = raw_post("/v1/chat/completions", &env.key, &chat_body("fast", stream));
+        writer.write_all(request.as_bytes()).unwrap();
+        let (status, body) = read_keep_alive_response(&mut reader);
+        assert_eq!(status, 200, "{body}");
+        if stream {
+            assert!(body.ends_with("data: [DONE]\n\n"), "{body}");
+        }
+    }
+    assert_eq!(upstream.received().len(), 5);
+    assert_eq!(
+        upstream.connections(),
+        1,
+        "one keep-alive client, one upstream connection"
+    );
+}
+
+/// One response from a keep-alive connection: status and body (Content-Length or chunked).
+fn read_keep_alive_response(reader: &mut impl BufRead) -> (u16, String) {
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    let status = line.split(' ').nth(1).unwrap().parse().unwrap();
+    let (mut length, mut chunked) = (None, false);
+    loop {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        let header = line.trim_end().to_ascii_lowercase();
+        if header.is_empty() {
+            break;
+        }
+        if let Some(v) = header.strip_prefix("content-length:") {
+            length = Some(v.trim().parse::<usize>().unwrap());
+        }
+        chunked |= header == "transfer-encoding: chunked";
+    }
+    let mut body = Vec::new();
+    if chunked {
+        loop {
+            line.clear();
+            reader.read_line(&mut line).unwrap();
+            let size = usize::from_str_radix(line.trim_end(), 16).unwrap();
+            let mut chunk = vec![0; size + 2];
+            reader.read_exact(&mut chunk).unwrap();
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..size]);
+        }
+    } else {
+        body.resize(length.unwrap(), 0);
+        reader.read_exact(&mut body).unwrap();
+    }
+    (status, String::from_utf8(body).unwrap())
 }
 
 #[test]

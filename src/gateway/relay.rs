@@ -33,6 +33,8 @@ use crate::upstream::UpstreamResponse;
 const MAX_LINE: usize = 4 * 1024 * 1024;
 /// Largest single SSE event accepted from an upstream.
 const MAX_EVENT: usize = 8 * 1024 * 1024;
+/// Most read from an upstream stream after its last event, to reuse its connection.
+const DRAIN_MAX: u64 = 64 * 1024;
 /// One upstream read (SSE events are a few hundred bytes; this is per open stream).
 const READ_BUF: usize = 2 * 1024;
 
@@ -306,7 +308,19 @@ fn pump(
         draft.error = failure.or(relay.failed().then_some("upstream_error"));
         draft.usage = relay.usage();
         gateway.finish(draft);
-        return send(writer, &mut out, draft);
+        if draft.ttfb.is_none() && !out.is_empty() {
+            draft.ttfb = Some(draft.started.elapsed());
+        }
+        writer.finish(&out)?;
+        if failure.is_none() {
+            // The client has its whole answer. Read the upstream body to its end (the
+            // chunked terminator after `[DONE]` or `message_stop`, normally already
+            // buffered) so the connection goes back to the pool instead of being closed:
+            // otherwise every stream costs a new upstream connection, a TLS handshake for
+            // https providers. Bounded: an upstream that keeps sending is cut off.
+            let _ = io::copy(&mut body.take(DRAIN_MAX), &mut io::sink());
+        }
+        return Ok(());
     }
 }
 

@@ -113,13 +113,15 @@ pub struct StreamWriter<'a> {
     buf: &'a mut Vec<u8>,
     chunked: bool,
     failed: bool,
+    /// The body's end is written (see [`StreamWriter::finish`]).
+    ended: bool,
 }
 
 impl StreamWriter<'_> {
     /// Writes `bytes` as one piece (one chunk frame, one write) and flushes it. An `Err`
     /// means the client is gone or stopped reading: stop producing.
     pub fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
-        if self.failed {
+        if self.failed || self.ended {
             return Err(io::Error::new(io::ErrorKind::BrokenPipe, "client gone"));
         }
         if bytes.is_empty() {
@@ -135,6 +137,37 @@ impl StreamWriter<'_> {
             self.wire.write_all(bytes)
         };
         let r = r.and_then(|()| self.wire.flush());
+        if r.is_err() {
+            self.failed = true;
+        }
+        r
+    }
+
+    /// Writes `bytes` and the end of the body in one write: for a chunked response the
+    /// client has the whole answer when this returns, while the producer may still have
+    /// work to do (nothing more can be sent). Without chunking the end is the connection's
+    /// close, after the producer returns.
+    pub fn finish(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if !self.chunked {
+            let r = self.send(bytes);
+            self.ended = true;
+            return r;
+        }
+        if self.failed || self.ended {
+            return Err(io::Error::new(io::ErrorKind::BrokenPipe, "stream ended"));
+        }
+        self.ended = true;
+        self.buf.clear();
+        if !bytes.is_empty() {
+            let _ = write!(self.buf, "{:x}\r\n", bytes.len());
+            self.buf.extend_from_slice(bytes);
+            self.buf.extend_from_slice(b"\r\n");
+        }
+        self.buf.extend_from_slice(b"0\r\n\r\n");
+        let r = self
+            .wire
+            .write_all(self.buf)
+            .and_then(|()| self.wire.flush());
         if r.is_err() {
             self.failed = true;
         }
@@ -193,6 +226,7 @@ pub(crate) fn write_response(
                 buf: out,
                 chunked,
                 failed: false,
+                ended: false,
             };
             let r = produce(&mut w);
             if w.failed || r.is_err() {
@@ -200,7 +234,7 @@ pub(crate) fn write_response(
                     .err()
                     .unwrap_or_else(|| io::Error::new(io::ErrorKind::BrokenPipe, "client gone")));
             }
-            if chunked {
+            if chunked && !w.ended {
                 w.wire.write_all(b"0\r\n\r\n")?;
                 w.wire.flush()?;
             }
@@ -467,6 +501,27 @@ mod tests {
         assert!(!r.unwrap());
         assert!(!text.contains("chunked") && text.contains("Connection: close\r\n"));
         assert!(text.ends_with("\r\n\r\nab"));
+    }
+
+    #[test]
+    fn finish_ends_the_body_once_in_the_same_write() {
+        let resp = Response::stream(200, |w| {
+            w.send(b"ab")?;
+            w.finish(b"cd")?;
+            assert!(w.send(b"late").is_err(), "nothing after the end");
+            Ok(())
+        });
+        let (r, text) = render(resp, false, 1, false);
+        assert!(r.unwrap());
+        assert!(
+            text.ends_with("2\r\nab\r\n2\r\ncd\r\n0\r\n\r\n"),
+            "{text:?}"
+        );
+        let (_, text) = render(Response::stream(200, |w| w.finish(b"")), false, 1, false);
+        assert!(text.ends_with("\r\n\r\n0\r\n\r\n") && !text.contains("0\r\n\r\n0\r\n"));
+        let (r, text) = render(Response::stream(200, |w| w.finish(b"ab")), false, 0, false);
+        assert!(!r.unwrap());
+        assert!(text.ends_with("\r\n\r\nab"), "{text:?}");
     }
 
     #[test]

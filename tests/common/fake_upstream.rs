@@ -9,7 +9,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -101,6 +101,8 @@ type Script = dyn Fn(&Received) -> Reply + Send + Sync;
 pub struct FakeUpstream {
     addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
+    /// Connections accepted so far.
+    connections: Arc<AtomicUsize>,
     disconnects: Mutex<Receiver<()>>,
     stop: Arc<AtomicBool>,
     accept: Option<thread::JoinHandle<()>>,
@@ -115,15 +117,18 @@ impl FakeUpstream {
         let (disconnect_tx, disconnect_rx) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let script: Arc<Script> = Arc::new(script);
+        let connections = Arc::new(AtomicUsize::new(0));
         let accept = {
             let received = received.clone();
             let stop = stop.clone();
+            let connections = connections.clone();
             thread::spawn(move || {
                 for stream in listener.incoming() {
                     if stop.load(Ordering::SeqCst) {
                         break;
                     }
                     let Ok(stream) = stream else { continue };
+                    connections.fetch_add(1, Ordering::SeqCst);
                     let received = received.clone();
                     let script = script.clone();
                     let disconnect_tx = disconnect_tx.clone();
@@ -133,6 +138,7 @@ impl FakeUpstream {
         };
         FakeUpstream {
             addr,
+            connections,
             received,
             disconnects: Mutex::new(disconnect_rx),
             stop,
@@ -147,6 +153,11 @@ impl FakeUpstream {
     /// `http://127.0.0.1:PORT` — a provider `base_url` prefix.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// How many connections the gateway has opened to this upstream.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 
     pub fn received(&self) -> Vec<Received> {
