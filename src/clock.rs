@@ -18,6 +18,13 @@ thread_local! {
     static LAST: Cell<Option<(i64, SecondText)>> = const { Cell::new(None) };
 }
 
+/// Seconds since the Unix epoch (0 for a clock set before it).
+pub fn unix_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// One instant in UTC, ready to be written.
 #[derive(Debug, Clone, Copy)]
 pub struct Stamp {

@@ -299,5 +299,5 @@ fn error(e: &ApiError) -> Response {
 
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
+    i64::try_from(crate::clock::unix_secs()).unwrap_or(i64::MAX)
 }

@@ -446,9 +446,7 @@ fn convert(
         Translation::ChatViaAnthropic => {
             let upstream: Value = serde_json::from_slice(&bytes).map_err(|_| unreadable())?;
             let usage = translate::anthropic_usage(&upstream);
-            let created = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
+            let created = crate::clock::unix_secs();
             let out = translate::openai_to_anthropic::anthropic_response_to_chat(
                 &upstream, model, created,
             )
@@ -458,8 +456,12 @@ fn convert(
         Translation::ResponsesViaAnthropic => {
             let upstream: Value = serde_json::from_slice(&bytes).map_err(|_| unreadable())?;
             let usage = translate::anthropic_usage(&upstream);
-            let out = translate::anthropic_response_to_responses(&upstream, model, unix_now())
-                .map_err(|e| ApiError::upstream(502, "upstream_unreadable", e.to_string()))?;
+            let out = translate::anthropic_response_to_responses(
+                &upstream,
+                model,
+                crate::clock::unix_secs(),
+            )
+            .map_err(|e| ApiError::upstream(502, "upstream_unreadable", e.to_string()))?;
             Ok((out.to_string().into_bytes(), usage))
         }
         Translation::MessagesViaChat => {
@@ -470,12 +472,6 @@ fn convert(
             Ok((out.to_string().into_bytes(), usage))
         }
     }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 fn upstream_error(provider: &str, e: &UpstreamError) -> ApiError {

@@ -282,7 +282,7 @@ fn pump(
                         relay.on_event(&ev, &mut out);
                     }
                     if !relay.finished() && !relay.failed() {
-                        send(writer, &mut out, draft)?;
+                        send(writer, &mut out, draft, false)?;
                         continue;
                     }
                     None
@@ -308,10 +308,7 @@ fn pump(
         draft.error = failure.or(relay.failed().then_some("upstream_error"));
         draft.usage = relay.usage();
         gateway.finish(draft);
-        if draft.ttfb.is_none() && !out.is_empty() {
-            draft.ttfb = Some(draft.started.elapsed());
-        }
-        writer.finish(&out)?;
+        send(writer, &mut out, draft, true)?;
         if failure.is_none() {
             // The client has its whole answer. Read the upstream body to its end (the
             // chunked terminator after `[DONE]` or `message_stop`, normally already
@@ -324,14 +321,25 @@ fn pump(
     }
 }
 
-fn send(writer: &mut StreamWriter<'_>, out: &mut Vec<u8>, draft: &mut Draft) -> io::Result<()> {
-    if out.is_empty() {
+/// Writes `out` to the client (and with `last`, the end of the body), stamping the time to
+/// first byte on the first bytes sent.
+fn send(
+    writer: &mut StreamWriter<'_>,
+    out: &mut Vec<u8>,
+    draft: &mut Draft,
+    last: bool,
+) -> io::Result<()> {
+    if out.is_empty() && !last {
         return Ok(());
     }
-    if draft.ttfb.is_none() {
+    if draft.ttfb.is_none() && !out.is_empty() {
         draft.ttfb = Some(draft.started.elapsed());
     }
-    let result = writer.send(out);
+    let result = if last {
+        writer.finish(out)
+    } else {
+        writer.send(out)
+    };
     out.clear();
     if result.is_err() && !draft.recorded {
         draft.error = Some("client_closed");

@@ -121,26 +121,7 @@ impl StreamWriter<'_> {
     /// Writes `bytes` as one piece (one chunk frame, one write) and flushes it. An `Err`
     /// means the client is gone or stopped reading: stop producing.
     pub fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
-        if self.failed || self.ended {
-            return Err(io::Error::new(io::ErrorKind::BrokenPipe, "client gone"));
-        }
-        if bytes.is_empty() {
-            return Ok(());
-        }
-        let r = if self.chunked {
-            self.buf.clear();
-            let _ = write!(self.buf, "{:x}\r\n", bytes.len());
-            self.buf.extend_from_slice(bytes);
-            self.buf.extend_from_slice(b"\r\n");
-            self.wire.write_all(self.buf)
-        } else {
-            self.wire.write_all(bytes)
-        };
-        let r = r.and_then(|()| self.wire.flush());
-        if r.is_err() {
-            self.failed = true;
-        }
-        r
+        self.write_piece(bytes, false)
     }
 
     /// Writes `bytes` and the end of the body in one write: for a chunked response the
@@ -148,26 +129,38 @@ impl StreamWriter<'_> {
     /// work to do (nothing more can be sent). Without chunking the end is the connection's
     /// close, after the producer returns.
     pub fn finish(&mut self, bytes: &[u8]) -> io::Result<()> {
-        if !self.chunked {
-            let r = self.send(bytes);
-            self.ended = true;
-            return r;
-        }
-        if self.failed || self.ended {
-            return Err(io::Error::new(io::ErrorKind::BrokenPipe, "stream ended"));
-        }
+        let r = self.write_piece(bytes, true);
         self.ended = true;
-        self.buf.clear();
-        if !bytes.is_empty() {
-            let _ = write!(self.buf, "{:x}\r\n", bytes.len());
-            self.buf.extend_from_slice(bytes);
-            self.buf.extend_from_slice(b"\r\n");
+        r
+    }
+
+    /// One write: `bytes` as a chunk (when chunked and not empty), then the last-chunk
+    /// marker when `last` and chunked.
+    fn write_piece(&mut self, bytes: &[u8], last: bool) -> io::Result<()> {
+        if self.failed || self.ended {
+            return Err(io::Error::new(io::ErrorKind::BrokenPipe, "client gone"));
         }
-        self.buf.extend_from_slice(b"0\r\n\r\n");
-        let r = self
-            .wire
-            .write_all(self.buf)
-            .and_then(|()| self.wire.flush());
+        let end: &[u8] = if last && self.chunked {
+            b"0\r\n\r\n"
+        } else {
+            b""
+        };
+        if bytes.is_empty() && end.is_empty() {
+            return Ok(());
+        }
+        let r = if self.chunked {
+            self.buf.clear();
+            if !bytes.is_empty() {
+                let _ = write!(self.buf, "{:x}\r\n", bytes.len());
+                self.buf.extend_from_slice(bytes);
+                self.buf.extend_from_slice(b"\r\n");
+            }
+            self.buf.extend_from_slice(end);
+            self.wire.write_all(self.buf)
+        } else {
+            self.wire.write_all(bytes)
+        };
+        let r = r.and_then(|()| self.wire.flush());
         if r.is_err() {
             self.failed = true;
         }

@@ -277,6 +277,13 @@ pub(crate) fn plain_text(content: &Value, sep: &str) -> String {
     }
 }
 
+/// The `content` blocks of an Anthropic Messages response.
+pub(crate) fn anthropic_content(resp: &Value) -> Result<&Vec<Value>, BadUpstream> {
+    resp.get("content")
+        .and_then(Value::as_array)
+        .ok_or(BadUpstream("Anthropic response has no content array"))
+}
+
 pub(crate) fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(Value::as_str)
 }

@@ -384,10 +384,7 @@ pub fn anthropic_response_to_chat(
     model: &str,
     created: u64,
 ) -> Result<Value, BadUpstream> {
-    let blocks = resp
-        .get("content")
-        .and_then(Value::as_array)
-        .ok_or(BadUpstream("Anthropic response has no content array"))?;
+    let blocks = super::anthropic_content(resp)?;
     let mut text = String::new();
     let mut calls = Vec::new();
     for b in blocks {

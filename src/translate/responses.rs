@@ -288,10 +288,7 @@ pub fn anthropic_response_to_responses(
     model: &str,
     created: u64,
 ) -> Result<Value, BadUpstream> {
-    let blocks = resp
-        .get("content")
-        .and_then(Value::as_array)
-        .ok_or(BadUpstream("Anthropic response has no content array"))?;
+    let blocks = super::anthropic_content(resp)?;
     let msg_id = str_field(resp, "id").unwrap_or("");
     let mut output = Vec::new();
     for b in blocks {

@@ -48,9 +48,7 @@ pub struct AnthropicToResponsesStream {
 impl AnthropicToResponsesStream {
     /// `model` is the name reported to the client; events are stamped with the current time.
     pub fn new(model: &str) -> Self {
-        let created = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let created = crate::clock::unix_secs();
         AnthropicToResponsesStream {
             model: model.to_owned(),
             created,

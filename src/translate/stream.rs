@@ -38,9 +38,7 @@ impl AnthropicToOpenAiStream {
     /// for the final usage chunk (`stream_options.include_usage`, see
     /// [`super::wants_usage`]). Chunks are stamped with the current time.
     pub fn new(model: &str, include_usage: bool) -> Self {
-        let created = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let created = crate::clock::unix_secs();
         AnthropicToOpenAiStream {
             model: model.to_owned(),
             include_usage,
