@@ -142,6 +142,7 @@ pub fn server_options(config: &Config) -> Result<ServerOptions, String> {
 
 /// Runs `noviqi serve` on the config at `path` until SIGTERM/SIGINT.
 pub fn run(path: &Path) -> Result<(), String> {
+    let loaded = reload::stamp(path);
     let config = config::load(path, Secrets::Decrypt).map_err(|e| e.to_string())?;
     let listen = config.server.listen;
     let options = server_options(&config)?;
@@ -155,10 +156,15 @@ pub fn run(path: &Path) -> Result<(), String> {
     let server = Server::bind(listen, options, handler)
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let addr: SocketAddr = server.local_addr();
+    // Signal handlers and the file watcher are in place before anyone is told we listen.
+    let watcher = reload::Watcher::start(
+        path.to_owned(),
+        loaded,
+        gateway.clone(),
+        server.shutdown_handle(),
+    )
+    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     log::info!("noviqi listening on {scheme}://{addr}");
-    let watcher =
-        reload::Watcher::start(path.to_owned(), gateway.clone(), server.shutdown_handle())
-            .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let result = server.run();
     watcher.stop();
     gateway.close();

@@ -35,13 +35,15 @@ pub struct Watcher {
 
 /// What identifies one version of the file: a rename (`keys add`) changes the inode.
 #[derive(PartialEq, Eq, Clone, Copy, Debug)]
-struct Stamp {
+pub struct Stamp {
     modified: Option<SystemTime>,
     len: u64,
     inode: u64,
 }
 
-fn stamp(path: &std::path::Path) -> Option<Stamp> {
+/// The file's stamp now. Taken before the config is first loaded, so an edit made while the
+/// server starts is seen as a change rather than missed.
+pub fn stamp(path: &std::path::Path) -> Option<Stamp> {
     let meta = std::fs::metadata(path).ok()?;
     #[cfg(unix)]
     let inode = std::os::unix::fs::MetadataExt::ino(&meta);
@@ -55,8 +57,10 @@ fn stamp(path: &std::path::Path) -> Option<Stamp> {
 }
 
 impl Watcher {
+    /// `loaded` is the stamp taken before the running config was read.
     pub fn start(
         path: PathBuf,
+        loaded: Option<Stamp>,
         gateway: Arc<Gateway>,
         shutdown: ShutdownHandle,
     ) -> std::io::Result<Watcher> {
@@ -80,7 +84,7 @@ impl Watcher {
             thread::Builder::new()
                 .name("config-reload".into())
                 .spawn(move || {
-                    let mut last = stamp(&path);
+                    let mut last = loaded;
                     loop {
                         match inbox.recv_timeout(POLL) {
                             Ok(Event::Stop) | Err(RecvTimeoutError::Disconnected) => return,
