@@ -34,9 +34,10 @@ const MAX_LINE: usize = 4 * 1024 * 1024;
 /// Largest single SSE event accepted from an upstream.
 const MAX_EVENT: usize = 8 * 1024 * 1024;
 /// Most read from an upstream stream after its last event, to reuse its connection.
-const DRAIN_MAX: u64 = 64 * 1024;
-/// One upstream read (SSE events are a few hundred bytes; this is per open stream).
-const READ_BUF: usize = 2 * 1024;
+const DRAIN_MAX: usize = 64 * 1024;
+/// One upstream read (SSE events are a few hundred bytes; this is per open stream, and a
+/// bigger burst is simply read in more pieces from the connection's own buffer).
+const READ_BUF: usize = 1024;
 
 /// Per-format state of one relayed stream.
 pub enum Relay {
@@ -315,9 +316,22 @@ fn pump(
             // buffered) so the connection goes back to the pool instead of being closed:
             // otherwise every stream costs a new upstream connection, a TLS handshake for
             // https providers. Bounded: an upstream that keeps sending is cut off.
-            let _ = io::copy(&mut body.take(DRAIN_MAX), &mut io::sink());
+            drain(&mut *body, &mut buf);
         }
         return Ok(());
+    }
+}
+
+/// Reads and drops at most [`DRAIN_MAX`] bytes, through `buf` (`io::copy` would put 8 KiB
+/// more on every stream thread's stack).
+fn drain(body: &mut dyn Read, buf: &mut [u8]) {
+    let mut left = DRAIN_MAX;
+    while left > 0 {
+        let want = buf.len().min(left);
+        match body.read(&mut buf[..want]) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => left = left.saturating_sub(n),
+        }
     }
 }
 

@@ -200,7 +200,10 @@ pub(crate) fn write_response(
             .is_some_and(|v| v.eq_ignore_ascii_case("close"));
     out.clear();
     write_head(out, &resp, f, keep_alive, chunked);
-    match resp.body {
+    // The headers are written: a stream that stays open for minutes holds none of them.
+    let Response { headers, body, .. } = resp;
+    drop(headers);
+    match body {
         Body::Bytes(b) if !f.is_head && !no_body => {
             if b.len() <= COALESCE_MAX {
                 out.extend_from_slice(&b);

@@ -57,9 +57,11 @@ const SMALL_INPUT: usize = 2 * 1024;
 const READ_GROWTH_LIMIT: usize = 8 * 1024;
 
 /// ureq encodes a chunked request body through a scratch area (the free part of the input
-/// buffer); this much at least. (Its own buffers insist on 10 KiB, which grew every input
-/// buffer past its size on each request, though bodies of known length never use it.)
-const MIN_TMP: usize = 4 * 1024;
+/// buffer); this much at least, so a chunked body goes out in pieces of up to 1 KiB. Bodies of
+/// known length (every body noviqi sends) never use it, so it must not grow the input buffer:
+/// ureq's own buffers insist on 10 KiB, and 4 KiB here kept every connection's input buffer at
+/// twice [`SMALL_INPUT`], 2 MiB at 1000 open streams.
+const MIN_TMP: usize = SMALL_INPUT / 2;
 
 /// Each address of a host gets at least this long to connect.
 const MIN_PER_ADDRESS: Duration = Duration::from_millis(10);
@@ -518,6 +520,22 @@ mod tests {
         assert_eq!(link.bufs.pending, 0);
         assert!(link.bufs.output.is_empty(), "the buffer is given back");
         assert_eq!(link.buffers().output().len(), SMALL_OUTPUT);
+    }
+
+    #[test]
+    fn sending_a_request_leaves_the_input_buffer_small() {
+        let mut bufs = LinkBuffers::new(16 * SMALL_INPUT, 16 * SMALL_OUTPUT);
+        let (tmp, output) = bufs.tmp_and_output();
+        assert!(tmp.len() >= MIN_TMP && !output.is_empty());
+        assert_eq!(
+            bufs.input.len(),
+            SMALL_INPUT,
+            "no growth for the scratch area"
+        );
+        // With the input nearly full, the scratch area still has its minimum.
+        bufs.filled = SMALL_INPUT - 10;
+        let (tmp, _) = bufs.tmp_and_output();
+        assert!(tmp.len() >= MIN_TMP);
     }
 
     #[test]
