@@ -389,6 +389,33 @@ mod tests {
         inbuf.release_if_empty();
         assert_eq!(inbuf.fill(&mut wire, 64).unwrap(), 3);
         assert_eq!(inbuf.data(), b"def");
+        assert_eq!(inbuf.fill(&mut wire, 64).unwrap(), 0, "end of input");
+        inbuf.consume(3);
+        inbuf.release_if_empty();
+        assert_eq!(inbuf.fill(&mut wire, 64).unwrap(), 0);
+        assert_eq!(inbuf.held(), 0, "nothing arrived, nothing allocated");
+    }
+
+    #[test]
+    fn a_released_buffer_reads_a_big_request_whole() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let mut wire = Bytes {
+            data: data.clone(),
+            at: 0,
+            step: 4000,
+        };
+        let mut inbuf = InBuf::with_capacity(0);
+        while inbuf.fill(&mut wire, 1 << 20).unwrap() > 0 {}
+        assert_eq!(inbuf.data(), &data[..]);
+        // A limit below the first read's size is kept.
+        let mut wire = Bytes {
+            data,
+            at: 0,
+            step: 4000,
+        };
+        let mut inbuf = InBuf::with_capacity(0);
+        assert_eq!(inbuf.fill(&mut wire, 10).unwrap(), 10);
+        assert!(inbuf.fill(&mut wire, 10).is_err(), "limit reached");
     }
 
     /// Decodes `data` as a chunked body; returns the body (or error) and the unread rest.
