@@ -109,8 +109,10 @@ impl Gateway {
     }
 
     fn new_request_id(&self) -> String {
-        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
-        format!("req_{}{n:08x}", self.id_prefix)
+        request_id(
+            &self.id_prefix,
+            self.next_id.fetch_add(1, Ordering::Relaxed),
+        )
     }
 
     /// Flushes the usage log; called once at shutdown.
@@ -170,4 +172,30 @@ pub fn run(path: &Path) -> Result<(), String> {
     gateway.close();
     log::info!("noviqi stopped");
     result.map_err(|e| format!("server error: {e}"))
+}
+
+/// `req_` + the process's random prefix + the counter in at least 8 hex digits, written by
+/// hand: `format!` cost more than the rest of the request's bookkeeping around it.
+fn request_id(prefix: &str, n: u64) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digits = (64 - n.leading_zeros()).div_ceil(4).max(8);
+    let mut id = String::with_capacity(4 + prefix.len() + 16);
+    id.push_str("req_");
+    id.push_str(prefix);
+    for i in (0..digits).rev() {
+        id.push(char::from(HEX[((n >> (i * 4)) & 0xf) as usize]));
+    }
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::request_id;
+
+    #[test]
+    fn request_ids_are_the_prefix_and_at_least_eight_hex_digits() {
+        for n in [0, 1, 0xabc, 0xffff_ffff, 0x1_0000_0000, u64::MAX] {
+            assert_eq!(request_id("0f1e2d", n), format!("req_0f1e2d{n:08x}"));
+        }
+    }
 }

@@ -64,14 +64,27 @@ impl RateHeaders {
     /// The header (name, value) pairs, requests trio first.
     pub fn header_pairs(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::with_capacity(6);
+        let mut digits = itoa::Buffer::new();
         if let Some(r) = &self.requests {
-            out.push(("x-ratelimit-limit-requests", r.limit.to_string()));
-            out.push(("x-ratelimit-remaining-requests", r.remaining.to_string()));
+            out.push((
+                "x-ratelimit-limit-requests",
+                digits.format(r.limit).to_owned(),
+            ));
+            out.push((
+                "x-ratelimit-remaining-requests",
+                digits.format(r.remaining).to_owned(),
+            ));
             out.push(("x-ratelimit-reset-requests", format_reset(r.reset)));
         }
         if let Some(t) = &self.tokens {
-            out.push(("x-ratelimit-limit-tokens", t.limit.to_string()));
-            out.push(("x-ratelimit-remaining-tokens", t.remaining.to_string()));
+            out.push((
+                "x-ratelimit-limit-tokens",
+                digits.format(t.limit).to_owned(),
+            ));
+            out.push((
+                "x-ratelimit-remaining-tokens",
+                digits.format(t.remaining).to_owned(),
+            ));
             out.push(("x-ratelimit-reset-tokens", format_reset(t.reset)));
         }
         out
@@ -229,29 +242,28 @@ pub fn retry_after_secs(wait: Duration) -> u64 {
 /// `time.Duration` syntax): `0s`, `12ms`, `1s`, `59.1s`, `6m0s`, `1h0m0s`. Rounded up to the
 /// millisecond so a client waiting that long never retries early.
 pub fn format_reset(d: Duration) -> String {
-    use std::fmt::Write as _;
     let ms = d.as_nanos().div_ceil(1_000_000);
-    let mut out = String::with_capacity(12);
+    let mut out = String::with_capacity(16);
+    let mut digits = itoa::Buffer::new();
     if ms < 1000 {
-        let _ = write!(out, "{ms}{}", if ms == 0 { "s" } else { "ms" });
+        out.push_str(digits.format(ms));
+        out.push_str(if ms == 0 { "s" } else { "ms" });
         return out;
     }
     let (h, m, s, frac) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
     if h > 0 {
-        let _ = write!(out, "{h}h");
+        out.push_str(digits.format(h));
+        out.push('h');
     }
     if h > 0 || m > 0 {
-        let _ = write!(out, "{m}m");
+        out.push_str(digits.format(m));
+        out.push('m');
     }
-    let _ = write!(out, "{s}");
+    out.push_str(digits.format(s));
     if frac > 0 {
         // Three digits, trailing zeros dropped: 100 -> ".1", 120 -> ".12", 7 -> ".007".
-        let (mut digits, mut width) = (frac, 3);
-        while digits % 10 == 0 {
-            digits /= 10;
-            width -= 1;
-        }
-        let _ = write!(out, ".{digits:0width$}");
+        out.push('.');
+        out.push_str(digits.format(frac + 1000)[1..].trim_end_matches('0'));
     }
     out.push('s');
     out
@@ -338,6 +350,9 @@ mod tests {
         assert_eq!(format_reset(s(360.0)), "6m0s");
         assert_eq!(format_reset(s(61.5)), "1m1.5s");
         assert_eq!(format_reset(s(3600.0)), "1h0m0s");
+        assert_eq!(format_reset(Duration::from_millis(1_007)), "1.007s");
+        assert_eq!(format_reset(Duration::from_millis(3_723_450)), "1h2m3.45s");
+        assert_eq!(format_reset(Duration::from_millis(999)), "999ms");
     }
 
     #[test]

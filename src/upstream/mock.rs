@@ -238,7 +238,7 @@ mod tests {
     use super::*;
     use crate::upstream::Provider;
 
-    fn post(path: &str, body: Value) -> (u16, String) {
+    fn post(path: &'static str, body: Value) -> (u16, String) {
         let body = body.to_string();
         let mut response = Mock
             .send(&UpstreamRequest {

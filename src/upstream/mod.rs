@@ -22,8 +22,9 @@ use crate::config::model::ProviderKind;
 /// What the gateway asks of an upstream. The body is already in the provider's wire format.
 pub struct UpstreamRequest<'a> {
     pub method: Method,
-    /// Appended to the provider's `base_url`, e.g. `/chat/completions` or `/v1/messages`.
-    pub path: &'a str,
+    /// Appended to the provider's `base_url`, e.g. `/chat/completions` or `/v1/messages`: one
+    /// of a few fixed paths (an HTTP provider keeps each one's parsed URL).
+    pub path: &'static str,
     /// Client headers to forward (already filtered by the gateway).
     pub headers: &'a [(&'static str, String)],
     pub body: &'a [u8],
