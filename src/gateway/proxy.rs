@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::error::ApiError;
 use super::handler::{Ctx, to_response};
@@ -92,11 +93,11 @@ impl Gateway {
             BodyError::Timeout => ApiError::body_timeout(),
             other => ApiError::bad_request(other.to_string(), None),
         })?;
-        let probe = rewrite::probe(&body)?;
+        let mut probe = rewrite::probe(&body)?;
         draft.stream = probe.stream;
         let model = probe
             .model
-            .clone()
+            .take()
             .ok_or_else(|| ApiError::bad_request("missing `model`", Some("model")))?;
         draft.model = Some(model.clone());
         if !key.allows_model(&model) {
@@ -118,10 +119,10 @@ impl Gateway {
                 decision.retry_after_secs.unwrap_or(1),
             ));
         }
-        let forwarded: Vec<(&'static str, String)> = FORWARDED
+        let forwarded: Vec<(&'static str, &str)> = FORWARDED
             .iter()
-            .filter_map(|&name| Some((name, req.header(name)?.to_owned())))
-            .chain([("content-type", "application/json".to_owned())])
+            .filter_map(|&name| Some((name, req.header(name)?)))
+            .chain([("content-type", "application/json")])
             .collect();
 
         let mut last_error = None;
@@ -420,27 +421,26 @@ fn convert(
     };
     match translation {
         Translation::OpenAi | Translation::Anthropic => {
+            // The body is checked to be JSON and passed on as it came; only `usage` is read.
             #[derive(Deserialize)]
-            struct UsageOnly {
-                #[serde(default)]
-                usage: Option<Value>,
-                #[serde(default)]
-                response: Option<UsageOnlyInner>,
+            struct UsageOnly<'a> {
+                #[serde(borrow, default)]
+                usage: Option<&'a RawValue>,
+                #[serde(borrow, default)]
+                response: Option<UsageOnlyInner<'a>>,
             }
             #[derive(Deserialize)]
-            struct UsageOnlyInner {
-                #[serde(default)]
-                usage: Option<Value>,
+            struct UsageOnlyInner<'a> {
+                #[serde(borrow, default)]
+                usage: Option<&'a RawValue>,
             }
-            let probe: UsageOnly = serde_json::from_slice(&bytes).map_err(|_| unreadable())?;
-            let usage_value = probe.usage.or(probe.response.and_then(|r| r.usage));
-            let usage = usage_value.and_then(|u| {
-                if translation == Translation::Anthropic {
-                    translate::anthropic_usage_object(&u)
-                } else {
-                    translate::openai_usage_object(&u)
-                }
-            });
+            let probe: UsageOnly<'_> = serde_json::from_slice(&bytes).map_err(|_| unreadable())?;
+            let usage = probe
+                .usage
+                .or(probe.response.and_then(|r| r.usage))
+                .and_then(|u| {
+                    translate::usage_from_json(u.get(), translation == Translation::Anthropic)
+                });
             Ok((bytes, usage))
         }
         Translation::ChatViaAnthropic => {

@@ -222,6 +222,52 @@ pub fn anthropic_usage_object(usage: &Value) -> Option<Usage> {
     })
 }
 
+/// A token count as providers send it; anything but a non-negative integer counts as 0 (as
+/// `Value::as_u64` reads it).
+#[derive(Default)]
+struct Count(u64);
+
+impl<'de> serde::Deserialize<'de> for Count {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Count, D::Error> {
+        Ok(Count(Value::deserialize(d)?.as_u64().unwrap_or(0)))
+    }
+}
+
+/// The counters of a `usage` object either format uses; any other field is skipped unread.
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct UsageCounts {
+    prompt_tokens: Count,
+    completion_tokens: Count,
+    input_tokens: Count,
+    output_tokens: Count,
+    cache_creation_input_tokens: Count,
+    cache_read_input_tokens: Count,
+}
+
+/// [`openai_usage_object`] (or, with `anthropic`, [`anthropic_usage_object`]) of a `usage`
+/// object's JSON text, read without building it as a `Value` (a map and a string per
+/// field, on every non-streamed answer). `None` unless it is an object.
+pub fn usage_from_json(raw: &str, anthropic: bool) -> Option<Usage> {
+    if !raw.trim_start().starts_with('{') {
+        return None;
+    }
+    let u: UsageCounts = serde_json::from_str(raw).ok()?;
+    Some(if anthropic {
+        Usage {
+            prompt_tokens: u.input_tokens.0
+                + u.cache_creation_input_tokens.0
+                + u.cache_read_input_tokens.0,
+            completion_tokens: u.output_tokens.0,
+        }
+    } else {
+        Usage {
+            prompt_tokens: u.prompt_tokens.0.max(u.input_tokens.0),
+            completion_tokens: u.completion_tokens.0.max(u.output_tokens.0),
+        }
+    })
+}
+
 /// Whether an OpenAI chat request asked for the final usage chunk
 /// (`stream_options.include_usage: true`).
 pub fn wants_usage(req: &Value) -> bool {
@@ -292,6 +338,37 @@ pub(crate) fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn usage_from_json_reads_as_the_value_helpers_do() {
+        let cases = [
+            json!({"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7,
+                   "prompt_tokens_details": {"cached_tokens": 1}}),
+            json!({"input_tokens": 5, "output_tokens": 6, "cache_creation_input_tokens": 2,
+                   "cache_read_input_tokens": 1, "server_tool_use": {"web_search_requests": 0}}),
+            json!({"input_tokens": 5, "prompt_tokens": 9, "output_tokens": 2}),
+            json!({"prompt_tokens": -1, "completion_tokens": 1.5, "input_tokens": null,
+                   "output_tokens": "7"}),
+            json!({}),
+            json!([1, 2]),
+            json!(null),
+            json!(12),
+            json!("usage"),
+        ];
+        for case in cases {
+            let raw = case.to_string();
+            assert_eq!(
+                usage_from_json(&raw, false),
+                openai_usage_object(&case),
+                "{raw}"
+            );
+            assert_eq!(
+                usage_from_json(&raw, true),
+                anthropic_usage_object(&case),
+                "{raw}"
+            );
+        }
+    }
 
     #[test]
     fn usage_helpers_read_all_shapes() {

@@ -184,10 +184,7 @@ impl HttpProvider {
         &'a self,
         request: &'a UpstreamRequest<'_>,
     ) -> impl Iterator<Item = (&'a str, &'a str)> {
-        let forwarded = request
-            .headers
-            .iter()
-            .map(|(name, value)| (*name, value.as_str()));
+        let forwarded = request.headers.iter().map(|&(name, value)| (name, value));
         let anthropic_version = (self.provider.kind == ProviderKind::Anthropic
             && !request
                 .headers

@@ -26,7 +26,7 @@ pub struct UpstreamRequest<'a> {
     /// of a few fixed paths (an HTTP provider keeps each one's parsed URL).
     pub path: &'static str,
     /// Client headers to forward (already filtered by the gateway).
-    pub headers: &'a [(&'static str, String)],
+    pub headers: &'a [(&'static str, &'a str)],
     pub body: &'a [u8],
 }
 
