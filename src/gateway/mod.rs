@@ -177,14 +177,10 @@ pub fn run(path: &Path) -> Result<(), String> {
 /// `req_` + the process's random prefix + the counter in at least 8 hex digits, written by
 /// hand: `format!` cost more than the rest of the request's bookkeeping around it.
 fn request_id(prefix: &str, n: u64) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digits = (64 - n.leading_zeros()).div_ceil(4).max(8);
     let mut id = String::with_capacity(4 + prefix.len() + 16);
     id.push_str("req_");
     id.push_str(prefix);
-    for i in (0..digits).rev() {
-        id.push(char::from(HEX[((n >> (i * 4)) & 0xf) as usize]));
-    }
+    id.push_str(crate::http::Hex::new(n, 8).as_str());
     id
 }
 

@@ -6,7 +6,6 @@
 //! bad, is the client's. No target is called twice for one request.
 
 use std::borrow::Cow;
-use std::fmt::{self, Write as _};
 use std::io::Read;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -298,16 +297,9 @@ impl Gateway {
         let key_name = draft.key.as_ref().map(|k| k.name.as_str());
         let now = Stamp::now();
         self.observe(draft, latency, now.unix_secs());
-        log::info!(
-            "POST {} {} key={} model={} {}us rid={}{}",
-            draft.endpoint.path(),
-            draft.status,
-            key_name.unwrap_or("-"),
-            Sanitized(draft.model.as_deref()),
-            latency.as_micros(),
-            draft.request_id,
-            ErrorSuffix(draft.error),
-        );
+        if log::log_enabled!(log::Level::Info) {
+            log::info!("{}", access_line(draft, key_name, latency));
+        }
         if let Some(log) = &self.usage {
             log.append(&UsageRecord {
                 ts: &now.rfc3339_millis(),
@@ -499,35 +491,48 @@ fn server_timing(gateway: Duration, upstream: Duration) -> String {
     out
 }
 
-/// A client-chosen model name as the access log shows it: at most 100 printable ASCII
-/// characters, anything else as `?`; `-` when there is none.
-struct Sanitized<'a>(Option<&'a str>);
-
-impl fmt::Display for Sanitized<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Some(s) = self.0 else {
-            return f.write_str("-");
-        };
-        if s.len() <= 100 && s.bytes().all(|b| b.is_ascii_graphic()) {
-            return f.write_str(s);
-        }
-        for c in s.chars().take(100) {
-            f.write_char(if c.is_ascii_graphic() { c } else { '?' })?;
-        }
-        Ok(())
+/// The access log line, `POST <path> <status> key=<name> model=<model> <µs>us rid=<id>`
+/// and ` error=<code>` after a failed request; built by hand (through `format_args!` it
+/// cost more than the usage line).
+fn access_line(draft: &Draft, key: Option<&str>, latency: Duration) -> String {
+    let mut line = String::with_capacity(128);
+    let mut digits = itoa::Buffer::new();
+    line.push_str("POST ");
+    line.push_str(draft.endpoint.path());
+    line.push(' ');
+    line.push_str(digits.format(draft.status));
+    line.push_str(" key=");
+    line.push_str(key.unwrap_or("-"));
+    line.push_str(" model=");
+    push_sanitized(&mut line, draft.model.as_deref());
+    line.push(' ');
+    line.push_str(digits.format(latency.as_micros()));
+    line.push_str("us rid=");
+    line.push_str(&draft.request_id);
+    if let Some(error) = draft.error {
+        line.push_str(" error=");
+        line.push_str(error);
     }
+    line
 }
 
-/// ` error=<code>` after a failed request's access line, nothing after a good one.
-struct ErrorSuffix(Option<&'static str>);
-
-impl fmt::Display for ErrorSuffix {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Some(e) => write!(f, " error={e}"),
-            None => Ok(()),
-        }
+/// A client-chosen model name as the access log shows it: at most 100 printable ASCII
+/// characters, anything else as `?`; `-` when there is none.
+fn push_sanitized(line: &mut String, model: Option<&str>) {
+    let Some(model) = model else {
+        line.push('-');
+        return;
+    };
+    if model.len() <= 100 && model.bytes().all(|b| b.is_ascii_graphic()) {
+        line.push_str(model);
+        return;
     }
+    line.extend(
+        model
+            .chars()
+            .take(100)
+            .map(|c| if c.is_ascii_graphic() { c } else { '?' }),
+    );
 }
 
 #[cfg(test)]
@@ -548,14 +553,39 @@ mod tests {
 
     #[test]
     fn model_names_in_the_access_log_are_printable_and_short() {
-        assert_eq!(Sanitized(None).to_string(), "-");
-        assert_eq!(Sanitized(Some("gpt-4o-mini")).to_string(), "gpt-4o-mini");
-        assert_eq!(Sanitized(Some("a b\nc")).to_string(), "a?b?c");
-        assert_eq!(Sanitized(Some(&"x".repeat(300))).to_string().len(), 100);
-        assert_eq!(
-            ErrorSuffix(Some("upstream_error")).to_string(),
-            " error=upstream_error"
+        let sanitized = |model| {
+            let mut line = String::new();
+            push_sanitized(&mut line, model);
+            line
+        };
+        assert_eq!(sanitized(None), "-");
+        assert_eq!(sanitized(Some("gpt-4o-mini")), "gpt-4o-mini");
+        assert_eq!(sanitized(Some("a b\nc")), "a?b?c");
+        let long = "x".repeat(300);
+        assert_eq!(sanitized(Some(&long)).len(), 100);
+        assert_eq!(sanitized(Some("é")), "?");
+    }
+
+    #[test]
+    fn access_lines_name_the_request_and_its_error() {
+        let mut draft = Draft::new(
+            "req_1".into(),
+            IpAddr::from([127, 0, 0, 1]),
+            Instant::now(),
+            Endpoint::Chat,
         );
-        assert_eq!(ErrorSuffix(None).to_string(), "");
+        draft.status = 200;
+        draft.model = Some("gpt-4o".into());
+        assert_eq!(
+            access_line(&draft, Some("laptop"), Duration::from_micros(1234)),
+            "POST /v1/chat/completions 200 key=laptop model=gpt-4o 1234us rid=req_1"
+        );
+        draft.status = 502;
+        draft.error = Some("upstream_error");
+        draft.model = None;
+        assert_eq!(
+            access_line(&draft, None, Duration::ZERO),
+            "POST /v1/chat/completions 502 key=- model=- 0us rid=req_1 error=upstream_error"
+        );
     }
 }

@@ -26,6 +26,7 @@ use std::time::Duration;
 
 pub use body::BodyError;
 pub use request::{Request, Version};
+pub(crate) use response::Hex;
 pub use response::{Body, Response, StreamFn, StreamWriter};
 pub use server::{RunningServer, Server, ShutdownHandle};
 pub use tls::{TlsError, tls_config};
