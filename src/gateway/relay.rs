@@ -16,6 +16,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::Gateway;
 use super::error::{ApiError, Dialect};
@@ -109,10 +110,9 @@ impl Relay {
                             let found = probe
                                 .usage
                                 .or_else(|| probe.response.and_then(|r| r.usage))
-                                .filter(Value::is_object);
+                                .and_then(|u| translate::usage_from_json(u.get(), false));
                             if let Some(u) = found {
-                                *usage =
-                                    translate::openai_usage(&serde_json::json!({ "usage": u }));
+                                *usage = Some(u);
                                 // `choices` is `[]` in OpenAI's usage chunk; some compatible
                                 // servers send `null` or leave it out.
                                 let usage_only = probe.choices.is_none_or(|c| c.is_empty());
@@ -202,23 +202,23 @@ impl Relay {
 }
 
 #[derive(Deserialize)]
-struct OpenAiProbe {
-    #[serde(default)]
-    usage: Option<Value>,
+struct OpenAiProbe<'a> {
+    #[serde(borrow, default)]
+    usage: Option<&'a RawValue>,
     #[serde(default)]
     choices: Option<Vec<IgnoredAny>>,
     #[serde(default)]
     error: Option<IgnoredAny>,
-    #[serde(default, rename = "type")]
-    kind: Option<String>,
-    #[serde(default)]
-    response: Option<ResponseProbe>,
+    #[serde(borrow, default, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    response: Option<ResponseProbe<'a>>,
 }
 
 #[derive(Deserialize)]
-struct ResponseProbe {
-    #[serde(default)]
-    usage: Option<Value>,
+struct ResponseProbe<'a> {
+    #[serde(borrow, default)]
+    usage: Option<&'a RawValue>,
 }
 
 /// The streamed response: relays `upstream` to the client through `relay`.
