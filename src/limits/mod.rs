@@ -63,29 +63,26 @@ impl RateHeaders {
 
     /// The header (name, value) pairs, requests trio first.
     pub fn header_pairs(&self) -> Vec<(&'static str, String)> {
+        const REQUESTS: [&str; 3] = [
+            "x-ratelimit-limit-requests",
+            "x-ratelimit-remaining-requests",
+            "x-ratelimit-reset-requests",
+        ];
+        const TOKENS: [&str; 3] = [
+            "x-ratelimit-limit-tokens",
+            "x-ratelimit-remaining-tokens",
+            "x-ratelimit-reset-tokens",
+        ];
         let mut out = Vec::with_capacity(6);
         let mut digits = itoa::Buffer::new();
-        if let Some(r) = &self.requests {
-            out.push((
-                "x-ratelimit-limit-requests",
-                digits.format(r.limit).to_owned(),
-            ));
-            out.push((
-                "x-ratelimit-remaining-requests",
-                digits.format(r.remaining).to_owned(),
-            ));
-            out.push(("x-ratelimit-reset-requests", format_reset(r.reset)));
-        }
-        if let Some(t) = &self.tokens {
-            out.push((
-                "x-ratelimit-limit-tokens",
-                digits.format(t.limit).to_owned(),
-            ));
-            out.push((
-                "x-ratelimit-remaining-tokens",
-                digits.format(t.remaining).to_owned(),
-            ));
-            out.push(("x-ratelimit-reset-tokens", format_reset(t.reset)));
+        for (status, [limit, remaining, reset]) in
+            [(&self.requests, REQUESTS), (&self.tokens, TOKENS)]
+        {
+            if let Some(s) = status {
+                out.push((limit, digits.format(s.limit).to_owned()));
+                out.push((remaining, digits.format(s.remaining).to_owned()));
+                out.push((reset, format_reset(s.reset)));
+            }
         }
         out
     }
