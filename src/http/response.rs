@@ -424,7 +424,8 @@ pub(crate) fn reason(status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
+    use std::io::{Read, Write};
+    use std::time::Duration;
 
     #[test]
     fn hex_digits_have_a_minimum_width() {
@@ -439,8 +440,6 @@ mod tests {
             assert_eq!(Hex::new(n, min).as_str(), format!("{n:0min$x}"));
         }
     }
-    use std::io::Read;
-    use std::time::Duration;
 
     #[test]
     fn header_names_are_tokens_and_layer_headers_are_ours() {
