@@ -351,6 +351,16 @@ mod tests {
         step: usize,
     }
 
+    impl Bytes {
+        fn new(data: &[u8], step: usize) -> Bytes {
+            Bytes {
+                data: data.to_vec(),
+                at: 0,
+                step: step.max(1),
+            }
+        }
+    }
+
     impl Read for Bytes {
         fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
             let n = buf.len().min(self.step).min(self.data.len() - self.at);
@@ -376,11 +386,7 @@ mod tests {
 
     #[test]
     fn a_released_input_buffer_keeps_data_and_grows_again() {
-        let mut wire = Bytes {
-            data: b"abcdef".to_vec(),
-            at: 0,
-            step: 3,
-        };
+        let mut wire = Bytes::new(b"abcdef", 3);
         let mut inbuf = InBuf::with_capacity(16);
         inbuf.fill(&mut wire, 64).unwrap();
         inbuf.release_if_empty();
@@ -399,20 +405,12 @@ mod tests {
     #[test]
     fn a_released_buffer_reads_a_big_request_whole() {
         let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
-        let mut wire = Bytes {
-            data: data.clone(),
-            at: 0,
-            step: 4000,
-        };
+        let mut wire = Bytes::new(&data, 4000);
         let mut inbuf = InBuf::with_capacity(0);
         while inbuf.fill(&mut wire, 1 << 20).unwrap() > 0 {}
         assert_eq!(inbuf.data(), &data[..]);
         // A limit below the first read's size is kept.
-        let mut wire = Bytes {
-            data,
-            at: 0,
-            step: 4000,
-        };
+        let mut wire = Bytes::new(&data, 4000);
         let mut inbuf = InBuf::with_capacity(0);
         assert_eq!(inbuf.fill(&mut wire, 10).unwrap(), 10);
         assert!(inbuf.fill(&mut wire, 10).is_err(), "limit reached");
@@ -420,11 +418,7 @@ mod tests {
 
     /// Decodes `data` as a chunked body; returns the body (or error) and the unread rest.
     fn decode(data: &[u8], step: usize, limit: u64) -> (Result<Vec<u8>, BodyError>, Vec<u8>) {
-        let mut wire = Bytes {
-            data: data.to_vec(),
-            at: 0,
-            step: step.max(1),
-        };
+        let mut wire = Bytes::new(data, step);
         let mut inbuf = InBuf::with_capacity(16);
         let mut st = BodyState::new(
             Framing::Chunked,
@@ -483,11 +477,7 @@ mod tests {
 
     #[test]
     fn length_body_shorter_than_declared_is_an_error() {
-        let mut wire = Bytes {
-            data: b"abc".to_vec(),
-            at: 0,
-            step: 10,
-        };
+        let mut wire = Bytes::new(b"abc", 10);
         let mut inbuf = InBuf::with_capacity(16);
         let mut st = BodyState::new(
             Framing::Length(5),
