@@ -335,7 +335,25 @@ fn check(path: &Path) -> CliResult {
         config.models.len(),
         config.keys.len()
     );
+    let server = &config.server;
+    eprintln!(
+        "limits: max_body_bytes = {} ({}), max_buffered_bytes = {} ({}), max_connections = {}, \
+         max_connections_per_ip = {}",
+        server.max_body_bytes,
+        mib(server.max_body_bytes),
+        server.max_buffered_bytes,
+        mib(server.max_buffered_bytes),
+        server.max_connections,
+        server
+            .max_connections_per_ip
+            .map_or_else(|| "unlimited".to_owned(), |n| n.to_string()),
+    );
     Ok(())
+}
+
+/// `n` bytes in MiB, for people.
+fn mib(n: u64) -> String {
+    format!("{:.1} MiB", n as f64 / (1024.0 * 1024.0))
 }
 
 fn keys_add(path: &Path, name: &str, args: &Args) -> CliResult {

@@ -23,7 +23,11 @@ fn empty_file_gives_every_default() {
     assert_eq!(c.server.max_connections, 1024);
     assert_eq!(c.server.header_timeout, Duration::from_secs(10));
     assert_eq!(c.server.idle_timeout, Duration::from_secs(30));
-    assert_eq!(c.server.max_body_bytes, 16 * 1024 * 1024);
+    // Issue 13: long Claude Code sessions reach 32 MB; the default must not refuse them.
+    assert_eq!(c.server.max_body_bytes, 64 * 1024 * 1024);
+    assert_eq!(c.server.max_buffered_bytes, 1024 * 1024 * 1024);
+    assert_eq!(c.server.max_connections_per_ip, Some(64));
+    assert!(c.server.allowed_hosts.is_empty());
     assert_eq!(c.server.request_timeout, Duration::from_secs(600));
     assert!(c.server.trusted_proxies.is_empty() && c.server.tls.is_none());
     assert_eq!(
@@ -280,5 +284,34 @@ fn decrypt_fills_credentials_from_the_key_file() {
     assert!(
         e.location.is_some() && !e.to_string().contains("sk-live"),
         "{e}"
+    );
+}
+
+#[test]
+fn server_hardening_fields_are_lifted_and_checked() {
+    let c = load(
+        r#"
+        [server]
+        max_connections_per_ip = 0
+        allowed_hosts = ["LocalHost.", "ai.example.net:8443", "[::1]"]
+        "#,
+    )
+    .unwrap();
+    assert_eq!(c.server.max_connections_per_ip, None);
+    assert_eq!(
+        c.server.allowed_hosts,
+        ["localhost", "ai.example.net:8443", "[::1]"]
+    );
+    let e = load("[server]\nmax_body_bytes = 100\nmax_buffered_bytes = 99\n").unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains(":3:") && text.contains("max_buffered_bytes"),
+        "{text}"
+    );
+    let e = load("[server]\nallowed_hosts = [\"evil host/\"]\n").unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("allowed_hosts") && text.contains("evil host/"),
+        "{text}"
     );
 }

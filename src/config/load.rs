@@ -154,6 +154,37 @@ fn lift_nets(list: &[String], path: &[Seg]) -> Lifted<Vec<IpNet>> {
         .collect()
 }
 
+/// `[server] max_body_bytes` when unset: long Claude Code sessions with images reach 32 MB.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
+/// `[server] max_buffered_bytes` when unset.
+pub const DEFAULT_MAX_BUFFERED_BYTES: u64 = 1024 * 1024 * 1024;
+
+/// `allowed_hosts` entries: a host name, an IPv4 address or a bracketed IPv6 address, with an
+/// optional `:port`; kept lowercase, without a trailing dot.
+fn lift_hosts(list: &[String], path: &[Seg]) -> Lifted<Vec<String>> {
+    list.iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let host = text.trim().trim_end_matches('.').to_ascii_lowercase();
+            let ok = !host.is_empty()
+                && host.bytes().all(|b| {
+                    b.is_ascii_alphanumeric()
+                        || matches!(b, b'.' | b'-' | b'_' | b':' | b'[' | b']')
+                });
+            if ok {
+                Ok(host)
+            } else {
+                let mut p = path.to_vec();
+                p.push(Seg::Index(i));
+                Err(Problem::new(
+                    &p,
+                    format!("`{text}` is not a host name (like localhost or ai.example.net)"),
+                ))
+            }
+        })
+        .collect()
+}
+
 fn lift_server(raw: &RawConfig, dir: &Path) -> Lifted<ServerSettings> {
     let s = &raw.server;
     let key = |k| [Seg::Key("server"), Seg::Key(k)];
@@ -170,10 +201,25 @@ fn lift_server(raw: &RawConfig, dir: &Path) -> Lifted<ServerSettings> {
             usize::try_from(n).map_err(|_| Problem::new(&key("max_connections"), "is too large"))?
         }
     };
-    let max_body_bytes = match s.max_body_bytes.unwrap_or(16 * 1024 * 1024) {
+    let max_body_bytes = match s.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES) {
         0 => return Err(Problem::new(&key("max_body_bytes"), "must be at least 1")),
         n => n,
     };
+    let max_buffered_bytes = s.max_buffered_bytes.unwrap_or(DEFAULT_MAX_BUFFERED_BYTES);
+    if max_buffered_bytes < max_body_bytes {
+        return Err(Problem::new(
+            &key("max_buffered_bytes"),
+            format!(
+                "must be at least max_body_bytes ({max_body_bytes}), or no body of the largest \
+                 allowed size could ever be served"
+            ),
+        ));
+    }
+    let max_connections_per_ip = match s.max_connections_per_ip.unwrap_or(64) {
+        0 => None,
+        n => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+    };
+    let allowed_hosts = lift_hosts(&s.allowed_hosts, &key("allowed_hosts"))?;
     let tls = match &s.tls {
         None => None,
         Some(tls) => {
@@ -199,8 +245,11 @@ fn lift_server(raw: &RawConfig, dir: &Path) -> Lifted<ServerSettings> {
         header_timeout: positive_secs(s.header_timeout_secs, 10, &key("header_timeout_secs"))?,
         idle_timeout: positive_secs(s.idle_timeout_secs, 30, &key("idle_timeout_secs"))?,
         max_body_bytes,
+        max_buffered_bytes,
+        max_connections_per_ip,
         request_timeout: positive_secs(s.request_timeout_secs, 600, &key("request_timeout_secs"))?,
         trusted_proxies: lift_nets(&s.trusted_proxies, &key("trusted_proxies"))?,
+        allowed_hosts,
         tls,
     })
 }

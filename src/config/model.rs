@@ -48,8 +48,15 @@ pub struct ServerSettings {
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_body_bytes: u64,
+    /// All request bodies (and translation's working copies) held at once; past it, 503.
+    pub max_buffered_bytes: u64,
+    /// Open connections per client address; `None` = no per-address cap. Trusted proxies are
+    /// exempt.
+    pub max_connections_per_ip: Option<usize>,
     pub request_timeout: Duration,
     pub trusted_proxies: Vec<IpNet>,
+    /// Lowercase host names (or `host:port`) a request's `Host` must name; empty = any.
+    pub allowed_hosts: Vec<String>,
     pub tls: Option<TlsFiles>,
 }
 

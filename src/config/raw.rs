@@ -26,8 +26,11 @@ pub struct RawServer {
     pub header_timeout_secs: Option<u64>,
     pub idle_timeout_secs: Option<u64>,
     pub max_body_bytes: Option<u64>,
+    pub max_buffered_bytes: Option<u64>,
+    pub max_connections_per_ip: Option<u64>,
     pub request_timeout_secs: Option<u64>,
     pub trusted_proxies: Vec<String>,
+    pub allowed_hosts: Vec<String>,
     pub tls: Option<RawTls>,
 }
 

@@ -68,7 +68,7 @@ impl Default for ServerOptions {
             max_connections: 1024,
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
-            max_body_bytes: 16 * 1024 * 1024,
+            max_body_bytes: 64 * 1024 * 1024,
             write_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(30),
             body_total_timeout: Duration::from_secs(300),
