@@ -19,7 +19,7 @@ pub struct Probe {
     pub stream: bool,
     /// `stream_options.include_usage` as the client sent it.
     pub include_usage: bool,
-    /// Whether the client sent `stream_options` at all.
+    /// Whether the client sent `stream_options` at all (`null` included).
     pub has_stream_options: bool,
     /// Byte span of the `model` value (quotes included) in the body.
     model_span: Option<Range<usize>>,
@@ -31,8 +31,13 @@ struct RawProbe<'a> {
     model: Option<&'a RawValue>,
     #[serde(borrow, default)]
     stream: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    /// `Some("null")` for an explicit null (a plain `Option` would say `None`).
+    #[serde(borrow, default, deserialize_with = "present")]
     stream_options: Option<&'a RawValue>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
 }
 
 #[derive(Deserialize)]
@@ -62,16 +67,29 @@ pub fn probe(body: &[u8]) -> Result<Probe, ApiError> {
         None => (None, None),
     };
     let stream = raw.stream.is_some_and(|v| v.get() == "true");
-    let include_usage = raw
-        .stream_options
-        .and_then(|v| serde_json::from_str::<StreamOptions>(v.get()).ok())
-        .and_then(|o| o.include_usage)
-        .unwrap_or(false);
+    let stream_options = raw.stream_options.filter(|v| v.get() != "null");
+    let include_usage = match stream_options {
+        None => false,
+        // Anything but an object is the client's error, never ours to index into.
+        // (A derived struct also accepts a JSON array, hence the first-byte check.)
+        Some(v) => Some(v.get())
+            .filter(|text| text.starts_with('{'))
+            .and_then(|text| serde_json::from_str::<StreamOptions>(text).ok())
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "`stream_options` must be an object like {\"include_usage\": true}",
+                    Some("stream_options"),
+                )
+            })?
+            .include_usage
+            .unwrap_or(false),
+    };
     Ok(Probe {
         model,
         stream,
         include_usage,
-        has_stream_options: raw.stream_options.is_some_and(|v| v.get() != "null"),
+        // `null` too: the value must be replaced, not a second `stream_options` added.
+        has_stream_options: raw.stream_options.is_some(),
         model_span,
     })
 }
@@ -104,10 +122,35 @@ pub fn rewrite(
 ) -> Result<Vec<u8>, ApiError> {
     if add_include_usage && probe.has_stream_options && !probe.include_usage {
         // Rare: the client sent stream_options without include_usage. Edit it as a value.
-        let mut value: serde_json::Value =
-            serde_json::from_slice(body).map_err(|_| ApiError::internal())?;
-        value["model"] = serde_json::Value::String(upstream_model.to_owned());
-        value["stream_options"]["include_usage"] = serde_json::Value::Bool(true);
+        // `probe` saw one JSON object whose `stream_options` is an object; a body it accepted
+        // can still be refused here (serde_json's depth limit applies to a `Value` only), and
+        // that is the client's 400, not our 500.
+        let mut value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!("malformed JSON body: {}", describe(&e)), None)
+        })?;
+        let Some(object) = value.as_object_mut() else {
+            return Err(ApiError::bad_request(
+                "request body must be a JSON object",
+                None,
+            ));
+        };
+        object.insert(
+            "model".to_owned(),
+            serde_json::Value::String(upstream_model.to_owned()),
+        );
+        let options = object
+            .entry("stream_options")
+            .or_insert(serde_json::Value::Null);
+        if options.is_null() {
+            *options = serde_json::Value::Object(serde_json::Map::new());
+        }
+        let Some(options) = options.as_object_mut() else {
+            return Err(ApiError::bad_request(
+                "`stream_options` must be an object",
+                Some("stream_options"),
+            ));
+        };
+        options.insert("include_usage".to_owned(), serde_json::Value::Bool(true));
         return serde_json::to_vec(&value).map_err(|_| ApiError::internal());
     }
     let model = serde_json::to_string(upstream_model).map_err(|_| ApiError::internal())?;
@@ -212,6 +255,36 @@ mod tests {
         assert_eq!(probe(b"{}").unwrap().model, None);
         let msg = probe(b"{\"secret prompt\" 1}").unwrap_err().message;
         assert!(!msg.contains("secret"), "{msg}");
+    }
+
+    /// Issue 13, item 4: `stream_options` that is not an object panicked (500, no usage line).
+    #[test]
+    fn stream_options_not_an_object_is_a_400() {
+        for options in [r#""x""#, "5", "[]", "true", r#"[{"include_usage":true}]"#] {
+            let body = format!(r#"{{"model":"m","stream":true,"stream_options":{options}}}"#);
+            let e = probe(body.as_bytes()).unwrap_err();
+            assert_eq!(e.status, 400, "{options}");
+            assert_eq!(e.param.as_deref(), Some("stream_options"));
+        }
+        let body = br#"{"model":"m","stream":true,"stream_options":null}"#;
+        let p = probe(body).unwrap();
+        assert!(p.has_stream_options && !p.include_usage);
+        let out = parse(&rewrite(body, &p, "u", true).unwrap());
+        assert_eq!(out["stream_options"]["include_usage"], true);
+    }
+
+    /// A body deeper than serde_json's `Value` limit passes the probe; editing it is a 400.
+    #[test]
+    fn deep_body_with_stream_options_is_a_400() {
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        let body = format!(r#"{{"model":"m","stream":true,"stream_options":{{}},"x":{deep}}}"#);
+        match probe(body.as_bytes()) {
+            Err(e) => assert_eq!(e.status, 400),
+            Ok(p) => assert_eq!(
+                rewrite(body.as_bytes(), &p, "u", true).unwrap_err().status,
+                400
+            ),
+        }
     }
 
     #[test]
