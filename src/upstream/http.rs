@@ -162,6 +162,13 @@ impl super::Provider for HttpProvider {
         };
         let response = result.map_err(classify)?;
         let status = response.status().as_u16();
+        if status < 200 {
+            // An interim status as the final answer (a consumed 100 never gets here). Relayed,
+            // a 101 would leave the client's connection to be read as a tunnel: never relay it.
+            return Err(UpstreamError::Unreadable(format!(
+                "the upstream answered {status}, an interim status, as its final answer"
+            )));
+        }
         let headers = response
             .headers()
             .iter()
