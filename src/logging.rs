@@ -15,6 +15,8 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::AsFd;
 
+use log::Log;
+
 use crate::clock::Stamp;
 
 struct StderrLog {
@@ -38,13 +40,35 @@ pub fn init() {
     }
 }
 
+/// Crates whose `trace` output holds whole requests, credentials included (ureq dumps the
+/// upstream request with its `authorization` and `x-api-key` headers): capped at `debug`
+/// whatever `RUST_LOG` says.
+const CAPPED_AT_DEBUG: &[&str] = &["ureq", "ureq_proto", "rustls"];
+
+/// Whether `target` is one of [`CAPPED_AT_DEBUG`] or a module inside one.
+fn capped(target: &str) -> bool {
+    CAPPED_AT_DEBUG.iter().any(|krate| {
+        target
+            .strip_prefix(krate)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+    })
+}
+
+/// The filter, less what [`CAPPED_AT_DEBUG`] keeps out.
+fn allowed(filter: &env_logger::Logger, metadata: &log::Metadata<'_>) -> bool {
+    if metadata.level() > log::Level::Debug && capped(metadata.target()) {
+        return false;
+    }
+    filter.enabled(metadata)
+}
+
 impl log::Log for StderrLog {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        self.filter.enabled(metadata)
+        allowed(&self.filter, metadata)
     }
 
     fn log(&self, record: &log::Record<'_>) {
-        if !self.filter.matches(record) {
+        if !allowed(&self.filter, record.metadata()) {
             return;
         }
         thread_local! {
@@ -95,6 +119,28 @@ fn format_line(out: &mut impl Write, record: &log::Record<'_>) -> io::Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trace_of_http_and_tls_crates_is_capped_at_debug() {
+        let filter = env_logger::Builder::new().parse_filters("trace").build();
+        let at = |level, target| {
+            allowed(
+                &filter,
+                &log::Metadata::builder().level(level).target(target).build(),
+            )
+        };
+        for target in [
+            "ureq",
+            "ureq::unversioned::transport",
+            "ureq_proto::client",
+            "rustls",
+        ] {
+            assert!(!at(log::Level::Trace, target), "{target}");
+            assert!(at(log::Level::Debug, target), "{target}");
+        }
+        assert!(at(log::Level::Trace, "noviqi::gateway"));
+        assert!(at(log::Level::Trace, "ureqx"));
+    }
 
     #[test]
     fn lines_have_env_loggers_layout() {
