@@ -465,7 +465,8 @@ fn secret_rotate(path: &Path) -> CliResult {
             "{MASTER_KEY_ENV} is set; `secret rotate` rotates the key file. Unset it, rotate, then put the new key file's contents where you keep {MASTER_KEY_ENV}"
         ));
     }
-    let key_path = master_key_path(path);
+    // A linked key file is rotated where it really lives (`.new` and `.old` beside it).
+    let key_path = edit::through_links(&master_key_path(path));
     let new_path = edit::with_suffix(&key_path, ".new");
     let old_path = edit::with_suffix(&key_path, ".old");
     let mut text = read_config(path)?;
@@ -550,6 +551,7 @@ fn finish_swap(new_path: &Path, key_path: &Path) -> CliResult {
 
 /// Atomically replaces `path` with a new 0600 file holding `contents`.
 fn replace_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let path = &edit::through_links(path);
     let tmp = edit::with_suffix(path, &format!(".tmp.{}", std::process::id()));
     let result = edit::create_private(&tmp, contents, 0o600)
         .and_then(|()| std::fs::rename(&tmp, path))

@@ -618,3 +618,36 @@ fn usage_errors_exit_non_zero() {
     let help = ok(run(dir.path(), &["--help"]));
     assert!(help.stdout.contains("keys add"));
 }
+
+/// Issue 13, item 10: `keys add` on a symlinked config replaced the link with a regular file
+/// and left the real file stale.
+#[test]
+fn edits_follow_a_symlinked_config_to_its_target() {
+    let (dir, _) = initialised();
+    let real = dir.path().join("real.toml");
+    let link = dir.path().join("noviqi.toml");
+    std::fs::rename(&link, &real).unwrap();
+    std::os::unix::fs::symlink("real.toml", &link).unwrap();
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let key = ok(run(dir.path(), &["keys", "add", "linked"])).stdout;
+    let key = key.trim();
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "the link was replaced by a file"
+    );
+    let text = std::fs::read_to_string(&real).unwrap();
+    assert!(text.contains(&KeyHash::of(key).to_string()), "{text}");
+    let mode = std::fs::metadata(&real).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o640);
+    ok(run(dir.path(), &["check"]));
+    // Only the two files and the link: no temp file left behind.
+    let mut names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["noviqi.key", "noviqi.toml", "real.toml"]);
+}

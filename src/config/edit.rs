@@ -220,6 +220,7 @@ pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 /// old file, else `mode_if_new`), fsync, rename, fsync the folder. On error the old file is
 /// intact and the temp file removed.
 pub fn write_atomic(path: &Path, contents: &[u8], mode_if_new: u32) -> std::io::Result<()> {
+    let path = &through_links(path);
     let dir = crate::config::load::config_dir(path);
     let name = path
         .file_name()
@@ -234,6 +235,19 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode_if_new: u32) -> std::io::
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// The file a path names once symlinks are followed, so a replacement lands on the real file
+/// (renaming over a link would swap the link for a file and leave the real one stale). A path
+/// that does not exist yet is its own answer.
+pub fn through_links(path: &Path) -> PathBuf {
+    let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    if is_link {
+        if let Ok(real) = std::fs::canonicalize(path) {
+            return real;
+        }
+    }
+    path.to_owned()
 }
 
 /// Creates `tmp` (never following or reusing an existing file) with the permissions of `like`.
