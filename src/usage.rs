@@ -123,6 +123,10 @@ impl UsageLog {
             }
             line.push(b'\n');
             self.write_line(&line);
+            // One odd line must not pin its size in every connection thread for good.
+            if line.capacity() > 64 * 1024 {
+                *line = Vec::new();
+            }
         });
     }
 

@@ -18,7 +18,7 @@ use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::config::model::UsageSettings;
+use crate::config::model::{MAX_MODEL_NAME_BYTES, UsageSettings};
 use crate::usage::rotated;
 
 /// Upper bounds (ms) of the latency histogram; one more slot counts everything above.
@@ -275,7 +275,11 @@ impl Analytics {
         let model = match sample.error {
             // Names a client made up are not worth a row.
             Some("model_not_found" | "model_not_allowed") => OTHER,
-            _ => sample.model.unwrap_or(NONE),
+            _ => match sample.model {
+                // Lines read back from an older log may hold names no request can send now.
+                Some(name) if name.len() > MAX_MODEL_NAME_BYTES => OTHER,
+                name => name.unwrap_or(NONE),
+            },
         };
         if sample.ts < now - HOURS_KEPT * 3600 {
             return;

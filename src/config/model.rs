@@ -17,6 +17,10 @@ use ipnet::IpNet;
 use crate::crypto::apikey::KeyHash;
 use crate::crypto::secret::SecretString;
 
+/// Longest model name a client may send (longer is a 400): names are stored in the usage log
+/// and the dashboard's tables, and no real model name comes close.
+pub const MAX_MODEL_NAME_BYTES: usize = 256;
+
 /// The whole configuration, valid by construction.
 #[derive(Debug)]
 pub struct Config {

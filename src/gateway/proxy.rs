@@ -22,7 +22,7 @@ use super::relay;
 use super::rewrite;
 use super::{Gateway, Runtime};
 use crate::clock::Stamp;
-use crate::config::model::Key;
+use crate::config::model::{Key, MAX_MODEL_NAME_BYTES};
 use crate::http::{BodyError, Request, Response};
 use crate::translate::{self, Usage};
 use crate::upstream::{Method, UpstreamError, UpstreamRequest, UpstreamResponse};
@@ -57,6 +57,8 @@ pub(super) struct Draft {
     /// (gateway's own time, upstream's time) once an upstream answered, for the metrics.
     pub timing: Option<(Duration, Duration)>,
     pub rate_headers: Vec<(&'static str, String)>,
+    /// The model is a `[[models]]` name (not a client-made `provider/model`).
+    pub model_configured: bool,
     /// Set once the usage record is written; a request is recorded exactly once.
     pub recorded: bool,
 }
@@ -98,6 +100,13 @@ impl Gateway {
             .model
             .take()
             .ok_or_else(|| ApiError::bad_request("missing `model`", Some("model")))?;
+        if model.len() > MAX_MODEL_NAME_BYTES {
+            // Not recorded either: the usage log and the dashboard keep names, not payloads.
+            return Err(ApiError::bad_request(
+                format!("`model` is longer than {MAX_MODEL_NAME_BYTES} bytes"),
+                Some("model"),
+            ));
+        }
         draft.model = Some(model.clone());
         if !key.allows_model(&model) {
             return Err(ApiError::forbidden(
@@ -108,6 +117,7 @@ impl Gateway {
         let route = config.route(&model).ok_or_else(|| {
             ApiError::not_found("model_not_found", format!("unknown model `{model}`"))
         })?;
+        draft.model_configured = matches!(route, Cow::Borrowed(_));
         let decision = self
             .limiter
             .check_request(&key.hash, key.limits, self.now());
@@ -340,10 +350,18 @@ impl Gateway {
             prompt_tokens: tokens.0,
             completion_tokens: tokens.1,
         });
+        // The dashboard names `[[models]]` entries and `provider/model` names an upstream
+        // answered with success; anything else a client typed is one "(other)" row.
+        let named = draft.model_configured
+            || (draft.provider.is_some() && (200..300).contains(&draft.status));
+        let model = match draft.model.as_deref() {
+            Some(_) if !named => Some(crate::admin::analytics::OTHER),
+            model => model,
+        };
         self.admin.record(&crate::admin::analytics::Sample {
             ts: unix_secs,
             key,
-            model: draft.model.as_deref(),
+            model,
             status: draft.status,
             error: draft.error,
             latency_ms: latency.as_millis() as u64,
@@ -372,6 +390,7 @@ impl Draft {
             ttfb: None,
             timing: None,
             rate_headers: Vec::new(),
+            model_configured: false,
             recorded: false,
         }
     }
