@@ -1,4 +1,5 @@
-//! The real client address: the socket peer, or `X-Forwarded-For` from a trusted proxy.
+//! The real client address: the socket peer, or `X-Forwarded-For` from a trusted proxy; and
+//! whether the client spoke HTTPS to that proxy (`X-Forwarded-Proto`).
 //!
 //! Lockouts, `allowed_ips` and the usage log all key on this address, so it must not be
 //! something a client can choose. The rules:
@@ -57,6 +58,17 @@ pub fn client_ip<'a>(
     current
 }
 
+/// Whether a trusted proxy says the client spoke HTTPS to it: the first entry of the request's
+/// first `X-Forwarded-Proto` is `https` and the socket peer is in `trusted` (anyone else's
+/// header is ignored, as for `X-Forwarded-For`). Then cookies get `Secure` and HSTS is sent,
+/// as under noviqi's own TLS.
+pub fn forwarded_https(peer: IpAddr, xfp: Option<&str>, trusted: &[IpNet]) -> bool {
+    is_trusted(normalise(peer), trusted)
+        && xfp
+            .and_then(|value| value.split(',').next())
+            .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
+}
+
 /// IPv4-mapped IPv6 becomes IPv4; everything else is unchanged.
 pub fn normalise(ip: IpAddr) -> IpAddr {
     match ip {
@@ -95,6 +107,25 @@ mod tests {
 
     fn run(peer: &str, xff: &[&str], trusted: &[&str]) -> IpAddr {
         client_ip(ip(peer), xff.iter().copied(), &nets(trusted))
+    }
+
+    #[test]
+    fn forwarded_proto_only_from_trusted_proxies() {
+        let trusted = nets(&["127.0.0.1/32"]);
+        assert!(forwarded_https(ip("127.0.0.1"), Some("https"), &trusted));
+        assert!(forwarded_https(
+            ip("::ffff:127.0.0.1"),
+            Some("HTTPS, http"),
+            &trusted
+        ));
+        assert!(!forwarded_https(
+            ip("127.0.0.1"),
+            Some("http, https"),
+            &trusted
+        ));
+        assert!(!forwarded_https(ip("127.0.0.1"), None, &trusted));
+        assert!(!forwarded_https(ip("192.0.2.1"), Some("https"), &trusted));
+        assert!(!forwarded_https(ip("127.0.0.1"), Some("https"), &[]));
     }
 
     #[test]

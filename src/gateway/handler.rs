@@ -22,6 +22,8 @@ pub(super) struct Ctx {
     pub request_id: String,
     pub client_ip: IpAddr,
     pub started: Instant,
+    /// The client spoke TLS to us, or to a trusted proxy that says so (`X-Forwarded-Proto`).
+    pub https: bool,
 }
 
 impl Handler for GatewayHandler {
@@ -38,9 +40,30 @@ impl Handler for GatewayHandler {
                 &runtime.config.server.trusted_proxies,
             ),
             started: Instant::now(),
+            https: req.is_tls()
+                || clientip::forwarded_https(
+                    req.peer().ip(),
+                    req.header("x-forwarded-proto"),
+                    &runtime.config.server.trusted_proxies,
+                ),
         };
-        let response = route(gateway, &runtime, req, &ctx);
-        let response = response.with_header("x-request-id", ctx.request_id.clone());
+        let server = &runtime.config.server;
+        let response = if host_allowed(req, &server.allowed_hosts) {
+            route(gateway, &runtime, req, &ctx)
+        } else {
+            to_response(
+                &ApiError::forbidden(
+                    "host_not_allowed",
+                    "this Host is not in the gateway's allowed_hosts",
+                ),
+                Dialect::of_path(req.path()),
+            )
+        };
+        let mut response = response.with_header("x-request-id", ctx.request_id.clone());
+        if ctx.https && !req.is_tls() {
+            // Under our own TLS the HTTP layer sends it; behind a TLS proxy we do.
+            response = response.with_header("strict-transport-security", "max-age=31536000");
+        }
         if !req.path().starts_with("/v1/") || Endpoint::from_path(req.path()).is_none() {
             // Proxied endpoints log when their usage record is final (streams end later).
             log::info!(
@@ -168,6 +191,40 @@ fn models(
     Ok(Response::json(200, body.to_string()))
 }
 
+/// Whether the request's `Host` is in `allowed` (always, when `allowed` is empty). An entry
+/// without a port matches the host on any port; one with a port matches exactly. `/healthz`
+/// is exempt: it reveals nothing, and health checkers rarely send a public name.
+fn host_allowed(req: &Request<'_>, allowed: &[String]) -> bool {
+    allowed.is_empty()
+        || req.path() == "/healthz"
+        || req
+            .header("host")
+            .is_some_and(|host| host_matches(host, allowed))
+}
+
+/// [`host_allowed`] for one `Host` value.
+fn host_matches(host: &str, allowed: &[String]) -> bool {
+    let host = host.trim().to_ascii_lowercase();
+    // `[::1]:8420` → (`[::1]`, `8420`); `example.net.:80` → (`example.net`, `80`).
+    let (name, port) = match host.rfind(']') {
+        Some(end) => (&host[..=end], host[end + 1..].strip_prefix(':')),
+        None => match host.rsplit_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (host.as_str(), None),
+        },
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    allowed.iter().any(|entry| match entry.rsplit_once(':') {
+        // An entry with a port (not the colons of a bare IPv6 literal).
+        Some((entry_name, entry_port))
+            if !entry_port.contains(']') && !entry_name.ends_with('[') =>
+        {
+            entry_name == name && Some(entry_port) == port
+        }
+        _ => entry == name,
+    })
+}
+
 /// The id for this request: the client's `x-request-id` when short and printable, else a new
 /// one.
 fn request_id(gateway: &Gateway, req: &Request<'_>) -> String {
@@ -193,4 +250,36 @@ pub(super) fn to_response(error: &ApiError, dialect: Dialect) -> Response {
         response = response.with_header("retry-after", secs.to_string());
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_matches;
+
+    #[test]
+    fn hosts_match_by_name_or_by_name_and_port() {
+        let allowed = ["localhost", "ai.example.net:8443", "[::1]", "127.0.0.1"].map(String::from);
+        for host in [
+            "localhost",
+            "LOCALHOST:8420",
+            "localhost.",
+            "ai.example.net:8443",
+            "[::1]:8420",
+            "[::1]",
+            "127.0.0.1:1",
+        ] {
+            assert!(host_matches(host, &allowed), "{host}");
+        }
+        for host in [
+            "evil.test",
+            "ai.example.net",
+            "ai.example.net:443",
+            "localhost.evil.test",
+            "[::2]:8420",
+            "",
+            "127.0.0.2",
+        ] {
+            assert!(!host_matches(host, &allowed), "{host}");
+        }
+    }
 }

@@ -28,6 +28,8 @@ pub struct TestEnv {
     pub key_hash: String,
     pub child: Option<Child>,
     pub addr: Option<SocketAddr>,
+    /// `RUST_LOG` for `serve` (default `info`).
+    pub rust_log: &'static str,
     stderr: Arc<Mutex<String>>,
 }
 
@@ -46,6 +48,7 @@ impl TestEnv {
             key_hash: hash.to_string(),
             child: None,
             addr: None,
+            rust_log: "info",
             stderr: Arc::new(Mutex::new(String::new())),
         }
     }
@@ -130,7 +133,7 @@ prefix = "{prefix}"
         let mut child = Command::new(BIN)
             .args(["serve", "--config"])
             .arg(self.config_path())
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", self.rust_log)
             .env_remove("NOVIQI_MASTER_KEY")
             .env_remove("http_proxy")
             .env_remove("https_proxy")
