@@ -207,7 +207,7 @@ fn lockout_after_failures_and_a_correct_password_then_fails() {
     let wait: u64 = locked.header("retry-after").unwrap().parse().unwrap();
     assert!(wait > 500 && wait <= 600, "{wait}");
     assert!(env.admin_login(PASSWORD).is_none());
-    // The same table as bad API keys: the address is locked for the API too.
+    // Counted apart from bad API keys, but a locked address is locked for the API too.
     let api = env.get(
         "/v1/models",
         &[("authorization", &format!("Bearer {}", env.key))],
@@ -217,7 +217,7 @@ fn lockout_after_failures_and_a_correct_password_then_fails() {
 }
 
 #[test]
-fn bad_api_keys_count_towards_the_admin_lockout() {
+fn an_address_locked_by_bad_api_keys_cannot_log_in() {
     let mut env = TestEnv::new();
     start(&mut env, 3600, "lockout_max_failures = 2\n", "", "");
     for _ in 0..2 {

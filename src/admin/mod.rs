@@ -1,18 +1,29 @@
 //! The admin dashboard (`/admin`), its JSON API (`/admin/api/*`) and `GET /metrics`.
 //!
-//! State owned here: the session table, the usage analytics, and a lock that lets one Argon2
-//! verification run at a time (each costs tens of milliseconds of CPU). Everything else — the
-//! config, the lockout table, the metrics, key authentication — is the gateway's, handed in
+//! State owned here: the session table, the usage analytics, and the one password
+//! [`Verifier`] with its Argon2 memory (`m` KiB of the hash, 19 MiB by default), behind a lock:
+//! one verification at a time (each costs tens of milliseconds of CPU and that memory), and a
+//! login that finds it busy is refused at once with 503 and `Retry-After: 1` instead of
+//! queueing, so neither threads nor memory pile up behind a flood. Everything else — the
+//! config, the lockout tables, the metrics, key authentication — is the gateway's, handed in
 //! per request as [`Deps`].
 //!
 //! Rules: the whole `/admin` tree is 404 while no admin password hash is configured. State
 //! changes (`POST /admin/login`, `POST /admin/logout`) must come from the same origin
 //! (`Sec-Fetch-Site: same-origin|none`; without that header, an `Origin` naming another host is
 //! refused), and logout also needs the session's CSRF token. `Origin: null` alone proves
-//! nothing: Chromium sends it on same-origin form posts from a `no-referrer` page. The lockout
-//! is checked before the password is verified, and a wrong password counts as a failure in the
-//! same table bad API keys use. Every admin response carries the security headers of
-//! [`web::secure`].
+//! nothing: Chromium sends it on same-origin form posts from a `no-referrer` page.
+//!
+//! Login and the lockout: an address locked by either lockout table is refused (429) before the
+//! form is read. A login that gets the verifier is then counted as a failure in the login table
+//! *before* its password is verified ([`admit`], which refuses a locked address in the
+//! same step), and a correct password clears the login streak. So at most
+//! `lockout_max_failures` passwords are ever verified per streak, whatever the concurrency; a
+//! login refused as busy is not counted (its password was not tried). Only a login clears the
+//! login streak: a valid API key does not, so a key holder cannot reset the count of guesses.
+//! Every admin response carries the security headers of [`web::secure`].
+//!
+//! [`admit`]: crate::limits::lockout::Lockout::admit
 
 pub mod analytics;
 pub mod session;
@@ -23,14 +34,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use zeroize::Zeroizing;
 
 use crate::config::Config;
 use crate::config::model::{AdminSettings, Key, UsageSettings};
-use crate::crypto::password;
+use crate::crypto::password::Verifier;
 use crate::gateway::auth::credential;
 use crate::gateway::error::{ApiError, Dialect};
 use crate::http::{Request, Response};
-use crate::limits::lockout::Lockout;
+use crate::limits::lockout::{self, Lockouts};
 use crate::metrics::Metrics;
 
 use analytics::{Analytics, Range, Sample};
@@ -38,14 +50,12 @@ use session::Sessions;
 
 /// Largest login or logout form accepted.
 const MAX_FORM_BYTES: u64 = 4096;
-/// How long a login waits for another login's Argon2 verification before giving up (503).
-const VERIFY_WAIT: Duration = Duration::from_secs(5);
 
 /// What the admin handlers borrow from the gateway for one request.
 pub struct Deps<'a> {
     pub config: &'a Config,
-    pub lockout: &'a Lockout,
-    /// The lockout table's clock.
+    pub lockout: &'a Lockouts,
+    /// The lockout tables' clock.
     pub now: Duration,
     pub client_ip: IpAddr,
     pub metrics: &'a Metrics,
@@ -57,7 +67,7 @@ pub struct Deps<'a> {
 pub struct Admin {
     sessions: Sessions,
     analytics: Analytics,
-    verifying: Mutex<()>,
+    verifier: Mutex<Verifier>,
 }
 
 impl Admin {
@@ -66,7 +76,7 @@ impl Admin {
         let admin = Admin {
             sessions: Sessions::default(),
             analytics: Analytics::default(),
-            verifying: Mutex::new(()),
+            verifier: Mutex::new(Verifier::default()),
         };
         let started = Instant::now();
         let lines = admin.analytics.read_back(usage, unix_now());
@@ -178,35 +188,42 @@ impl Admin {
             return web::login_page(403, Some("Cross-site request refused."));
         }
         let security = &deps.config.security;
-        if let Err(wait) = deps.lockout.check(deps.client_ip, security, deps.now) {
-            deps.metrics.admin_locked_out();
-            return web::login_page(429, Some("Too many failed attempts. Try again later."))
-                .with_header("retry-after", wait.0.max(1).to_string());
+        let ip = deps.client_ip;
+        if let Err(wait) = deps.lockout.check(ip, security, deps.now) {
+            return locked_out(deps, wait.0);
         }
-        let Ok(body) = req.read_body(MAX_FORM_BYTES) else {
+        let Ok(body) = req.read_body(MAX_FORM_BYTES).map(Zeroizing::new) else {
             return web::login_page(400, Some("Unreadable form."));
         };
-        let password = web::form_value(&body, "password").unwrap_or_default();
+        let password = Zeroizing::new(web::form_value(&body, "password").unwrap_or_default());
         let verified = {
-            let Some(_turn) = self.verifying.try_lock_for(VERIFY_WAIT) else {
-                return web::login_page(503, Some("Busy. Try again."));
+            let Some(mut verifier) = self.verifier.try_lock() else {
+                return web::login_page(503, Some("Busy. Try again."))
+                    .with_header("retry-after", "1");
             };
-            !password.is_empty() && password::verify(&password, &settings.password_hash)
+            // Counted before it is verified; cleared below when right.
+            let admitted = match deps.lockout.logins.admit(ip, security, deps.now) {
+                Ok(admitted) => admitted,
+                Err(wait) => return locked_out(deps, wait.0),
+            };
+            let ok = !password.is_empty() && verifier.verify(&password, &settings.password_hash);
+            if !ok && admitted.locked {
+                lockout::log_locked(ip, security, "failed admin logins");
+            }
+            ok
         };
         if !verified {
-            deps.lockout
-                .record_failure(deps.client_ip, security, deps.now);
             deps.metrics.admin_login_failed();
-            log::warn!("admin login failed from {}", deps.client_ip);
+            log::warn!("admin login failed from {ip}");
             return web::login_page(401, Some("Wrong password."));
         }
-        deps.lockout.record_success(deps.client_ip);
+        deps.lockout.logins.record_success(ip);
         let session = self.sessions.create(
             &settings.password_hash,
             settings.session_ttl,
             Instant::now(),
         );
-        log::info!("admin login from {}", deps.client_ip);
+        log::info!("admin login from {ip}");
         web::redirect("/admin").with_header(
             "set-cookie",
             web::cookie(&session.id, settings.session_ttl, req.is_tls()),
@@ -276,6 +293,13 @@ fn authorize_key(deps: &Deps<'_>, req: &Request<'_>) -> Result<(), ApiError> {
     } else {
         Err(api_error(403, "not_admin", "this key is not an admin key"))
     }
+}
+
+/// The login page's refusal of a locked address.
+fn locked_out(deps: &Deps<'_>, retry_after: u64) -> Response {
+    deps.metrics.admin_locked_out();
+    web::login_page(429, Some("Too many failed attempts. Try again later."))
+        .with_header("retry-after", retry_after.max(1).to_string())
 }
 
 fn api_error(status: u16, code: &'static str, message: &str) -> ApiError {

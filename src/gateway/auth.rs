@@ -1,9 +1,20 @@
 //! Who is calling: the client address, the lockout check, and the gateway key.
 //!
 //! Order matters: a locked-out address is refused before its credentials are looked at (so a
-//! correct key from a locked address fails too); a missing or unknown key counts as a failure
-//! for the lockout; a known key resets the count. The key itself is only ever hashed (SHA-256)
-//! and looked up by hash; it is never logged or forwarded.
+//! correct key from a locked address fails too, and so does a locked address's admin login).
+//! Then, for the key-failure table of [`crate::limits::lockout::Lockouts`]:
+//!
+//! - no key at all is not a failure: any web page can make a browser send key-less requests
+//!   (`<img src=…/v1/models>`), and those must not lock out the user's real key;
+//! - a presented key whose hash matches no key is a failure: that is what a guess looks like;
+//! - a known key that is disabled, expired or used from an address outside its `allowed_ips`
+//!   neither counts nor clears: it is no guess (its holder has, or had, a real key), and no
+//!   proof of a working key either, so a revoked key cannot reset a streak;
+//! - only a key that passed every check clears the key streak, and never the admin-login
+//!   streak (only a login clears that).
+//!
+//! The key itself is only ever hashed (SHA-256) and looked up by hash; it is never logged or
+//! forwarded.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -42,18 +53,14 @@ impl Gateway {
         if let Err(wait) = self.lockout.check(ip, security, now) {
             return Err(ApiError::locked_out(wait.0));
         }
-        let key = credential(req)
-            .and_then(|presented| config.key_by_hash(&KeyHash::of(presented)).cloned());
-        let Some(key) = key else {
-            // The lockout table logs the one line when this locks the address.
-            self.lockout.record_failure(ip, security, now);
-            return Err(if credential(req).is_some() {
-                ApiError::unknown_key()
-            } else {
-                ApiError::missing_key()
-            });
+        let Some(presented) = credential(req) else {
+            return Err(ApiError::missing_key());
         };
-        self.lockout.record_success(ip);
+        let Some(key) = config.key_by_hash(&KeyHash::of(presented)).cloned() else {
+            // The lockout table logs the one line when this locks the address.
+            self.lockout.keys.record_failure(ip, security, now);
+            return Err(ApiError::unknown_key());
+        };
         if key.disabled {
             return Err(ApiError::forbidden(
                 "key_disabled",
@@ -72,6 +79,7 @@ impl Gateway {
                 "this API key may not be used from this address",
             ));
         }
+        self.lockout.keys.record_success(ip);
         Ok(key)
     }
 }

@@ -28,7 +28,7 @@ use crate::admin::Admin;
 use crate::config::{self, Config, Secrets};
 use crate::http::{self, Server, ServerOptions};
 use crate::limits::RateLimiter;
-use crate::limits::lockout::Lockout;
+use crate::limits::lockout::Lockouts;
 use crate::metrics::Metrics;
 use crate::upstream::Upstreams;
 use crate::usage::UsageLog;
@@ -50,7 +50,7 @@ impl Runtime {
 pub struct Gateway {
     runtime: RwLock<Arc<Runtime>>,
     limiter: RateLimiter,
-    lockout: Lockout,
+    lockout: Lockouts,
     usage: Option<UsageLog>,
     admin: Admin,
     metrics: Metrics,
@@ -79,7 +79,7 @@ impl Gateway {
         Ok(Arc::new(Gateway {
             runtime: RwLock::new(Arc::new(runtime)),
             limiter: RateLimiter::new(),
-            lockout: Lockout::default(),
+            lockout: Lockouts::default(),
             usage,
             admin,
             metrics,

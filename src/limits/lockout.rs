@@ -12,9 +12,30 @@
 //! streak older than the window starts over at the next failure. `lockout_max_failures = 0`
 //! disables lockouts.
 //!
+//! The streak is a fixed span from its first failure, not a sliding window: a true sliding
+//! window would keep up to `lockout_max_failures` timestamps per address, and that setting has
+//! no small upper bound. The price is that up to `2 × (max − 1)` failures can fall into one
+//! window's length when they straddle the end of a streak; over time the rate stays at most
+//! `max − 1` per window.
+//!
+//! # Two tables: keys and logins
+//!
+//! [`Lockouts`] holds two [`Lockout`] tables with the same settings: presented-but-unknown API
+//! keys, and failed admin logins. They are counted apart so that a success of one kind never
+//! clears the other's streak (a holder of any key must not be able to reset the count of
+//! password guesses), and checked together: an address locked by either is refused by both.
+//! What counts as a failure and as a success is the callers' business (`gateway/auth.rs`,
+//! `admin/`); this module only counts.
+//!
+//! An expensive check (the Argon2 password verification) uses [`Lockout::admit`]: the attempt
+//! is counted as a failure *before* it is verified, in the same lock as the lockout check, and
+//! a success then clears it. However many attempts arrive at once, at most
+//! `lockout_max_failures` are admitted per streak; the one that reaches the limit locks the
+//! address at once, so the next is refused while it is still being verified.
+//!
 //! # Bounded state
 //!
-//! The table holds at most `max_entries` addresses ([`DEFAULT_MAX_ENTRIES`] = 100,000). When
+//! Each table holds at most `max_entries` addresses ([`DEFAULT_MAX_ENTRIES`] = 100,000). When
 //! a new address arrives at a full table, the least recently failed one is dropped, except
 //! that a currently locked address at the front is moved to the back instead (at most
 //! [`MAX_LOCKED_SKIPS`] per insertion, so a table full of locks still evicts): a flood of
@@ -30,7 +51,8 @@
 //!
 //! Memory: a map slot is 48 bytes (16-byte address key, 32-byte entry) plus a control byte,
 //! a queue record 24 bytes. At 100,000 entries that is at most 131,072 slots (6.4 MB) plus a
-//! queue of at most 262,144 records (6.3 MB): under 13 MB, and flat whatever the traffic.
+//! queue of at most 262,144 records (6.3 MB): under 13 MB per table, 26 MB for both, and flat
+//! whatever the traffic.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -54,7 +76,7 @@ pub const SHARDS: usize = 16;
 pub const MAX_LOCKED_SKIPS: usize = 8;
 
 /// Whole seconds until a locked address may try again (at least 1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct RetryAfterSecs(pub u64);
 
 /// The unit a lockout applies to: an IPv4 address or an IPv6 /64.
@@ -85,6 +107,61 @@ impl fmt::Display for AddrKey {
     }
 }
 
+/// The gateway's two failure tables, with the same settings, counted apart and checked
+/// together (see the module docs).
+#[derive(Debug, Default)]
+pub struct Lockouts {
+    /// Presented API keys that match no key.
+    pub keys: Lockout,
+    /// Failed admin logins.
+    pub logins: Lockout,
+}
+
+impl Lockouts {
+    /// `Err` with the longer wait when either table has `ip` locked at `now`.
+    pub fn check(
+        &self,
+        ip: IpAddr,
+        settings: &SecuritySettings,
+        now: Duration,
+    ) -> Result<(), RetryAfterSecs> {
+        match (
+            self.keys.check(ip, settings, now),
+            self.logins.check(ip, settings, now),
+        ) {
+            (Ok(()), Ok(())) => Ok(()),
+            (Err(a), Err(b)) => Err(a.max(b)),
+            (Err(wait), Ok(())) | (Ok(()), Err(wait)) => Err(wait),
+        }
+    }
+}
+
+/// An attempt let through by [`Lockout::admit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admitted {
+    /// This attempt reached the limit: the address is locked until a success clears it. When
+    /// the attempt fails, the caller logs the lock with [`log_locked`].
+    pub locked: bool,
+}
+
+/// The one log line of a new lock (the address, never a credential).
+pub fn log_locked(ip: IpAddr, settings: &SecuritySettings, what: &str) {
+    log::warn!(
+        "lockout: {} locked for {}s after {} {what}",
+        AddrKey::of(ip),
+        settings.lockout_duration.as_secs(),
+        settings.lockout_max_failures
+    );
+}
+
+/// What counting one failure did.
+enum Counted {
+    /// The address was locked already; nothing was counted.
+    AlreadyLocked(RetryAfterSecs),
+    /// Counted; `locked` when this failure reached the limit.
+    Streak { locked: bool },
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     failures: u32,
@@ -103,7 +180,7 @@ struct Table {
     next_seq: u64,
 }
 
-/// The failure table. `Send + Sync`; share it behind an `Arc`.
+/// One failure table. `Send + Sync`; share it behind an `Arc`.
 #[derive(Debug)]
 pub struct Lockout {
     shards: Vec<Mutex<Table>>,
@@ -157,21 +234,51 @@ impl Lockout {
         }
     }
 
-    /// Counts a failed login or bad key from `ip`; true when this failure locked it.
+    /// Counts a failure from `ip`; true when this failure locked it (and then logs one line).
     pub fn record_failure(&self, ip: IpAddr, settings: &SecuritySettings, now: Duration) -> bool {
+        match self.count(ip, settings, now) {
+            Counted::Streak { locked: true } => {
+                log_locked(ip, settings, "failed attempts");
+                true
+            }
+            Counted::Streak { locked: false } | Counted::AlreadyLocked(_) => false,
+        }
+    }
+
+    /// Counts an attempt from `ip` as a failure *before* it is checked; `Err` with the wait,
+    /// counting nothing, when `ip` is locked. Check and count are one step under one lock, so
+    /// at most `lockout_max_failures` attempts are admitted per streak however many run at
+    /// once. Call [`Lockout::record_success`] when the attempt turns out right; nothing when
+    /// it turns out wrong (it is counted already).
+    pub fn admit(
+        &self,
+        ip: IpAddr,
+        settings: &SecuritySettings,
+        now: Duration,
+    ) -> Result<Admitted, RetryAfterSecs> {
+        match self.count(ip, settings, now) {
+            Counted::AlreadyLocked(wait) => Err(wait),
+            Counted::Streak { locked } => Ok(Admitted { locked }),
+        }
+    }
+
+    fn count(&self, ip: IpAddr, settings: &SecuritySettings, now: Duration) -> Counted {
         let max = settings.lockout_max_failures;
         if max == 0 {
-            return false;
+            return Counted::Streak { locked: false };
         }
         let key = AddrKey::of(ip);
         let now = nanos(now);
-        let mut guard = self.shard(key).lock();
-        let table = &mut *guard;
+        let mut table = self.shard(key).lock();
+        let table = &mut *table;
         let seq = table.next_seq;
         table.next_seq += 1;
 
         let entry = match table.map.get_mut(&key) {
-            Some(e) if e.locked_until > now => return false,
+            Some(e) if e.locked_until > now => {
+                let wait = Duration::from_nanos(e.locked_until - now);
+                return Counted::AlreadyLocked(RetryAfterSecs(retry_after_secs(wait)));
+            }
             Some(e) => {
                 let stale = now.saturating_sub(e.streak_start) >= nanos(settings.lockout_window);
                 if e.locked_until != 0 || stale {
@@ -202,21 +309,16 @@ impl Lockout {
         table.compact(self.shard_max);
 
         if entry.failures < max {
-            return false;
+            return Counted::Streak { locked: false };
         }
         let until = now.saturating_add(nanos(settings.lockout_duration)).max(1);
         if let Some(e) = table.map.get_mut(&key) {
             e.locked_until = until;
         }
-        drop(guard);
-        log::warn!(
-            "lockout: {key} locked for {}s after {max} failed attempts",
-            settings.lockout_duration.as_secs()
-        );
-        true
+        Counted::Streak { locked: true }
     }
 
-    /// A successful login or valid key from `ip`: its failure count starts over.
+    /// A success from `ip`: its record (streak and lock) is dropped.
     pub fn record_success(&self, ip: IpAddr) {
         let key = AddrKey::of(ip);
         let mut table = self.shard(key).lock();
@@ -338,6 +440,70 @@ mod tests {
         assert!(!lo.record_failure(a, &st, s(303)));
         assert!(lo.record_failure(a, &st, s(304)));
         assert!(lo.check(a, &st, s(305)).is_err());
+    }
+
+    #[test]
+    fn admit_counts_first_and_a_success_clears_even_the_lock() {
+        let (lo, st) = (Lockout::new(10), settings(3));
+        let a = ip("192.0.2.44");
+        assert_eq!(lo.admit(a, &st, s(0)), Ok(Admitted { locked: false }));
+        assert_eq!(lo.admit(a, &st, s(1)), Ok(Admitted { locked: false }));
+        // The third is still let through, and locks the address while it is being checked.
+        assert_eq!(lo.admit(a, &st, s(2)), Ok(Admitted { locked: true }));
+        assert_eq!(lo.check(a, &st, s(2)), Err(RetryAfterSecs(900)));
+        assert_eq!(lo.admit(a, &st, s(3)), Err(RetryAfterSecs(899)));
+        // It was right after all.
+        lo.record_success(a);
+        assert_eq!(lo.check(a, &st, s(3)), Ok(()));
+        assert_eq!(lo.admit(a, &st, s(4)), Ok(Admitted { locked: false }));
+        assert_eq!(
+            lo.admit(ip("192.0.2.45"), &settings(0), s(4)),
+            Ok(Admitted { locked: false })
+        );
+    }
+
+    #[test]
+    fn parallel_admissions_stop_at_the_limit() {
+        let (lo, st) = (Lockout::new(10), settings(5));
+        let a = ip("198.51.100.77");
+        let start = std::sync::Barrier::new(32);
+        let admitted = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..32)
+                .map(|_| {
+                    scope.spawn(|| {
+                        start.wait();
+                        lo.admit(a, &st, s(1)).is_ok()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().unwrap())
+                .filter(|&ok| ok)
+                .count()
+        });
+        assert_eq!(admitted, 5);
+    }
+
+    #[test]
+    fn the_two_tables_count_apart_and_lock_together() {
+        let (lo, st) = (Lockouts::default(), settings(2));
+        let a = ip("203.0.113.70");
+        lo.keys.record_failure(a, &st, s(0));
+        assert!(lo.logins.admit(a, &st, s(1)).is_ok());
+        // One of each: neither streak is at two; a success of one kind leaves the other.
+        assert_eq!(lo.check(a, &st, s(1)), Ok(()));
+        lo.keys.record_success(a);
+        assert!(lo.logins.admit(a, &st, s(2)).is_ok_and(|x| x.locked));
+        assert_eq!(lo.check(a, &st, s(2)), Err(RetryAfterSecs(900)));
+        lo.keys.record_failure(a, &st, s(100));
+        assert!(lo.keys.record_failure(a, &st, s(200)));
+        // Both locked: the longer wait.
+        assert_eq!(lo.check(a, &st, s(200)), Err(RetryAfterSecs(900)));
+        lo.keys.record_success(a);
+        assert_eq!(lo.check(a, &st, s(200)), Err(RetryAfterSecs(702)));
+        lo.logins.record_success(a);
+        assert_eq!(lo.check(a, &st, s(200)), Ok(()));
     }
 
     #[test]

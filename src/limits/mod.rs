@@ -15,7 +15,8 @@
 //! the config, so this is reached only by a config with that many limited keys, and then the
 //! least recently used key's state is dropped to make room (an O(n) scan, paid only then).
 //!
-//! [`lockout::Lockout`] is the per-address failure table; see its module docs.
+//! [`lockout::Lockouts`] holds the per-address failure tables (bad keys and failed admin logins,
+//! counted apart, checked together); see its module docs.
 
 pub mod lockout;
 pub mod window;
