@@ -58,6 +58,9 @@ pub struct Deps<'a> {
     /// The lockout tables' clock.
     pub now: Duration,
     pub client_ip: IpAddr,
+    /// The client spoke HTTPS (to us, or to a trusted proxy that says so): cookies are
+    /// `Secure`.
+    pub https: bool,
     pub metrics: &'a Metrics,
     /// The gateway's key authentication (lockout-aware).
     pub authenticate: &'a dyn Fn(&Request<'_>) -> Result<Arc<Key>, ApiError>,
@@ -113,7 +116,7 @@ impl Admin {
                 None => web::login_page(200, None),
             },
             "/admin/login" if method == "POST" => self.login(deps, settings, req),
-            "/admin/logout" if method == "POST" => self.logout(settings, req),
+            "/admin/logout" if method == "POST" => self.logout(deps, settings, req),
             "/admin/assets/app.js" if get => web::asset_js(),
             "/admin/assets/app.css" if get => web::asset_css(),
             "/admin/login" if get => web::redirect("/admin"),
@@ -226,17 +229,17 @@ impl Admin {
         log::info!("admin login from {ip}");
         web::redirect("/admin").with_header(
             "set-cookie",
-            web::cookie(&session.id, settings.session_ttl, req.is_tls()),
+            web::cookie(&session.id, settings.session_ttl, deps.https),
         )
     }
 
-    fn logout(&self, settings: &AdminSettings, req: &mut Request<'_>) -> Response {
+    fn logout(&self, deps: &Deps<'_>, settings: &AdminSettings, req: &mut Request<'_>) -> Response {
         if !web::same_origin(req) {
             return web::text(403, "cross-site request refused\n");
         }
         let Some((id, csrf)) = self.session(settings, req) else {
             return web::login_page(401, Some("Not signed in."))
-                .with_header("set-cookie", web::clear_cookie(req.is_tls()));
+                .with_header("set-cookie", web::clear_cookie(deps.https));
         };
         let presented = match req.header("x-csrf-token") {
             Some(token) => Some(token.to_owned()),
@@ -249,7 +252,7 @@ impl Admin {
             return web::text(403, "missing or wrong CSRF token\n");
         }
         self.sessions.remove(&id);
-        web::redirect("/admin").with_header("set-cookie", web::clear_cookie(req.is_tls()))
+        web::redirect("/admin").with_header("set-cookie", web::clear_cookie(deps.https))
     }
 
     /// `GET /admin/api/usage?range=hour|day|week|month` (default `day`).

@@ -125,6 +125,7 @@ fn route(
             lockout: &gateway.lockout,
             now: gateway.now(),
             client_ip: ctx.client_ip,
+            https: ctx.https,
             metrics: &gateway.metrics,
             authenticate: &authenticate,
         };
