@@ -395,8 +395,9 @@ fn lockouts_and_reloads_are_counted() {
     }));
     env.write_config(&text);
 
-    // Lockouts: failed admin logins and bad keys share a table; refusals are counted. From
-    // the locked address even the admin key is refused, so read through a session made first.
+    // Lockouts: failed admin logins are counted apart from bad keys but a lock from either refuses
+    // both; refusals are counted. From the locked address even the admin key is refused, so read
+    // through a session made first.
     let cookie = env.admin_login("pw").expect("login");
     assert_eq!(
         env.post_form("/admin/login", "password=bad", &[]).status,
