@@ -24,6 +24,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ipnet::IpNet;
+
 pub use body::BodyError;
 pub use request::{Request, Version};
 pub(crate) use response::Hex;
@@ -42,6 +44,15 @@ pub struct ServerOptions {
     pub idle_timeout: Duration,
     /// Bodies longer than this are refused with 413 as soon as that is known.
     pub max_body_bytes: u64,
+    /// Request-body bytes (and handlers' reserved working memory, see
+    /// [`Request::reserve_extra`]) held at once across all connections; past it, 503.
+    pub max_buffered_bytes: u64,
+    /// Open connections per client address (IPv6: per /64); more get a fast 429. `None`: no
+    /// cap. Connections from `trusted_proxies` are not counted.
+    pub max_connections_per_ip: Option<usize>,
+    /// Reverse proxies in front of us: every connection of theirs is many clients', so the
+    /// per-address cap does not apply to them.
+    pub trusted_proxies: Vec<IpNet>,
     /// A write the client does not take within this fails (the connection closes).
     pub write_timeout: Duration,
     /// Longest wait for the next body bytes.
@@ -69,6 +80,9 @@ impl Default for ServerOptions {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             max_body_bytes: 64 * 1024 * 1024,
+            max_buffered_bytes: 1024 * 1024 * 1024,
+            max_connections_per_ip: Some(64),
+            trusted_proxies: Vec::new(),
             write_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(30),
             body_total_timeout: Duration::from_secs(300),
@@ -88,6 +102,9 @@ impl fmt::Debug for ServerOptions {
             .field("header_timeout", &self.header_timeout)
             .field("idle_timeout", &self.idle_timeout)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_buffered_bytes", &self.max_buffered_bytes)
+            .field("max_connections_per_ip", &self.max_connections_per_ip)
+            .field("trusted_proxies", &self.trusted_proxies)
             .field("tls", &self.tls.is_some())
             .finish_non_exhaustive()
     }
