@@ -294,8 +294,16 @@ impl BodyState {
             .map_err(BodyError::Io)
     }
 
-    /// Reads and discards at most `max` more body bytes; true when the body is complete.
-    pub fn drain(&mut self, inbuf: &mut InBuf, wire: &mut dyn Wire, max: u64) -> bool {
+    /// Reads and discards at most `max` more body bytes, waiting for them no later than
+    /// `until`; true when the body is complete.
+    pub fn drain(
+        &mut self,
+        inbuf: &mut InBuf,
+        wire: &mut dyn Wire,
+        max: u64,
+        until: Instant,
+    ) -> bool {
+        self.deadline = Some(self.deadline.map_or(until, |d| d.min(until)));
         let mut scratch = [0u8; 1024];
         let mut drained = 0u64;
         while !self.is_done() && drained <= max && !self.failed {

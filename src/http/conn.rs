@@ -19,6 +19,10 @@ use super::{Handler, HttpError, ServerOptions};
 
 /// Unread body bytes we are willing to discard to keep a connection alive.
 const DRAIN_MAX: u64 = 256 * 1024;
+/// How long we wait for them (at most `header_timeout`). A client that sends its body
+/// slower than this after a refusal is closed instead: paced by the body timeouts, a few
+/// such clients held every connection slot for minutes.
+const DRAIN_TIME: Duration = Duration::from_secs(1);
 /// Before closing after a refusal: how long and how much we read so the peer sees our answer.
 const LINGER_TIME: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 1024 * 1024;
@@ -180,7 +184,7 @@ fn exchange(
         return false;
     };
     let unread = !body.is_done();
-    if keep && (!unread || body.drain(&mut bufs.inbuf, wire, DRAIN_MAX)) {
+    if keep && (!unread || drain_soon(&mut body, &mut bufs.inbuf, wire, opts)) {
         return true;
     }
     if unread || !bufs.inbuf.is_empty() {
@@ -189,6 +193,17 @@ fn exchange(
         wire.shutdown_write();
     }
     false
+}
+
+/// Discards the unread rest of a small body if it arrives soon, to keep the connection.
+fn drain_soon(
+    body: &mut BodyState,
+    inbuf: &mut InBuf,
+    wire: &mut dyn Wire,
+    opts: &ServerOptions,
+) -> bool {
+    let until = Instant::now() + DRAIN_TIME.min(opts.header_timeout);
+    body.drain(inbuf, wire, DRAIN_MAX, until)
 }
 
 fn call_handler(handler: &dyn Handler, req: &mut Request<'_>) -> Response {

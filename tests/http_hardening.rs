@@ -1,0 +1,85 @@
+//! HTTP layer: one client (or one handler bug) must not take the server's shared resources —
+//! connection slots, threads, buffered-body memory — from everyone else.
+// Test code: a failed unwrap is a failed test (helpers are not `#[test]` fns for clippy).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "common/http.rs"]
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use common::{Client, connect, eventually, get, opts, start};
+use noviqi::http::{Request, Response, ServerOptions};
+
+/// Answers 405 on `/refused` without reading the body, 200 `ok` elsewhere.
+fn refusing(req: &mut Request<'_>) -> Response {
+    if req.path() == "/refused" {
+        Response::new(405)
+    } else {
+        Response::bytes(200, "text/plain", &b"ok"[..])
+    }
+}
+
+/// Writes one byte to each stream every 50 ms until `stop` is set, a write fails or 20 s pass.
+fn trickle(mut streams: Vec<TcpStream>, stop: Arc<AtomicBool>) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        for _ in 0..400 {
+            if stop.load(Ordering::SeqCst) {
+                return;
+            }
+            streams.retain_mut(|s| s.write_all(b"x").is_ok());
+            if streams.is_empty() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    })
+}
+
+#[test]
+fn refused_requests_with_trickled_bodies_do_not_hold_the_slots() {
+    let srv = start(
+        ServerOptions {
+            max_connections: 3,
+            // Long body timeouts, as in production: the drain must not be paced by them.
+            body_read_timeout: Duration::from_secs(30),
+            body_total_timeout: Duration::from_secs(300),
+            ..opts()
+        },
+        refusing,
+    );
+    let mut writers = Vec::new();
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut c = Client::new(connect(srv.addr()));
+        c.send(b"POST /refused HTTP/1.1\r\nHost: t\r\nContent-Length: 200000\r\n\r\n");
+        assert_eq!(c.read_response(false).unwrap().status, 405);
+        writers.push(c.stream.try_clone().unwrap());
+        held.push(c);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let trickler = trickle(writers, Arc::clone(&stop));
+    let served = eventually(Duration::from_secs(5), || {
+        get(srv.addr(), "/").is_some_and(|r| r.status == 200)
+    });
+    stop.store(true, Ordering::SeqCst);
+    trickler.join().unwrap();
+    assert!(served, "trickling clients kept every connection slot");
+}
+
+#[test]
+fn a_small_unread_body_keeps_the_connection_alive() {
+    let srv = start(opts(), refusing);
+    let mut c = Client::new(connect(srv.addr()));
+    c.send(b"POST /refused HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello");
+    let r = c.read_response(false).unwrap();
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("connection"), None);
+    c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.read_response(false).unwrap().body, b"ok");
+}
