@@ -83,3 +83,38 @@ fn a_small_unread_body_keeps_the_connection_alive() {
     c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(c.read_response(false).unwrap().body, b"ok");
 }
+
+#[test]
+fn a_panicking_stream_is_truncated_and_frees_its_slot() {
+    let srv = start(
+        ServerOptions {
+            max_connections: 1,
+            ..opts()
+        },
+        |req: &mut Request<'_>| {
+            if req.path() == "/panic" {
+                Response::stream(200, |w| {
+                    w.send(b"partial")?;
+                    panic!("stream producer failed");
+                })
+            } else {
+                Response::bytes(200, "text/plain", &b"ok"[..])
+            }
+        },
+    );
+    let mut c = Client::new(connect(srv.addr()));
+    c.stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    c.send(b"GET /panic HTTP/1.1\r\nHost: t\r\n\r\n");
+    let head = c.read_head().unwrap();
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(c.read_chunk().as_deref(), Some(&b"partial"[..]));
+    let rest = c.rest_until_close().expect("connection left open");
+    assert!(rest.is_empty(), "no last chunk after a panic: {rest:?}");
+    // The one slot is free again: the next connection is served.
+    assert!(eventually(Duration::from_secs(3), || {
+        get(srv.addr(), "/").is_some_and(|r| r.status == 200)
+    }));
+}

@@ -316,8 +316,35 @@ impl Drop for SlotGuard<'_> {
     }
 }
 
+/// Counts a pool thread out of `live` if it unwinds (a normal exit is counted out by
+/// `next_job`, under the same lock that saw the queue empty). A dead thread still counted
+/// would leave queued connections waiting for it forever.
+struct LiveGuard<'a>(&'a Shared);
+
+impl Drop for LiveGuard<'_> {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            self.0.pool.lock().live -= 1;
+        }
+    }
+}
+
+/// Takes a connection out of the shutdown registry even if serving unwinds; the registry's
+/// clone of the socket would otherwise keep it open (the client would never see the close).
+struct Registered<'a> {
+    shared: &'a Shared,
+    id: u64,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.shared.conns.lock().remove(&self.id);
+    }
+}
+
 impl Worker {
     fn run(self) {
+        let _live = LiveGuard(&self.shared);
         let mut bufs = Buffers::new();
         while let Some(job) = self.next_job() {
             let _slot = SlotGuard(&self.shared);
@@ -362,6 +389,10 @@ impl Worker {
             self.shared.conns.lock().insert(id, Arc::clone(&entry));
             entry
         });
+        let _registered = entry.is_some().then_some(Registered {
+            shared: &self.shared,
+            id,
+        });
         let ctx = ConnCtx {
             opts: &self.opts,
             handler: &*self.handler,
@@ -371,9 +402,6 @@ impl Worker {
         match &self.opts.tls {
             None => conn::serve(&mut Link::new(stream), peer, false, bufs, &ctx, deadline),
             Some(config) => serve_tls(config, stream, peer, bufs, &ctx, deadline),
-        }
-        if entry.is_some() {
-            self.shared.conns.lock().remove(&id);
         }
     }
 }
