@@ -11,9 +11,9 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::{Client, connect, eventually, get, opts, start};
+use common::{Client, connect, counting, eventually, get, opts, start};
 use noviqi::http::{Request, Response, ServerOptions};
 
 /// Answers 405 on `/refused` without reading the body, 200 `ok` elsewhere.
@@ -117,4 +117,53 @@ fn a_panicking_stream_is_truncated_and_frees_its_slot() {
     assert!(eventually(Duration::from_secs(3), || {
         get(srv.addr(), "/").is_some_and(|r| r.status == 200)
     }));
+}
+
+/// Opens a keep-alive connection and has one request answered on it, so it is surely served.
+fn served_connection(addr: std::net::SocketAddr) -> Client<TcpStream> {
+    let mut c = Client::new(connect(addr));
+    c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.read_response(false).unwrap().status, 200);
+    c
+}
+
+#[test]
+fn connections_per_address_are_capped() {
+    let (_, h) = counting();
+    let srv = start(
+        ServerOptions {
+            max_connections_per_ip: Some(2),
+            idle_timeout: Duration::from_secs(30),
+            ..opts()
+        },
+        h,
+    );
+    let mut held = vec![served_connection(srv.addr()), served_connection(srv.addr())];
+    let t0 = Instant::now();
+    let r = get(srv.addr(), "/").unwrap();
+    assert_eq!(r.status, 429);
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(r.body.starts_with(b"{\"error\""));
+    drop(held.pop());
+    assert!(eventually(Duration::from_secs(3), || {
+        get(srv.addr(), "/").is_some_and(|r| r.status == 200)
+    }));
+}
+
+#[test]
+fn trusted_proxies_are_not_capped() {
+    let (_, h) = counting();
+    let srv = start(
+        ServerOptions {
+            max_connections_per_ip: Some(2),
+            trusted_proxies: vec!["127.0.0.1/32".parse().unwrap()],
+            idle_timeout: Duration::from_secs(30),
+            ..opts()
+        },
+        h,
+    );
+    let _held: Vec<_> = (0..4).map(|_| served_connection(srv.addr())).collect();
+    assert_eq!(get(srv.addr(), "/").unwrap().status, 200);
 }

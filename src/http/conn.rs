@@ -242,10 +242,7 @@ fn refuse(
     err: &HttpError,
     tls: bool,
 ) {
-    let resp = match catch_unwind(AssertUnwindSafe(|| ctx.handler.error_response(path, err))) {
-        Ok(resp) => resp,
-        Err(_) => Response::new(err.status()),
-    };
+    let resp = error_response(ctx.handler, path, err);
     let framing = response::Framing {
         is_head: false,
         minor: 1,
@@ -256,6 +253,25 @@ fn refuse(
         linger(wire);
     }
     bufs.inbuf.clear();
+}
+
+/// The handler's rendering of a layer error (a bare status if that panics), with the
+/// error's `Retry-After` when the rendering has none.
+pub(crate) fn error_response(
+    handler: &dyn Handler,
+    path: Option<&str>,
+    err: &HttpError,
+) -> Response {
+    let resp = match catch_unwind(AssertUnwindSafe(|| handler.error_response(path, err))) {
+        Ok(resp) => resp,
+        Err(_) => Response::new(err.status()),
+    };
+    match err.retry_after() {
+        Some(secs) if resp.header("retry-after").is_none() => {
+            resp.with_header("Retry-After", itoa::Buffer::new().format(secs).to_owned())
+        }
+        _ => resp,
+    }
 }
 
 /// Shuts our sending side, then reads (bounded in time and bytes) until the peer closes, so

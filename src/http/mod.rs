@@ -14,6 +14,7 @@
 mod body;
 mod conn;
 mod head;
+mod peers;
 mod request;
 mod response;
 mod server;
@@ -123,8 +124,14 @@ pub enum HttpError {
     Timeout,
     /// An `Expect` other than `100-continue` (417).
     ExpectationFailed,
-    /// Every connection slot is taken (503).
+    /// Every connection slot is taken (503, `Retry-After`).
     Busy,
+    /// The client's address has `max_connections_per_ip` connections open already (429,
+    /// `Retry-After`): a per-client limit, so the client's fault, like a rate limit.
+    TooManyConnections,
+    /// Taking this body (or a handler's working memory) would pass `max_buffered_bytes`
+    /// (503, `Retry-After`): the server as a whole is short of memory, not this client.
+    Overloaded,
 }
 
 impl HttpError {
@@ -135,7 +142,18 @@ impl HttpError {
             HttpError::HeadersTooLarge => 431,
             HttpError::Timeout => 408,
             HttpError::ExpectationFailed => 417,
-            HttpError::Busy => 503,
+            HttpError::Busy | HttpError::Overloaded => 503,
+            HttpError::TooManyConnections => 429,
+        }
+    }
+
+    /// Seconds after which a retry may succeed, for the `Retry-After` header; `None` when
+    /// the same request will fail again. The layer adds the header to its error responses
+    /// when the handler's rendering has none.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            HttpError::Busy | HttpError::TooManyConnections | HttpError::Overloaded => Some(1),
+            _ => None,
         }
     }
 
@@ -148,13 +166,16 @@ impl HttpError {
             HttpError::Timeout => "timed out waiting for the request",
             HttpError::ExpectationFailed => "unsupported Expect header",
             HttpError::Busy => "server busy, try again",
+            HttpError::TooManyConnections => "too many open connections from this address",
+            HttpError::Overloaded => "server overloaded, try again",
         }
     }
 
     /// The OpenAI-style error type word for this error.
     pub fn kind(&self) -> &'static str {
         match self {
-            HttpError::Busy => "server_error",
+            HttpError::Busy | HttpError::Overloaded => "server_error",
+            HttpError::TooManyConnections => "rate_limit_error",
             HttpError::Timeout => "timeout",
             _ => "invalid_request_error",
         }
@@ -174,7 +195,8 @@ pub trait Handler: Send + Sync + 'static {
     fn handle(&self, req: &mut Request<'_>) -> Response;
 
     /// Renders an error the layer detected itself (`path` is known once a head was parsed).
-    /// The connection is closed after it. Default: OpenAI-style JSON.
+    /// The connection is closed after it; the layer adds `Retry-After` from
+    /// [`HttpError::retry_after`] if the response has none. Default: OpenAI-style JSON.
     fn error_response(&self, path: Option<&str>, error: &HttpError) -> Response {
         let _ = path;
         let body = serde_json::json!({"error": {
