@@ -8,8 +8,8 @@ mod common;
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -166,4 +166,105 @@ fn trusted_proxies_are_not_capped() {
     );
     let _held: Vec<_> = (0..4).map(|_| served_connection(srv.addr())).collect();
     assert_eq!(get(srv.addr(), "/").unwrap().status, 200);
+}
+
+#[test]
+fn a_second_big_body_gets_503_while_the_first_is_held() {
+    let (got_tx, got_rx) = mpsc::channel::<usize>();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let got_tx = Mutex::new(got_tx);
+    let release_rx = Mutex::new(release_rx);
+    let srv = start(
+        ServerOptions {
+            max_buffered_bytes: 100_000,
+            ..opts()
+        },
+        move |req: &mut Request<'_>| match req.read_body(u64::MAX) {
+            Ok(body) => {
+                if req.path() == "/hold" {
+                    got_tx.lock().unwrap().send(body.len()).unwrap();
+                    let rx = release_rx.lock().unwrap();
+                    rx.recv_timeout(Duration::from_secs(10)).unwrap();
+                }
+                Response::bytes(200, "text/plain", body.len().to_string())
+            }
+            Err(e) => Response::new(e.status()),
+        },
+    );
+    let body = vec![b'x'; 60_000];
+    let head =
+        |path: &str| format!("POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: 60000\r\n\r\n");
+    let mut first = Client::new(connect(srv.addr()));
+    first.send(head("/hold").as_bytes());
+    first.send(&body);
+    assert_eq!(got_rx.recv_timeout(Duration::from_secs(5)).unwrap(), 60_000);
+
+    // A declared length is reserved up front: refused before its body is sent.
+    let mut second = Client::new(connect(srv.addr()));
+    second.send(head("/").as_bytes());
+    let r = second.read_response(false).unwrap();
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(r.body.starts_with(b"{\"error\""));
+
+    // A chunked body is reserved as it grows: the handler's read fails with a 503.
+    let mut third = Client::new(connect(srv.addr()));
+    third.send(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+    for _ in 0..6 {
+        let mut chunk = format!("{:x}\r\n", 10_000).into_bytes();
+        chunk.extend_from_slice(&body[..10_000]);
+        chunk.extend_from_slice(b"\r\n");
+        if third.stream.write_all(&chunk).is_err() {
+            break;
+        }
+    }
+    let _ = third.stream.write_all(b"0\r\n\r\n");
+    assert_eq!(third.read_response(false).unwrap().status, 503);
+
+    release_tx.send(()).unwrap();
+    assert_eq!(first.read_response(false).unwrap().body, b"60000");
+    // The first body's bytes are given back: the same body is taken now.
+    let mut fourth = Client::new(connect(srv.addr()));
+    fourth.send(head("/").as_bytes());
+    fourth.send(&body);
+    assert_eq!(fourth.read_response(false).unwrap().body, b"60000");
+}
+
+#[test]
+fn reserved_working_memory_counts_against_the_same_budget() {
+    let (got_tx, got_rx) = mpsc::channel::<()>();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let got_tx = Mutex::new(got_tx);
+    let release_rx = Mutex::new(release_rx);
+    let srv = start(
+        ServerOptions {
+            max_buffered_bytes: 100_000,
+            ..opts()
+        },
+        move |req: &mut Request<'_>| {
+            if let Err(e) = req.reserve_extra(80_000) {
+                return Response::new(e.status())
+                    .with_header("retry-after", e.retry_after().unwrap().to_string());
+            }
+            if req.path() == "/hold" {
+                got_tx.lock().unwrap().send(()).unwrap();
+                let rx = release_rx.lock().unwrap();
+                rx.recv_timeout(Duration::from_secs(10)).unwrap();
+            }
+            Response::new(204)
+        },
+    );
+    let mut first = Client::new(connect(srv.addr()));
+    first.send(b"GET /hold HTTP/1.1\r\nHost: t\r\n\r\n");
+    got_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    let r = get(srv.addr(), "/").unwrap();
+    assert_eq!((r.status, r.header("retry-after")), (503, Some("1")));
+    // A body that no longer fits beside the reserved memory is refused by the layer.
+    let mut c = Client::new(connect(srv.addr()));
+    c.send(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 30000\r\n\r\n");
+    assert_eq!(c.read_response(false).unwrap().status, 503);
+    release_tx.send(()).unwrap();
+    assert_eq!(first.read_response(false).unwrap().status, 204);
+    assert_eq!(get(srv.addr(), "/").unwrap().status, 204);
 }

@@ -2,12 +2,14 @@
 //! arrive, `Expect: 100-continue` sent on first read, per-read and whole-body deadlines.
 //!
 //! State owned here: [`BodyState`], where one request's body stands (bytes left, chunk
-//! decoder position, deadline, whether an error poisoned the connection).
+//! decoder position, deadline, whether an error poisoned the connection, what it holds of the
+//! buffered-body budget).
 
 use std::fmt;
 use std::io;
 use std::time::{Duration, Instant};
 
+use super::budget::Reservation;
 use super::head::Framing;
 use super::wire::{InBuf, Wire, is_timeout};
 
@@ -25,6 +27,9 @@ pub enum BodyError {
     Malformed(&'static str),
     /// The client stopped sending: 408.
     Timeout,
+    /// Taking the body would pass `max_buffered_bytes` (server-wide): 503 with
+    /// `Retry-After` (see [`super::HttpError::Overloaded`]).
+    Overloaded,
     /// The transport failed (client gone).
     Io(io::Error),
 }
@@ -36,6 +41,7 @@ impl BodyError {
             BodyError::TooLarge => 413,
             BodyError::Malformed(_) | BodyError::Io(_) => 400,
             BodyError::Timeout => 408,
+            BodyError::Overloaded => 503,
         }
     }
 }
@@ -46,6 +52,7 @@ impl fmt::Display for BodyError {
             BodyError::TooLarge => f.write_str("request body too large"),
             BodyError::Malformed(why) => write!(f, "malformed request body: {why}"),
             BodyError::Timeout => f.write_str("timed out reading the request body"),
+            BodyError::Overloaded => f.write_str("server overloaded, try again"),
             BodyError::Io(e) => write!(f, "error reading the request body: {e}"),
         }
     }
@@ -86,6 +93,10 @@ pub(crate) struct BodyState {
     deadline: Option<Instant>,
     /// An error happened: the rest of the stream cannot be trusted.
     pub failed: bool,
+    /// What this request holds of `max_buffered_bytes`: its declared length, taken before
+    /// the handler runs, or a chunked body's bytes as they arrive; dropped (given back) when
+    /// the handler returns, so discarding the rest of a body takes none.
+    pub reservation: Option<Reservation>,
 }
 
 impl BodyState {
@@ -104,6 +115,7 @@ impl BodyState {
             total,
             deadline: None,
             failed: false,
+            reservation: None,
         }
     }
 
@@ -178,6 +190,9 @@ impl BodyState {
                 }
                 Progress::ChunkData { left } => {
                     let n = self.data(inbuf, wire, out, left)?;
+                    if let Some(held) = &mut self.reservation {
+                        held.grow(n as u64).map_err(|_| BodyError::Overloaded)?;
+                    }
                     self.progress = match left - n as u64 {
                         0 => Progress::ChunkEnd,
                         left => Progress::ChunkData { left },

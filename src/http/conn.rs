@@ -7,10 +7,12 @@
 
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::body::BodyState;
+use super::budget::{Budget, Reservation};
 use super::head::{self, Framing, Head, HeadError, HeadLimits, Refusal};
 use super::request::Request;
 use super::response::{self, Response};
@@ -51,6 +53,8 @@ pub(crate) struct ConnCtx<'a> {
     pub handler: &'a dyn Handler,
     /// Set when the server shuts down.
     pub stop: &'a AtomicBool,
+    /// The server's `max_buffered_bytes` budget.
+    pub budget: &'a Arc<Budget>,
     /// Set by us while waiting for a new request, so shutdown may close us at once.
     pub idle: Option<&'a AtomicBool>,
 }
@@ -151,6 +155,16 @@ fn exchange(
         opts.body_read_timeout,
         opts.body_total_timeout,
     );
+    if !body.is_done() {
+        let mut held = Reservation::new(Arc::clone(ctx.budget));
+        if let Framing::Length(n) = sem.framing {
+            if held.grow(n).is_err() {
+                refuse_parsed(wire, bufs, ctx, &HttpError::Overloaded, is_tls);
+                return false;
+            }
+        }
+        body.reservation = Some(held);
+    }
     body.expect_pending = sem.expect_continue && !body.is_done();
     let is_head = bufs.head.method() == "HEAD";
     let minor = bufs.head.minor;
@@ -162,9 +176,12 @@ fn exchange(
             body: &mut body,
             inbuf: &mut bufs.inbuf,
             wire: &mut *wire,
+            budget: ctx.budget,
         };
         call_handler(ctx.handler, &mut req)
     };
+    // The body and the handler's working memory are gone with the handler's frame.
+    body.reservation = None;
     let framing = response::Framing {
         is_head,
         minor,

@@ -12,6 +12,7 @@
 //! State owned here: only the option and error types; see each submodule.
 
 mod body;
+mod budget;
 mod conn;
 mod head;
 mod peers;

@@ -2,7 +2,8 @@
 //! fast 503s when the pool is full, and graceful shutdown.
 //!
 //! State owned here: [`Shared`] — the stop flag, the pool (queued connections, busy and live
-//! thread counts, open connections per client address) and a registry of open connections (a clone of each socket and its idle
+//! thread counts, open connections per client address), the buffered-body budget and a
+//! registry of open connections (a clone of each socket and its idle
 //! flag) so shutdown can close idle keep-alive connections at once.
 
 use std::collections::{HashMap, VecDeque};
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
+use super::budget::Budget;
 use super::conn::{self, Buffers, ConnCtx};
 use super::peers::{self, PeerCounts};
 use super::response::{self, Response};
@@ -71,6 +73,8 @@ struct Shared {
     wake: Condvar,
     conns: Mutex<HashMap<u64, Arc<Entry>>>,
     next_id: AtomicU64,
+    /// Request-body bytes held across all connections (`max_buffered_bytes`).
+    budget: Arc<Budget>,
     /// Where to connect to unblock `accept` at shutdown.
     wake_addr: SocketAddr,
 }
@@ -121,6 +125,7 @@ impl Server {
             wake: Condvar::new(),
             conns: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
+            budget: Arc::new(Budget::new(opts.max_buffered_bytes)),
             wake_addr: SocketAddr::new(wake_ip, addr.port()),
         });
         Ok(Server {
@@ -432,6 +437,7 @@ impl Worker {
             opts: &self.opts,
             handler: &*self.handler,
             stop: &self.shared.stop,
+            budget: &self.shared.budget,
             idle: entry.as_ref().map(|e| &e.idle),
         };
         match &self.opts.tls {
