@@ -6,6 +6,10 @@
 //! thread serves one connection for its life, [`conn`]), strict framing ([`head`], [`body`]),
 //! every read and write under a timeout, optional rustls termination ([`tls`]).
 //!
+//! Shared resources are bounded so one client cannot take them from the rest: connection
+//! slots per client address (`peers`), request-body memory across all connections
+//! (`budget`), and the time a refused request's unread body may hold its thread (`conn`).
+//!
 //! Each open connection uses two descriptors (its socket and a clone kept so shutdown can
 //! close it while idle); `Server::bind` raises the soft open-file limit to the hard one.
 //!
