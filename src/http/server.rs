@@ -1,10 +1,11 @@
 //! The listener, the accept loop that never dies, the bounded pool of connection threads,
-//! fast 503s when the pool is full, and graceful shutdown.
+//! fast 503s when the pool is full (429s when one address has its share), and graceful
+//! shutdown.
 //!
 //! State owned here: [`Shared`] — the stop flag, the pool (queued connections, busy and live
 //! thread counts, open connections per client address), the buffered-body budget and a
-//! registry of open connections (a clone of each socket and its idle
-//! flag) so shutdown can close idle keep-alive connections at once.
+//! registry of open connections (a clone of each socket and its idle flag) so shutdown can
+//! close idle keep-alive connections at once.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
