@@ -137,6 +137,9 @@ pub fn server_options(config: &Config) -> Result<ServerOptions, String> {
         header_timeout: s.header_timeout,
         idle_timeout: s.idle_timeout,
         max_body_bytes: s.max_body_bytes,
+        max_buffered_bytes: s.max_buffered_bytes,
+        max_connections_per_ip: s.max_connections_per_ip,
+        trusted_proxies: s.trusted_proxies.clone(),
         tls,
         ..ServerOptions::default()
     })

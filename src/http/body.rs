@@ -2,12 +2,14 @@
 //! arrive, `Expect: 100-continue` sent on first read, per-read and whole-body deadlines.
 //!
 //! State owned here: [`BodyState`], where one request's body stands (bytes left, chunk
-//! decoder position, deadline, whether an error poisoned the connection).
+//! decoder position, deadline, whether an error poisoned the connection, what it holds of the
+//! buffered-body budget).
 
 use std::fmt;
 use std::io;
 use std::time::{Duration, Instant};
 
+use super::budget::Reservation;
 use super::head::Framing;
 use super::wire::{InBuf, Wire, is_timeout};
 
@@ -25,6 +27,9 @@ pub enum BodyError {
     Malformed(&'static str),
     /// The client stopped sending: 408.
     Timeout,
+    /// Taking the body would pass `max_buffered_bytes` (server-wide): 503 with
+    /// `Retry-After` (see [`super::HttpError::Overloaded`]).
+    Overloaded,
     /// The transport failed (client gone).
     Io(io::Error),
 }
@@ -36,6 +41,7 @@ impl BodyError {
             BodyError::TooLarge => 413,
             BodyError::Malformed(_) | BodyError::Io(_) => 400,
             BodyError::Timeout => 408,
+            BodyError::Overloaded => 503,
         }
     }
 }
@@ -46,6 +52,7 @@ impl fmt::Display for BodyError {
             BodyError::TooLarge => f.write_str("request body too large"),
             BodyError::Malformed(why) => write!(f, "malformed request body: {why}"),
             BodyError::Timeout => f.write_str("timed out reading the request body"),
+            BodyError::Overloaded => f.write_str("server overloaded, try again"),
             BodyError::Io(e) => write!(f, "error reading the request body: {e}"),
         }
     }
@@ -86,6 +93,10 @@ pub(crate) struct BodyState {
     deadline: Option<Instant>,
     /// An error happened: the rest of the stream cannot be trusted.
     pub failed: bool,
+    /// What this request holds of `max_buffered_bytes`: its declared length, taken before
+    /// the handler runs, or a chunked body's bytes as they arrive; dropped (given back) when
+    /// the handler returns, so discarding the rest of a body takes none.
+    pub reservation: Option<Reservation>,
 }
 
 impl BodyState {
@@ -104,6 +115,7 @@ impl BodyState {
             total,
             deadline: None,
             failed: false,
+            reservation: None,
         }
     }
 
@@ -178,6 +190,9 @@ impl BodyState {
                 }
                 Progress::ChunkData { left } => {
                     let n = self.data(inbuf, wire, out, left)?;
+                    if let Some(held) = &mut self.reservation {
+                        held.grow(n as u64).map_err(|_| BodyError::Overloaded)?;
+                    }
                     self.progress = match left - n as u64 {
                         0 => Progress::ChunkEnd,
                         left => Progress::ChunkData { left },
@@ -294,8 +309,16 @@ impl BodyState {
             .map_err(BodyError::Io)
     }
 
-    /// Reads and discards at most `max` more body bytes; true when the body is complete.
-    pub fn drain(&mut self, inbuf: &mut InBuf, wire: &mut dyn Wire, max: u64) -> bool {
+    /// Reads and discards at most `max` more body bytes, waiting for them no later than
+    /// `until`; true when the body is complete.
+    pub fn drain(
+        &mut self,
+        inbuf: &mut InBuf,
+        wire: &mut dyn Wire,
+        max: u64,
+        until: Instant,
+    ) -> bool {
+        self.deadline = Some(self.deadline.map_or(until, |d| d.min(until)));
         let mut scratch = [0u8; 1024];
         let mut drained = 0u64;
         while !self.is_done() && drained <= max && !self.failed {

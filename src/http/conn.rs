@@ -7,10 +7,12 @@
 
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::body::BodyState;
+use super::budget::{Budget, Reservation};
 use super::head::{self, Framing, Head, HeadError, HeadLimits, Refusal};
 use super::request::Request;
 use super::response::{self, Response};
@@ -19,6 +21,10 @@ use super::{Handler, HttpError, ServerOptions};
 
 /// Unread body bytes we are willing to discard to keep a connection alive.
 const DRAIN_MAX: u64 = 256 * 1024;
+/// How long we wait for them (at most `header_timeout`). A client that sends its body
+/// slower than this after a refusal is closed instead: paced by the body timeouts, a few
+/// such clients held every connection slot for minutes.
+const DRAIN_TIME: Duration = Duration::from_secs(1);
 /// Before closing after a refusal: how long and how much we read so the peer sees our answer.
 const LINGER_TIME: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 1024 * 1024;
@@ -47,6 +53,8 @@ pub(crate) struct ConnCtx<'a> {
     pub handler: &'a dyn Handler,
     /// Set when the server shuts down.
     pub stop: &'a AtomicBool,
+    /// The server's `max_buffered_bytes` budget.
+    pub budget: &'a Arc<Budget>,
     /// Set by us while waiting for a new request, so shutdown may close us at once.
     pub idle: Option<&'a AtomicBool>,
 }
@@ -147,6 +155,16 @@ fn exchange(
         opts.body_read_timeout,
         opts.body_total_timeout,
     );
+    if !body.is_done() {
+        let mut held = Reservation::new(Arc::clone(ctx.budget));
+        if let Framing::Length(n) = sem.framing {
+            if held.grow(n).is_err() {
+                refuse_parsed(wire, bufs, ctx, &HttpError::Overloaded, is_tls);
+                return false;
+            }
+        }
+        body.reservation = Some(held);
+    }
     body.expect_pending = sem.expect_continue && !body.is_done();
     let is_head = bufs.head.method() == "HEAD";
     let minor = bufs.head.minor;
@@ -158,9 +176,12 @@ fn exchange(
             body: &mut body,
             inbuf: &mut bufs.inbuf,
             wire: &mut *wire,
+            budget: ctx.budget,
         };
         call_handler(ctx.handler, &mut req)
     };
+    // The body and the handler's working memory are gone with the handler's frame.
+    body.reservation = None;
     let framing = response::Framing {
         is_head,
         minor,
@@ -180,7 +201,7 @@ fn exchange(
         return false;
     };
     let unread = !body.is_done();
-    if keep && (!unread || body.drain(&mut bufs.inbuf, wire, DRAIN_MAX)) {
+    if keep && (!unread || drain_soon(&mut body, &mut bufs.inbuf, wire, opts)) {
         return true;
     }
     if unread || !bufs.inbuf.is_empty() {
@@ -189,6 +210,17 @@ fn exchange(
         wire.shutdown_write();
     }
     false
+}
+
+/// Discards the unread rest of a small body if it arrives soon, to keep the connection.
+fn drain_soon(
+    body: &mut BodyState,
+    inbuf: &mut InBuf,
+    wire: &mut dyn Wire,
+    opts: &ServerOptions,
+) -> bool {
+    let until = Instant::now() + DRAIN_TIME.min(opts.header_timeout);
+    body.drain(inbuf, wire, DRAIN_MAX, until)
 }
 
 fn call_handler(handler: &dyn Handler, req: &mut Request<'_>) -> Response {
@@ -227,10 +259,7 @@ fn refuse(
     err: &HttpError,
     tls: bool,
 ) {
-    let resp = match catch_unwind(AssertUnwindSafe(|| ctx.handler.error_response(path, err))) {
-        Ok(resp) => resp,
-        Err(_) => Response::new(err.status()),
-    };
+    let resp = error_response(ctx.handler, path, err);
     let framing = response::Framing {
         is_head: false,
         minor: 1,
@@ -241,6 +270,25 @@ fn refuse(
         linger(wire);
     }
     bufs.inbuf.clear();
+}
+
+/// The handler's rendering of a layer error (a bare status if that panics), with the
+/// error's `Retry-After` when the rendering has none.
+pub(crate) fn error_response(
+    handler: &dyn Handler,
+    path: Option<&str>,
+    err: &HttpError,
+) -> Response {
+    let resp = match catch_unwind(AssertUnwindSafe(|| handler.error_response(path, err))) {
+        Ok(resp) => resp,
+        Err(_) => Response::new(err.status()),
+    };
+    match err.retry_after() {
+        Some(secs) if resp.header("retry-after").is_none() => {
+            resp.with_header("Retry-After", itoa::Buffer::new().format(secs).to_owned())
+        }
+        _ => resp,
+    }
 }
 
 /// Shuts our sending side, then reads (bounded in time and bytes) until the peer closes, so

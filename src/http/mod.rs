@@ -6,14 +6,20 @@
 //! thread serves one connection for its life, [`conn`]), strict framing ([`head`], [`body`]),
 //! every read and write under a timeout, optional rustls termination ([`tls`]).
 //!
+//! Shared resources are bounded so one client cannot take them from the rest: connection
+//! slots per client address (`peers`), request-body memory across all connections
+//! (`budget`), and the time a refused request's unread body may hold its thread (`conn`).
+//!
 //! Each open connection uses two descriptors (its socket and a clone kept so shutdown can
 //! close it while idle); `Server::bind` raises the soft open-file limit to the hard one.
 //!
 //! State owned here: only the option and error types; see each submodule.
 
 mod body;
+mod budget;
 mod conn;
 mod head;
+mod peers;
 mod request;
 mod response;
 mod server;
@@ -23,6 +29,8 @@ mod wire;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
+
+use ipnet::IpNet;
 
 pub use body::BodyError;
 pub use request::{Request, Version};
@@ -42,6 +50,15 @@ pub struct ServerOptions {
     pub idle_timeout: Duration,
     /// Bodies longer than this are refused with 413 as soon as that is known.
     pub max_body_bytes: u64,
+    /// Request-body bytes (and handlers' reserved working memory, see
+    /// [`Request::reserve_extra`]) held at once across all connections; past it, 503.
+    pub max_buffered_bytes: u64,
+    /// Open connections per client address (IPv6: per /64); more get a fast 429. `None`: no
+    /// cap. Connections from `trusted_proxies` are not counted.
+    pub max_connections_per_ip: Option<usize>,
+    /// Reverse proxies in front of us: every connection of theirs is many clients', so the
+    /// per-address cap does not apply to them.
+    pub trusted_proxies: Vec<IpNet>,
     /// A write the client does not take within this fails (the connection closes).
     pub write_timeout: Duration,
     /// Longest wait for the next body bytes.
@@ -69,6 +86,9 @@ impl Default for ServerOptions {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             max_body_bytes: 64 * 1024 * 1024,
+            max_buffered_bytes: 1024 * 1024 * 1024,
+            max_connections_per_ip: Some(64),
+            trusted_proxies: Vec::new(),
             write_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(30),
             body_total_timeout: Duration::from_secs(300),
@@ -88,6 +108,9 @@ impl fmt::Debug for ServerOptions {
             .field("header_timeout", &self.header_timeout)
             .field("idle_timeout", &self.idle_timeout)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_buffered_bytes", &self.max_buffered_bytes)
+            .field("max_connections_per_ip", &self.max_connections_per_ip)
+            .field("trusted_proxies", &self.trusted_proxies)
             .field("tls", &self.tls.is_some())
             .finish_non_exhaustive()
     }
@@ -106,8 +129,14 @@ pub enum HttpError {
     Timeout,
     /// An `Expect` other than `100-continue` (417).
     ExpectationFailed,
-    /// Every connection slot is taken (503).
+    /// Every connection slot is taken (503, `Retry-After`).
     Busy,
+    /// The client's address has `max_connections_per_ip` connections open already (429,
+    /// `Retry-After`): a per-client limit, so the client's fault, like a rate limit.
+    TooManyConnections,
+    /// Taking this body (or a handler's working memory) would pass `max_buffered_bytes`
+    /// (503, `Retry-After`): the server as a whole is short of memory, not this client.
+    Overloaded,
 }
 
 impl HttpError {
@@ -118,7 +147,18 @@ impl HttpError {
             HttpError::HeadersTooLarge => 431,
             HttpError::Timeout => 408,
             HttpError::ExpectationFailed => 417,
-            HttpError::Busy => 503,
+            HttpError::Busy | HttpError::Overloaded => 503,
+            HttpError::TooManyConnections => 429,
+        }
+    }
+
+    /// Seconds after which a retry may succeed, for the `Retry-After` header; `None` when
+    /// the same request will fail again. The layer adds the header to its error responses
+    /// when the handler's rendering has none.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            HttpError::Busy | HttpError::TooManyConnections | HttpError::Overloaded => Some(1),
+            _ => None,
         }
     }
 
@@ -131,13 +171,16 @@ impl HttpError {
             HttpError::Timeout => "timed out waiting for the request",
             HttpError::ExpectationFailed => "unsupported Expect header",
             HttpError::Busy => "server busy, try again",
+            HttpError::TooManyConnections => "too many open connections from this address",
+            HttpError::Overloaded => "server overloaded, try again",
         }
     }
 
     /// The OpenAI-style error type word for this error.
     pub fn kind(&self) -> &'static str {
         match self {
-            HttpError::Busy => "server_error",
+            HttpError::Busy | HttpError::Overloaded => "server_error",
+            HttpError::TooManyConnections => "rate_limit_error",
             HttpError::Timeout => "timeout",
             _ => "invalid_request_error",
         }
@@ -157,7 +200,8 @@ pub trait Handler: Send + Sync + 'static {
     fn handle(&self, req: &mut Request<'_>) -> Response;
 
     /// Renders an error the layer detected itself (`path` is known once a head was parsed).
-    /// The connection is closed after it. Default: OpenAI-style JSON.
+    /// The connection is closed after it; the layer adds `Retry-After` from
+    /// [`HttpError::retry_after`] if the response has none. Default: OpenAI-style JSON.
     fn error_response(&self, path: Option<&str>, error: &HttpError) -> Response {
         let _ = path;
         let body = serde_json::json!({"error": {

@@ -6,8 +6,11 @@
 
 use std::io::{self, Read};
 use std::net::SocketAddr;
+use std::sync::Arc;
 
+use super::HttpError;
 use super::body::{BodyError, BodyState};
+use super::budget::{Budget, Reservation};
 use super::head::Head;
 use super::wire::{InBuf, Wire};
 
@@ -19,6 +22,7 @@ pub struct Request<'a> {
     pub(crate) body: &'a mut BodyState,
     pub(crate) inbuf: &'a mut InBuf,
     pub(crate) wire: &'a mut dyn Wire,
+    pub(crate) budget: &'a Arc<Budget>,
 }
 
 /// The HTTP version of a request.
@@ -103,6 +107,19 @@ impl<'a> Request<'a> {
         }
         out.truncate(len);
         Ok(out)
+    }
+
+    /// Reserves `bytes` of working memory against the server's `max_buffered_bytes` (the
+    /// budget request bodies are held in), held until this handler call returns. For work
+    /// that holds several times a body's size, such as building a JSON value from it. On
+    /// `Err` (`HttpError::Overloaded`) nothing more is held; answer it with 503 and
+    /// `Retry-After` ([`HttpError::retry_after`]).
+    pub fn reserve_extra(&mut self, bytes: u64) -> Result<(), HttpError> {
+        let budget = self.budget;
+        self.body
+            .reservation
+            .get_or_insert_with(|| Reservation::new(Arc::clone(budget)))
+            .grow(bytes)
     }
 
     /// Streaming access to the body; errors are `io::Error`s wrapping a [`BodyError`].

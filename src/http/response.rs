@@ -8,6 +8,7 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::fmt;
 use std::io;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::wire::Wire;
@@ -15,7 +16,8 @@ use super::wire::Wire;
 /// Bodies up to this size go out in the same write as the head.
 const COALESCE_MAX: usize = 64 * 1024;
 
-/// A stream producer: runs on the connection thread after the head is written.
+/// A stream producer: runs on the connection thread after the head is written. A panic in
+/// it is caught and ends the response truncated, like an `Err`.
 pub type StreamFn = Box<dyn FnOnce(&mut StreamWriter<'_>) -> io::Result<()> + Send>;
 
 /// A response body.
@@ -23,7 +25,8 @@ pub enum Body {
     Empty,
     Bytes(Vec<u8>),
     /// Written as it is produced: chunked to HTTP/1.1 clients, close-delimited to HTTP/1.0.
-    /// If the closure returns `Err`, the response is left visibly truncated (no last chunk).
+    /// If the closure returns `Err` or panics, the response is left visibly truncated (no last
+    /// chunk) and the connection closed.
     Stream(StreamFn),
 }
 
@@ -229,7 +232,15 @@ pub(crate) fn write_response(
                 failed: false,
                 ended: false,
             };
-            let r = produce(&mut w);
+            // A panicking producer is a truncated response: no last chunk, and the error
+            // closes the connection. Unwinding further would skip the connection's cleanup.
+            let r = match catch_unwind(AssertUnwindSafe(|| produce(&mut w))) {
+                Ok(r) => r,
+                Err(_) => {
+                    log::error!("a response stream panicked; closing its connection");
+                    return Err(io::Error::other("response stream panicked"));
+                }
+            };
             if w.failed || r.is_err() {
                 return Err(r
                     .err()
@@ -525,6 +536,17 @@ mod tests {
         let resp = Response::stream(200, |w| {
             w.send(b"abc")?;
             Err(io::Error::other("upstream broke"))
+        });
+        let (r, text) = render(resp, false, 1, false);
+        assert!(r.is_err());
+        assert!(text.ends_with("\r\n\r\n3\r\nabc\r\n"), "{text:?}");
+    }
+
+    #[test]
+    fn stream_panic_is_an_error_with_no_last_chunk() {
+        let resp = Response::stream(200, |w| {
+            w.send(b"abc")?;
+            panic!("producer bug");
         });
         let (r, text) = render(resp, false, 1, false);
         assert!(r.is_err());

@@ -1,9 +1,11 @@
 //! The listener, the accept loop that never dies, the bounded pool of connection threads,
-//! fast 503s when the pool is full, and graceful shutdown.
+//! fast 503s when the pool is full (429s when one address has its share), and graceful
+//! shutdown.
 //!
 //! State owned here: [`Shared`] — the stop flag, the pool (queued connections, busy and live
-//! thread counts) and a registry of open connections (a clone of each socket and its idle
-//! flag) so shutdown can close idle keep-alive connections at once.
+//! thread counts, open connections per client address), the buffered-body budget and a
+//! registry of open connections (a clone of each socket and its idle flag) so shutdown can
+//! close idle keep-alive connections at once.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
@@ -15,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
+use super::budget::Budget;
 use super::conn::{self, Buffers, ConnCtx};
+use super::peers::{self, PeerCounts};
 use super::response::{self, Response};
 use super::wire::{Link, Wire};
 use super::{Handler, HttpError, ServerOptions, tls};
@@ -33,6 +37,8 @@ struct Job {
     stream: TcpStream,
     peer: SocketAddr,
     accepted: Instant,
+    /// The key this connection is counted under in [`Pool::peers`], if it is.
+    counted: Option<IpAddr>,
 }
 
 #[derive(Default)]
@@ -42,6 +48,18 @@ struct Pool {
     busy: usize,
     /// Pool threads alive (serving or waiting).
     live: usize,
+    /// Connections queued or being served, per client address.
+    peers: PeerCounts,
+}
+
+impl Pool {
+    /// Gives back the slot (and the address's count) of a connection that is done.
+    fn release(&mut self, counted: Option<IpAddr>) {
+        self.busy -= 1;
+        if let Some(key) = counted {
+            self.peers.release(key);
+        }
+    }
 }
 
 /// An open connection, as shutdown sees it.
@@ -56,6 +74,8 @@ struct Shared {
     wake: Condvar,
     conns: Mutex<HashMap<u64, Arc<Entry>>>,
     next_id: AtomicU64,
+    /// Request-body bytes held across all connections (`max_buffered_bytes`).
+    budget: Arc<Budget>,
     /// Where to connect to unblock `accept` at shutdown.
     wake_addr: SocketAddr,
 }
@@ -106,6 +126,7 @@ impl Server {
             wake: Condvar::new(),
             conns: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
+            budget: Arc::new(Budget::new(opts.max_buffered_bytes)),
             wake_addr: SocketAddr::new(wake_ip, addr.port()),
         });
         Ok(Server {
@@ -129,7 +150,7 @@ impl Server {
 
     /// Serves until shut down, then drains (see [`ShutdownHandle::shutdown`]).
     pub fn run(self) -> io::Result<()> {
-        let (refuse_tx, refuse_rx) = mpsc::sync_channel::<TcpStream>(REFUSE_QUEUE);
+        let (refuse_tx, refuse_rx) = mpsc::sync_channel::<Refused>(REFUSE_QUEUE);
         let handler = Arc::clone(&self.handler);
         let tls_on = self.opts.tls.is_some();
         let refuser = thread::Builder::new()
@@ -185,18 +206,30 @@ impl Server {
         }
     }
 
-    /// Hands a new connection to a pool thread, or refuses it when all slots are taken.
-    fn dispatch(
-        &self,
-        stream: TcpStream,
-        peer: SocketAddr,
-        refuse_tx: &mpsc::SyncSender<TcpStream>,
-    ) {
+    /// Hands a new connection to a pool thread, or refuses it when all slots are taken or
+    /// its address has its share of them.
+    fn dispatch(&self, stream: TcpStream, peer: SocketAddr, refuse_tx: &mpsc::SyncSender<Refused>) {
         let _ = stream.set_nodelay(true);
+        let opts = &*self.opts;
+        let counted = peers::key(
+            peer.ip(),
+            opts.max_connections_per_ip,
+            &opts.trusted_proxies,
+        );
         let mut pool = self.shared.pool.lock();
-        if pool.busy >= self.opts.max_connections {
+        let refusal = if pool.busy >= opts.max_connections {
+            Some(HttpError::Busy)
+        } else {
+            match (counted, opts.max_connections_per_ip) {
+                (Some(key), Some(cap)) if !pool.peers.admit(key, cap) => {
+                    Some(HttpError::TooManyConnections)
+                }
+                _ => None,
+            }
+        };
+        if let Some(error) = refusal {
             drop(pool);
-            let _ = refuse_tx.try_send(stream);
+            let _ = refuse_tx.try_send((stream, error));
             return;
         }
         pool.busy += 1;
@@ -204,6 +237,7 @@ impl Server {
             stream,
             peer,
             accepted: Instant::now(),
+            counted,
         });
         if pool.live >= pool.busy {
             drop(pool);
@@ -227,9 +261,9 @@ impl Server {
             pool.live -= 1;
             if pool.live < pool.busy {
                 if let Some(job) = pool.queue.pop_back() {
-                    pool.busy -= 1;
+                    pool.release(job.counted);
                     drop(pool);
-                    let _ = refuse_tx.try_send(job.stream);
+                    let _ = refuse_tx.try_send((job.stream, HttpError::Busy));
                 }
             }
         }
@@ -307,20 +341,53 @@ struct Worker {
     handler: Arc<dyn Handler>,
 }
 
-/// Gives a connection slot back even if serving unwinds.
-struct SlotGuard<'a>(&'a Shared);
+/// Gives a connection slot (and its address's count) back even if serving unwinds.
+struct SlotGuard<'a> {
+    shared: &'a Shared,
+    counted: Option<IpAddr>,
+}
 
 impl Drop for SlotGuard<'_> {
     fn drop(&mut self) {
-        self.0.pool.lock().busy -= 1;
+        self.shared.pool.lock().release(self.counted);
+    }
+}
+
+/// Counts a pool thread out of `live` if it unwinds (a normal exit is counted out by
+/// `next_job`, under the same lock that saw the queue empty). A dead thread still counted
+/// would leave queued connections waiting for it forever.
+struct LiveGuard<'a>(&'a Shared);
+
+impl Drop for LiveGuard<'_> {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            self.0.pool.lock().live -= 1;
+        }
+    }
+}
+
+/// Takes a connection out of the shutdown registry even if serving unwinds; the registry's
+/// clone of the socket would otherwise keep it open (the client would never see the close).
+struct Registered<'a> {
+    shared: &'a Shared,
+    id: u64,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.shared.conns.lock().remove(&self.id);
     }
 }
 
 impl Worker {
     fn run(self) {
+        let _live = LiveGuard(&self.shared);
         let mut bufs = Buffers::new();
         while let Some(job) = self.next_job() {
-            let _slot = SlotGuard(&self.shared);
+            let _slot = SlotGuard {
+                shared: &self.shared,
+                counted: job.counted,
+            };
             self.serve(job, &mut bufs);
         }
     }
@@ -349,6 +416,7 @@ impl Worker {
             stream,
             peer,
             accepted,
+            ..
         } = job;
         let deadline = accepted + self.opts.header_timeout;
         let _ =
@@ -362,18 +430,20 @@ impl Worker {
             self.shared.conns.lock().insert(id, Arc::clone(&entry));
             entry
         });
+        let _registered = entry.is_some().then_some(Registered {
+            shared: &self.shared,
+            id,
+        });
         let ctx = ConnCtx {
             opts: &self.opts,
             handler: &*self.handler,
             stop: &self.shared.stop,
+            budget: &self.shared.budget,
             idle: entry.as_ref().map(|e| &e.idle),
         };
         match &self.opts.tls {
             None => conn::serve(&mut Link::new(stream), peer, false, bufs, &ctx, deadline),
             Some(config) => serve_tls(config, stream, peer, bufs, &ctx, deadline),
-        }
-        if entry.is_some() {
-            self.shared.conns.lock().remove(&id);
         }
     }
 }
@@ -469,10 +539,12 @@ impl Wire for Collect {
     fn shutdown_write(&mut self) {}
 }
 
-/// Renders the busy refusal through the handler.
-fn busy_bytes(handler: &dyn Handler, tls: bool) -> Vec<u8> {
-    let resp = handler.error_response(None, &HttpError::Busy);
-    render(resp, tls)
+/// A connection refused at accept, and why.
+type Refused = (TcpStream, HttpError);
+
+/// Renders an accept-time refusal through the handler.
+fn refusal_bytes(handler: &dyn Handler, error: &HttpError, tls: bool) -> Vec<u8> {
+    render(conn::error_response(handler, None, error), tls)
 }
 
 fn render(resp: Response, tls: bool) -> Vec<u8> {
@@ -488,9 +560,9 @@ fn render(resp: Response, tls: bool) -> Vec<u8> {
     wire.0
 }
 
-/// Answers refused connections with 503 (plain text under TLS would be garbage, so there
-/// the connection is just closed) and lingers on them briefly without blocking.
-fn refuse_loop(rx: &mpsc::Receiver<TcpStream>, handler: &dyn Handler, tls: bool) {
+/// Answers refused connections with 503 or 429 (plain text under TLS would be garbage, so
+/// there the connection is just closed) and lingers on them briefly without blocking.
+fn refuse_loop(rx: &mpsc::Receiver<Refused>, handler: &dyn Handler, tls: bool) {
     let mut lingering: VecDeque<(TcpStream, Instant)> = VecDeque::new();
     let mut scratch = [0u8; 4096];
     loop {
@@ -500,9 +572,9 @@ fn refuse_loop(rx: &mpsc::Receiver<TcpStream>, handler: &dyn Handler, tls: bool)
             rx.recv_timeout(Duration::from_millis(10))
         };
         match next {
-            Ok(mut stream) => {
+            Ok((mut stream, error)) => {
                 if !tls && stream.set_nonblocking(true).is_ok() {
-                    let _ = stream.write(&busy_bytes(handler, tls));
+                    let _ = stream.write(&refusal_bytes(handler, &error, tls));
                     let _ = stream.shutdown(Shutdown::Write);
                     if lingering.len() >= REFUSE_QUEUE {
                         lingering.pop_front();

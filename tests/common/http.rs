@@ -205,3 +205,21 @@ impl<S: Read + Write> Client<S> {
         Some(data)
     }
 }
+
+impl<S: Read + Write> Client<S> {
+    /// Reads until the peer closes (EOF or reset) and returns what was left unread; None when
+    /// the read timeout passes first (the connection is still open).
+    pub fn rest_until_close(&mut self) -> Option<Vec<u8>> {
+        let mut b = [0u8; 8192];
+        loop {
+            match self.stream.read(&mut b) {
+                Ok(0) => return Some(std::mem::take(&mut self.buf)),
+                Ok(n) => self.buf.extend_from_slice(&b[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    return Some(std::mem::take(&mut self.buf));
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+}
