@@ -324,3 +324,44 @@ fn allowed_hosts_refuses_other_names() {
     let health = env.get("/healthz", &[("host", "attacker.example")]);
     assert_eq!(health.status, 200);
 }
+
+/// Item 7: translation built a whole-body `Value` several times the body's size, counted
+/// nowhere (six 16 MiB bodies at once took 1.7 GB). Its working memory now counts against
+/// `max_buffered_bytes`: a body whose translation would pass the bound gets 503 with
+/// `Retry-After` in the endpoint's shape; the same body passed through fits.
+#[test]
+fn translation_working_memory_counts_against_max_buffered_bytes() {
+    let mut env = TestEnv::new();
+    env.start(
+        "max_body_bytes = 1048576\nmax_buffered_bytes = 4194304\n",
+        MOCK_PROVIDER,
+    );
+    let text = "y".repeat(600 * 1024);
+    let messages = json!({"model": "mock", "max_tokens": 5,
+        "messages": [{"role": "user", "content": text}]})
+    .to_string();
+    // /v1/messages to the mock (an OpenAI-shaped target) is translated: 10 × 600 KiB > 4 MiB.
+    let reply = env.post_with("/v1/messages", &messages, &[("x-api-key", &env.key)]);
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert_eq!(reply.header("retry-after"), Some("1"));
+    let body = reply.json();
+    assert_eq!(body["type"], "error");
+    assert_eq!(body["error"]["type"], "overloaded_error");
+    assert_eq!(
+        env.usage_for(reply.request_id())["error"],
+        "server_overloaded"
+    );
+    // The same size passed through (chat to the mock) needs one copy and fits.
+    let chat = json!({"model": "mock", "messages": [{"role": "user", "content": text}]});
+    let reply = env.post("/v1/chat/completions", &chat.to_string());
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    // And a translated body that fits is served: the budget was given back.
+    let small = json!({"model": "mock", "max_tokens": 5,
+        "messages": [{"role": "user", "content": "hi"}]});
+    let reply = env.post_with(
+        "/v1/messages",
+        &small.to_string(),
+        &[("x-api-key", &env.key)],
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}

@@ -111,6 +111,14 @@ impl ApiError {
         ApiError::new(status, code, message)
     }
 
+    /// The gateway holds as much request memory as `max_buffered_bytes` allows: 503, retry.
+    pub fn overloaded() -> ApiError {
+        ApiError {
+            retry_after: Some(1),
+            ..ApiError::new(503, "server_overloaded", "server overloaded, try again")
+        }
+    }
+
     /// An internal failure: the client sees only this; the details go to the log by the caller.
     pub fn internal() -> ApiError {
         ApiError::new(500, "internal_error", "internal error")
@@ -123,7 +131,8 @@ impl ApiError {
             401 => "authentication_error",
             403 => "permission_error",
             429 => "rate_limit_error",
-            502..=504 => "upstream_error",
+            // 503 is only ever ours (an upstream's own 503 is relayed with its body).
+            502 | 504 => "upstream_error",
             _ => "server_error",
         }
     }
@@ -137,7 +146,7 @@ impl ApiError {
             404 => "not_found_error",
             413 => "request_too_large",
             429 => "rate_limit_error",
-            529 => "overloaded_error",
+            503 | 529 => "overloaded_error",
             _ => "api_error",
         }
     }

@@ -88,9 +88,11 @@ impl Handler for GatewayHandler {
                 HttpError::HeadersTooLarge => "headers_too_large",
                 HttpError::Timeout => "request_timeout",
                 HttpError::Busy => "server_busy",
+                HttpError::TooManyConnections => "too_many_connections",
+                HttpError::Overloaded => "server_overloaded",
                 _ => "invalid_request",
             },
-            retry_after: matches!(error, HttpError::Busy).then_some(1),
+            retry_after: error.retry_after(),
         };
         let mut response = to_response(&api, dialect);
         response = response.with_header("x-request-id", self.0.new_request_id());

@@ -92,6 +92,7 @@ impl Gateway {
         let body = req.read_body(max_body).map_err(|e| match e {
             BodyError::TooLarge => ApiError::too_large(max_body),
             BodyError::Timeout => ApiError::body_timeout(),
+            BodyError::Overloaded => ApiError::overloaded(),
             other => ApiError::bad_request(other.to_string(), None),
         })?;
         let mut probe = rewrite::probe(&body)?;
@@ -128,6 +129,15 @@ impl Gateway {
                 decision.retry_after_secs.unwrap_or(1),
             ));
         }
+        // Translation's working memory counts against max_buffered_bytes like the body does.
+        let factor = route
+            .targets
+            .iter()
+            .map(|t| plan::working_memory_factor(endpoint, t.provider.kind))
+            .max()
+            .unwrap_or(1);
+        req.reserve_extra((body.len() as u64).saturating_mul(factor))
+            .map_err(|_| ApiError::overloaded())?;
         let forwarded: Vec<(&'static str, &str)> = FORWARDED
             .iter()
             .filter_map(|&name| Some((name, req.header(name)?)))
