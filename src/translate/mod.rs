@@ -194,7 +194,7 @@ pub fn openai_usage(body: &Value) -> Option<Usage> {
 /// [`openai_usage`] of the `usage` object itself.
 pub fn openai_usage_object(usage: &Value) -> Option<Usage> {
     let u = usage.as_object()?;
-    let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let n = |k: &str| count(u.get(k).and_then(Value::as_u64));
     Some(Usage {
         prompt_tokens: n("prompt_tokens").max(n("input_tokens")),
         completion_tokens: n("completion_tokens").max(n("output_tokens")),
@@ -213,7 +213,7 @@ pub fn anthropic_usage(body: &Value) -> Option<Usage> {
 /// [`anthropic_usage`] of the `usage` object itself.
 pub fn anthropic_usage_object(usage: &Value) -> Option<Usage> {
     let u = usage.as_object()?;
-    let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let n = |k: &str| count(u.get(k).and_then(Value::as_u64));
     Some(Usage {
         prompt_tokens: n("input_tokens")
             + n("cache_creation_input_tokens")
@@ -222,14 +222,33 @@ pub fn anthropic_usage_object(usage: &Value) -> Option<Usage> {
     })
 }
 
+/// Largest token count believed from an upstream: sums of a few such counts can never
+/// overflow (a hostile `u64::MAX` wrapped to a small count, or panicked a debug build).
+pub const MAX_TOKEN_COUNT: u64 = u32::MAX as u64;
+
+/// A counter as read: absent or not a non-negative integer is 0; capped at
+/// [`MAX_TOKEN_COUNT`].
+fn count(value: Option<u64>) -> u64 {
+    value.unwrap_or(0).min(MAX_TOKEN_COUNT)
+}
+
+/// Longest upstream message id copied into a translated stream: it is repeated in every
+/// chunk, so a huge one would multiply each small delta into a chunk of its size.
+pub const MAX_UPSTREAM_ID_BYTES: usize = 256;
+
+/// The upstream's id when it is short enough to repeat (else the translator keeps its own).
+pub(crate) fn short_id(id: &str) -> Option<&str> {
+    (id.len() <= MAX_UPSTREAM_ID_BYTES).then_some(id)
+}
+
 /// A token count as providers send it; anything but a non-negative integer counts as 0 (as
-/// `Value::as_u64` reads it).
+/// `Value::as_u64` reads it), capped at [`MAX_TOKEN_COUNT`].
 #[derive(Default)]
 struct Count(u64);
 
 impl<'de> serde::Deserialize<'de> for Count {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Count, D::Error> {
-        Ok(Count(Value::deserialize(d)?.as_u64().unwrap_or(0)))
+        Ok(Count(count(Value::deserialize(d)?.as_u64())))
     }
 }
 

@@ -98,7 +98,8 @@ impl AnthropicToResponsesStream {
             .unwrap_or("")
         {
             "message_start" => {
-                if let Some(id) = data.pointer("/message/id").and_then(Value::as_str) {
+                let id = data.pointer("/message/id").and_then(Value::as_str);
+                if let Some(id) = id.and_then(super::short_id) {
                     self.msg_id = id.to_owned();
                 }
                 self.record_usage(data.pointer("/message/usage"));

@@ -86,7 +86,8 @@ impl AnthropicToOpenAiStream {
             .unwrap_or("");
         match kind {
             "message_start" => {
-                if let Some(id) = data.pointer("/message/id").and_then(Value::as_str) {
+                let id = data.pointer("/message/id").and_then(Value::as_str);
+                if let Some(id) = id.and_then(super::short_id) {
                     self.id = id.to_owned();
                 }
                 if let Some(u) = anthropic_usage(&data) {
