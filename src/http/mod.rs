@@ -11,14 +11,14 @@
 //!
 //! State owned here: only the option and error types; see each submodule.
 
-mod body;
-mod conn;
-mod head;
+pub(crate) mod body;
+pub(crate) mod conn;
+pub(crate) mod head;
 mod request;
 mod response;
 mod server;
 mod tls;
-mod wire;
+pub(crate) mod wire;
 
 use std::fmt;
 use std::sync::Arc;
