@@ -167,14 +167,22 @@ pub fn http_head(data: &[u8]) {
         first => first,
     };
     let outcome = |r: &Result<Option<usize>, head::HeadError>| format!("{r:?}");
+    let Ok(Some(len)) = once else {
+        // Refused or incomplete at once: stepped, it is the same, or (a refusal) still
+        // incomplete. Leading empty lines end the search window early for the whole head,
+        // so its error can be seen sooner; a stepped parse sees it once the head ends.
+        let later = matches!((&once, &twice), (Err(_), Ok(None)));
+        assert!(
+            later || outcome(&once) == outcome(&twice),
+            "a two-step parse disagrees: {once:?} vs {twice:?}"
+        );
+        return;
+    };
     assert_eq!(
         outcome(&once),
         outcome(&twice),
         "a two-step parse disagrees"
     );
-    let Ok(Some(len)) = once else {
-        return;
-    };
     assert!(len <= data.len() && len <= lim.max_bytes);
     assert!(whole.headers().count() <= lim.max_headers);
     assert_eq!(stepped.method(), whole.method());
@@ -509,7 +517,8 @@ pub fn rewrite(data: &[u8]) {
                 continue;
             };
             let name_len = serde_json::to_string(model).map_or(0, |s| s.len());
-            if !(add_usage && probe.has_stream_options && !probe.include_usage) {
+            let reserialised = add_usage && probe.has_stream_options && !probe.include_usage;
+            if !reserialised {
                 // The in-place splice (the re-serialising path may reformat the body).
                 assert!(
                     out.len() <= data.len() + name_len + 64,
@@ -535,6 +544,12 @@ pub fn rewrite(data: &[u8]) {
                 if let Some(opts) = opts.as_object_mut() {
                     opts.insert("include_usage".into(), Value::Bool(true));
                 }
+            }
+            if reserialised {
+                // That path parses and prints the body again; serde_json's float parsing is
+                // not exact in the last place, so compare with `expected` printed and parsed.
+                let printed = serde_json::to_vec(&expected).unwrap_or_default();
+                expected = serde_json::from_slice(&printed).unwrap_or_default();
             }
             assert_eq!(spliced, expected, "the splice changed more than the model");
         }
@@ -571,12 +586,16 @@ pub fn plan(data: &[u8]) {
     let Ok(probe) = rewrite::probe(data) else {
         return;
     };
+    // The probe skips unchecked what it does not read (invalid UTF-8 in a string there is the
+    // upstream's to refuse), so only a body that is JSON must stay JSON.
+    let json = serde_json::from_slice::<Value>(data).is_ok();
     for endpoint in ENDPOINTS {
         for kind in [
             config::model::ProviderKind::OpenAi,
             config::model::ProviderKind::Anthropic,
         ] {
-            if let Ok(p) = plan::plan(endpoint, kind, data, &probe, "up-model") {
+            let planned = plan::plan(endpoint, kind, data, &probe, "up-model");
+            if let (Ok(p), true) = (planned, json) {
                 let v = serde_json::from_slice::<Value>(&p.body);
                 assert!(
                     v.is_ok_and(|v| v["model"] == "up-model"),
