@@ -107,6 +107,10 @@ pub fn rewrite(
         let mut value: serde_json::Value =
             serde_json::from_slice(body).map_err(|_| ApiError::internal())?;
         value["model"] = serde_json::Value::String(upstream_model.to_owned());
+        if !value["stream_options"].is_object() {
+            // Indexing a number or string by key panics (found by fuzz target `rewrite`).
+            value["stream_options"] = serde_json::json!({});
+        }
         value["stream_options"]["include_usage"] = serde_json::Value::Bool(true);
         return serde_json::to_vec(&value).map_err(|_| ApiError::internal());
     }

@@ -1,0 +1,96 @@
+//! Fuzzing's findings kept as tests: every seed under `fuzz/seeds/` (fixture-derived inputs
+//! and the crashing inputs of fixed bugs) replayed through its target's entry point in
+//! `noviqi::fuzzing`, so `cargo test` checks the fuzz properties without a nightly toolchain,
+//! plus one named test per bug the fuzzers found.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: failing loudly is the point
+
+use std::path::Path;
+
+use noviqi::fuzzing;
+use noviqi::gateway::rewrite::{probe, rewrite};
+use serde_json::{Value, json};
+
+/// Every fuzz target and its entry point; a seed folder without an entry here fails the test.
+const TARGETS: &[(&str, fn(&[u8]))] = &[
+    ("config_load", fuzzing::config_load),
+    ("http_chunked", fuzzing::http_chunked),
+    ("http_conn", fuzzing::http_conn),
+    ("http_head", fuzzing::http_head),
+    ("plan", fuzzing::plan),
+    ("rewrite", fuzzing::rewrite),
+    ("secret", fuzzing::secret),
+    ("sse", fuzzing::sse),
+    (
+        "stream_anthropic_to_openai",
+        fuzzing::stream_anthropic_to_openai,
+    ),
+    (
+        "stream_anthropic_to_responses",
+        fuzzing::stream_anthropic_to_responses,
+    ),
+    (
+        "stream_openai_to_anthropic",
+        fuzzing::stream_openai_to_anthropic,
+    ),
+    ("translate_chat_request", fuzzing::translate_chat_request),
+    (
+        "translate_messages_request",
+        fuzzing::translate_messages_request,
+    ),
+    (
+        "translate_responses_request",
+        fuzzing::translate_responses_request,
+    ),
+    ("upstream_body", fuzzing::upstream_body),
+    ("upstream_response", fuzzing::upstream_response),
+];
+
+#[test]
+fn every_seed_passes_its_target() {
+    let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
+    let mut replayed = 0;
+    for dir in std::fs::read_dir(&seeds).unwrap() {
+        let dir = dir.unwrap().path();
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let Some((_, target)) = TARGETS.iter().find(|(t, _)| *t == name) else {
+            panic!("fuzz/seeds/{name} has no entry in TARGETS");
+        };
+        for seed in std::fs::read_dir(&dir).unwrap() {
+            let seed = seed.unwrap().path();
+            target(&std::fs::read(&seed).unwrap());
+            replayed += 1;
+        }
+    }
+    assert!(replayed >= TARGETS.len(), "only {replayed} seeds");
+}
+
+/// Found by `rewrite`: a streaming body whose `stream_options` is not an object (here a
+/// number) made the re-serialising splice index a number by key, which panics.
+#[test]
+fn stream_options_that_is_not_an_object_is_replaced() {
+    for options in ["9", "\"x\"", "[1]", "true"] {
+        let body = format!(r#"{{"model":"m","stream":true,"stream_options":{options}}}"#);
+        let p = probe(body.as_bytes()).unwrap();
+        let out: Value =
+            serde_json::from_slice(&rewrite(body.as_bytes(), &p, "u", true).unwrap()).unwrap();
+        assert_eq!(
+            out["stream_options"],
+            json!({"include_usage": true}),
+            "{options}"
+        );
+        assert_eq!(out["model"], "u");
+    }
+}
+
+/// Found by `rewrite`: `"stream_options": null` reads as absent, so the splice puts a second
+/// `stream_options` in front and the client's `null` (the last one, which parsers keep) wins:
+/// the upstream is never asked for usage and the stream's tokens go unrecorded.
+#[test]
+#[ignore = "open bug: fix in src/gateway/rewrite.rs (see the fuzzing report), then un-ignore"]
+fn null_stream_options_still_asks_for_usage() {
+    let body = br#"{"model":"m","stream":true,"stream_options":null}"#;
+    let p = probe(body).unwrap();
+    let out: Value = serde_json::from_slice(&rewrite(body, &p, "u", true).unwrap()).unwrap();
+    assert_eq!(out["stream_options"]["include_usage"], true);
+}
