@@ -376,7 +376,9 @@ enum ClientFormat {
 
 /// Output a translator may write for one event: this many bytes per input byte ...
 const OUT_PER_BYTE: usize = 4;
-/// ... plus this much (frame overhead, ids, the model name, the usage frame).
+/// ... plus this much (frame overhead, ids, the model name, the usage frame). The event that
+/// ends the stream may also repeat everything so far (the Responses API's final response
+/// carries the whole output): up to `OUT_PER_BYTE` times all the input read.
 const OUT_PER_EVENT: usize = 2048;
 
 /// Runs a translator over `payload` fed in `lens` pieces as the relay does (events from each
@@ -390,15 +392,19 @@ fn run_translator(
     let mut parser = SseParser::with_limits(SSE_LINE * 8, SSE_EVENT * 8);
     let mut events = Vec::new();
     let mut out = Vec::new();
-    let feed = |tr: &mut Box<dyn StreamTranslator>, ev: &SseEvent, out: &mut Vec<u8>| {
+    let mut read = 0;
+    let mut feed = |tr: &mut Box<dyn StreamTranslator>, ev: &SseEvent, out: &mut Vec<u8>| {
         let before = out.len();
         let ended = tr.finished() || tr.failed();
         tr.on_event(ev, out);
         let wrote = out.len() - before;
         assert!(!ended || wrote == 0, "wrote after the stream ended");
         let size = ev.data.len() + ev.event.as_ref().map_or(0, String::len);
+        read += size;
+        let ends = tr.finished() || tr.failed();
+        let carried = if ends { OUT_PER_BYTE * read } else { 0 };
         assert!(
-            wrote <= OUT_PER_BYTE * size + OUT_PER_EVENT,
+            wrote <= OUT_PER_BYTE * size + OUT_PER_EVENT + carried,
             "{wrote} bytes out for a {size}-byte event"
         );
     };
@@ -673,9 +679,11 @@ fn start_fake_upstream() -> Option<FakeUpstream> {
     std::thread::Builder::new()
         .name("fuzz-upstream".into())
         .spawn(move || {
+            // One connection at a time, on this thread: inputs run one after another, and a
+            // thread per connection outliving its input looked like a leak to LeakSanitizer.
             for conn in listener.incoming().flatten() {
                 let bytes = current.lock().clone();
-                let _ = std::thread::Builder::new().spawn(move || answer_once(conn, &bytes));
+                answer_once(conn, &bytes);
             }
         })
         .ok()?;
