@@ -11,8 +11,11 @@ use noviqi::fuzzing;
 use noviqi::gateway::rewrite::{probe, rewrite};
 use serde_json::{Value, json};
 
+/// A fuzz target's entry point.
+type Target = fn(&[u8]);
+
 /// Every fuzz target and its entry point; a seed folder without an entry here fails the test.
-const TARGETS: &[(&str, fn(&[u8]))] = &[
+const TARGETS: &[(&str, Target)] = &[
     ("config_load", fuzzing::config_load),
     ("http_chunked", fuzzing::http_chunked),
     ("http_conn", fuzzing::http_conn),
