@@ -15,16 +15,16 @@
 //!
 //! State owned here: only the option and error types; see each submodule.
 
-mod body;
-mod budget;
-mod conn;
-mod head;
+pub(crate) mod body;
+pub(crate) mod budget;
+pub(crate) mod conn;
+pub(crate) mod head;
 mod peers;
 mod request;
 mod response;
 mod server;
 mod tls;
-mod wire;
+pub(crate) mod wire;
 
 use std::fmt;
 use std::sync::Arc;
