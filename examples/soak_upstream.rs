@@ -294,7 +294,15 @@ impl Fake {
             };
         }
         let events = events(wire, &model, words, prompt, completion, include_usage);
-        out.write_all(head(200, "text/event-stream", None, &[("cache-control", "no-cache")]).as_bytes())?;
+        out.write_all(
+            head(
+                200,
+                "text/event-stream",
+                None,
+                &[("cache-control", "no-cache")],
+            )
+            .as_bytes(),
+        )?;
         out.flush()?;
         for (i, event) in events.iter().enumerate() {
             if i > 0 {
@@ -337,16 +345,27 @@ fn fault(body: &[u8], wire: Wire) -> Option<String> {
 fn error_body(wire: Wire, kind: &str) -> Value {
     let message = format!("soak upstream: injected {kind} fault");
     if wire.is_anthropic() {
-        let t = if kind == "rate" { "rate_limit_error" } else { "api_error" };
+        let t = if kind == "rate" {
+            "rate_limit_error"
+        } else {
+            "api_error"
+        };
         json!({"type": "error", "error": {"type": t, "message": message}})
     } else {
-        let t = if kind == "rate" { "rate_limit_exceeded" } else { "server_error" };
+        let t = if kind == "rate" {
+            "rate_limit_exceeded"
+        } else {
+            "server_error"
+        };
         json!({"error": {"message": message, "type": t, "param": null, "code": null}})
     }
 }
 
 fn text(words: usize) -> String {
-    (0..words).map(|i| format!("w{i}")).collect::<Vec<_>>().join(" ")
+    (0..words)
+        .map(|i| format!("w{i}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A non-streamed answer in `wire`'s format.
@@ -403,16 +422,24 @@ fn events(
                     "model": model,
                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
             };
-            ev.push(data(chunk(json!({"role": "assistant", "content": ""}), Value::Null)));
+            ev.push(data(chunk(
+                json!({"role": "assistant", "content": ""}),
+                Value::Null,
+            )));
             for i in 0..words {
-                ev.push(data(chunk(json!({"content": format!("w{i} ")}), Value::Null)));
+                ev.push(data(chunk(
+                    json!({"content": format!("w{i} ")}),
+                    Value::Null,
+                )));
             }
             ev.push(data(chunk(json!({}), json!("stop"))));
             if include_usage {
-                ev.push(data(json!({"id": "chatcmpl-soak", "object": "chat.completion.chunk",
+                ev.push(data(
+                    json!({"id": "chatcmpl-soak", "object": "chat.completion.chunk",
                     "created": 1, "model": model, "choices": [],
                     "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
-                    "total_tokens": prompt + completion}})));
+                    "total_tokens": prompt + completion}}),
+                ));
             }
             ev.push("data: [DONE]\n\n".to_owned());
         }
@@ -498,7 +525,12 @@ fn head(status: u16, content_type: &str, length: Option<usize>, extra: &[(&str, 
     h
 }
 
-fn write_json(out: &mut TcpStream, status: u16, body: &Value, extra: &[(&str, &str)]) -> io::Result<Keep> {
+fn write_json(
+    out: &mut TcpStream,
+    status: u16,
+    body: &Value,
+    extra: &[(&str, &str)],
+) -> io::Result<Keep> {
     let text = body.to_string();
     let mut bytes = head(status, "application/json", Some(text.len()), extra).into_bytes();
     bytes.extend_from_slice(text.as_bytes());
@@ -522,7 +554,10 @@ fn bad(why: &str) -> io::Error {
 /// Reads one line (`\n`-terminated), counting it against `budget`.
 fn line(input: &mut BufReader<TcpStream>, budget: &mut usize) -> io::Result<String> {
     let mut raw = Vec::new();
-    let n = input.by_ref().take(*budget as u64).read_until(b'\n', &mut raw)?;
+    let n = input
+        .by_ref()
+        .take(*budget as u64)
+        .read_until(b'\n', &mut raw)?;
     if n == 0 {
         return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "eof"));
     }
