@@ -197,15 +197,10 @@ impl Fake {
             return;
         };
         let mut input = BufReader::new(stream);
-        loop {
-            let req = match read_request(&mut input) {
-                Ok(Some(r)) => r,
-                Ok(None) | Err(_) => break,
-            };
+        while let Ok(Some(req)) = read_request(&mut input) {
             self.stats.requests.fetch_add(1, Ordering::Relaxed);
-            match self.handle(&req, &mut out) {
-                Ok(true) => continue,
-                Ok(false) | Err(_) => break,
+            if !matches!(self.handle(&req, &mut out), Ok(true)) {
+                break;
             }
         }
         let _ = out.shutdown(Shutdown::Both);
