@@ -13,7 +13,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::fake_upstream::{FakeUpstream, Received, Reply};
-use common::gateway::{MOCK_PROVIDER, TestEnv, admin_table};
+use common::gateway::{MOCK_PROVIDER, RawStream, TestEnv, admin_table, eventually, raw_post};
 use serde_json::json;
 
 const UPSTREAM_SECRET: &str = "sk-upstream-secret-trace-5d1e";
@@ -364,4 +364,43 @@ fn translation_working_memory_counts_against_max_buffered_bytes() {
         &[("x-api-key", &env.key)],
     );
     assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
+/// Found by the soak: a client that went away while a slow upstream was still thinking left
+/// no usage line. The stream's response was built, the HTTP layer failed to write its head
+/// and dropped it unrun, and with it the only record of the request.
+#[test]
+fn a_client_gone_before_the_upstream_answers_still_gets_a_usage_line() {
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let held = std::sync::Mutex::new(held);
+    let up = FakeUpstream::start(move |_: &Received| {
+        let _ = held.lock().unwrap().recv_timeout(Duration::from_secs(20));
+        Reply::sse_data(&["{\"choices\":[]}".to_string()], Duration::ZERO)
+    });
+    let mut env = TestEnv::new();
+    let rest = format!(
+        "[[providers]]\nname = \"up\"\nkind = \"openai\"\nbase_url = \"{}\"\n\n",
+        up.url()
+    );
+    let addr = env.start("", &rest);
+    let body = chat("up/m", json!({"stream": true}));
+    // A pipelined health check first: its answer sits unread in the client's socket, so
+    // closing it sends a reset (as a killed client does), not a polite FIN.
+    let request = format!(
+        "GET /healthz HTTP/1.1\r\nhost: test\r\n\r\n{}",
+        raw_post("/v1/chat/completions", &env.key, &body)
+    );
+    let client = RawStream::open(addr, &request);
+    assert!(eventually(Duration::from_secs(10), || up.received().len() == 1));
+    drop(client);
+    release.send(()).unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || env.usage().len() == 1),
+        "no usage line; stderr:\n{}",
+        env.stderr()
+    );
+    let line = &env.usage()[0];
+    assert_eq!(line["provider"], "up");
+    assert_eq!(line["error"], "client_closed", "{line}");
+    env.assert_healthy();
 }

@@ -225,30 +225,47 @@ struct ResponseProbe<'a> {
 pub(super) fn stream(
     gateway: Arc<Gateway>,
     upstream: UpstreamResponse,
-    mut relay: Relay,
+    relay: Relay,
     mut draft: Draft,
     dialect: Dialect,
     headers: Vec<(Cow<'static, str>, Cow<'static, str>)>,
 ) -> Response {
     draft.status = 200;
+    let mut open = OpenStream {
+        gateway,
+        relay,
+        draft,
+    };
     let mut response = Response::stream(200, move |writer: &mut StreamWriter<'_>| {
+        let OpenStream {
+            gateway,
+            relay,
+            draft,
+        } = &mut open;
         let _active = gateway.metrics.stream_started();
-        let result = pump(
-            upstream.body,
-            &mut relay,
-            &mut draft,
-            dialect,
-            writer,
-            &gateway,
-        );
-        if !draft.recorded {
-            draft.usage = relay.usage();
-            gateway.finish(&mut draft);
-        }
-        result
+        pump(upstream.body, relay, draft, dialect, writer, gateway)
     });
     response.headers = headers;
     response
+}
+
+/// A stream's state from the moment its response is built. The HTTP layer may drop the
+/// stream without running it (the client went away before the head could be written), or
+/// it may end early; either way the request is recorded exactly once, when this drops.
+struct OpenStream {
+    gateway: Arc<Gateway>,
+    relay: Relay,
+    draft: Draft,
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        if !self.draft.recorded {
+            self.draft.error = self.draft.error.or(Some("client_closed"));
+            self.draft.usage = self.relay.usage();
+            self.gateway.finish(&mut self.draft);
+        }
+    }
 }
 
 /// Moves events until the stream ends; `Err` only when the client is gone.
