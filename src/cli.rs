@@ -27,6 +27,7 @@ use std::process::ExitCode;
 use zeroize::Zeroizing;
 
 use crate::config::edit::{self, NewKey};
+use crate::config::rotate::{self, Rotation, master_key_path};
 use crate::config::{self, Secrets};
 use crate::crypto::apikey;
 use crate::crypto::secret::{self, MASTER_KEY_ENV, MasterKey};
@@ -70,7 +71,37 @@ pub fn main() -> ExitCode {
     }
 }
 
-type CliResult<T = ()> = Result<T, String>;
+type CliResult<T = ()> = Result<T, CliError>;
+
+/// A command that failed: the one line `main` prints to stderr before exiting 1. The CLI's
+/// errors are sentences for a person at a terminal, so this carries the sentence; typed errors
+/// from below (config, edits, start-up) convert into it with their own `Display`.
+#[derive(Debug)]
+struct CliError(String);
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<String> for CliError {
+    fn from(message: String) -> CliError {
+        CliError(message)
+    }
+}
+
+impl From<&str> for CliError {
+    fn from(message: &str) -> CliError {
+        CliError(message.to_owned())
+    }
+}
+
+impl From<crate::gateway::StartError> for CliError {
+    fn from(e: crate::gateway::StartError) -> CliError {
+        CliError(e.to_string())
+    }
+}
 
 /// The command line, parsed but not yet dispatched.
 #[derive(Debug, Default)]
@@ -89,9 +120,9 @@ fn parse_args(mut parser: lexopt::Parser) -> CliResult<Args> {
     use lexopt::Arg::{Long, Short, Value};
     let mut args = Args::default();
     let num = |v: OsString, flag: &str| -> CliResult<u64> {
-        v.to_str()
+        Ok(v.to_str()
             .and_then(|s| s.parse().ok())
-            .ok_or_else(|| format!("{flag} needs a whole number"))
+            .ok_or_else(|| format!("{flag} needs a whole number"))?)
     };
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
@@ -123,7 +154,7 @@ fn parse_args(mut parser: lexopt::Parser) -> CliResult<Args> {
             Value(v) => args
                 .words
                 .push(v.into_string().map_err(|_| "arguments must be UTF-8")?),
-            other => return Err(format!("{}; see `noviqi --help`", other.unexpected())),
+            other => return Err(format!("{}; see `noviqi --help`", other.unexpected()).into()),
         }
     }
     Ok(args)
@@ -158,11 +189,8 @@ fn run(args: Args) -> CliResult {
         ["secret", "set", provider] => secret_set(&path, provider),
         ["secret", "rotate"] => secret_rotate(&path),
         ["admin", "passwd"] => admin_passwd(&path),
-        [] => Err(format!("no command given\n\n{USAGE}")),
-        _ => Err(format!(
-            "unknown command `{}`; see `noviqi --help`",
-            words.join(" ")
-        )),
+        [] => Err(format!("no command given\n\n{USAGE}").into()),
+        _ => Err(format!("unknown command `{}`; see `noviqi --help`", words.join(" ")).into()),
     }
 }
 
@@ -179,13 +207,13 @@ fn config_path(flag: Option<PathBuf>) -> PathBuf {
 /// Writes one line to stdout; a closed stdout is an error, not a panic.
 fn out(line: &str) -> CliResult {
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{line}")
+    Ok(writeln!(stdout, "{line}")
         .and_then(|()| stdout.flush())
-        .map_err(|e| format!("cannot write to stdout: {e}"))
+        .map_err(|e| format!("cannot write to stdout: {e}"))?)
 }
 
 fn read_config(path: &Path) -> CliResult<String> {
-    std::fs::read_to_string(path).map_err(|e| {
+    Ok(std::fs::read_to_string(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             format!(
                 "{}: no such config file; create one with `noviqi init` or pass --config",
@@ -194,41 +222,21 @@ fn read_config(path: &Path) -> CliResult<String> {
         } else {
             format!("{}: cannot read the config file: {e}", path.display())
         }
-    })
+    })?)
 }
 
 /// Validates `new_text` and atomically replaces the config with it.
 fn write_config(path: &Path, new_text: &str) -> CliResult {
     config::load_str(new_text, path, Secrets::Skip)
         .map_err(|e| format!("refusing to write the config, it would not load: {e}"))?;
-    edit::write_atomic(path, new_text.as_bytes(), 0o600).map_err(|e| {
-        format!(
-            "{}: cannot write the config (the old file is unchanged): {e}",
-            path.display()
-        )
-    })
-}
-
-/// The master key file named by the config (leniently: the config may not load yet, e.g. while
-/// its plaintext key is being encrypted), resolved against the config's folder.
-fn master_key_path(path: &Path) -> PathBuf {
-    let named = std::fs::read_to_string(path)
-        .ok()
-        .and_then(|text| text.parse::<toml_edit::DocumentMut>().ok())
-        .and_then(|doc| {
-            doc.get("security")
-                .and_then(|s| s.get("master_key_file"))
-                .and_then(|f| f.as_str())
-                .filter(|f| !f.is_empty())
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| "noviqi.key".to_owned());
-    let file = Path::new(&named);
-    if file.is_absolute() {
-        file.to_owned()
-    } else {
-        config::load::config_dir(path).join(file)
-    }
+    Ok(
+        edit::write_atomic(path, new_text.as_bytes(), 0o600).map_err(|e| {
+            format!(
+                "{}: cannot write the config (the old file is unchanged): {e}",
+                path.display()
+            )
+        })?,
+    )
 }
 
 /// A secret from stdin (a prompt on a terminal), minus one trailing `\n` or `\r\n`.
@@ -276,7 +284,8 @@ fn init(path: &Path) -> CliResult {
             return Err(format!(
                 "{} already exists; refusing to overwrite it",
                 existing.display()
-            ));
+            )
+            .into());
         }
     }
     let (key, hash) = apikey::generate();
@@ -305,7 +314,7 @@ fn init(path: &Path) -> CliResult {
     })?;
     if let Err(e) = edit::create_private(path, text.as_bytes(), 0o600) {
         let _ = std::fs::remove_file(&key_path);
-        return Err(format!("{}: cannot create the config: {e}", path.display()));
+        return Err(format!("{}: cannot create the config: {e}", path.display()).into());
     }
     out(&key)?;
     eprintln!(
@@ -318,12 +327,12 @@ fn init(path: &Path) -> CliResult {
 }
 
 fn master_key_path_from_template(path: &Path) -> PathBuf {
-    config::load::config_dir(path).join("noviqi.key")
+    config::load::config_dir(path).join(config::load::DEFAULT_MASTER_KEY_FILE)
 }
 
 fn serve(path: &Path) -> CliResult {
     crate::logging::init();
-    crate::gateway::run(path)
+    Ok(crate::gateway::run(path)?)
 }
 
 fn check(path: &Path) -> CliResult {
@@ -364,7 +373,8 @@ fn keys_add(path: &Path, name: &str, args: &Args) -> CliResult {
         if config::load::parse_time(t).is_none() {
             return Err(format!(
                 "--expires `{t}` is not an RFC 3339 time like 2027-06-01T00:00:00Z"
-            ));
+            )
+            .into());
         }
     }
     let text = read_config(path)?;
@@ -463,103 +473,35 @@ fn secret_rotate(path: &Path) -> CliResult {
     if std::env::var_os(MASTER_KEY_ENV).is_some() {
         return Err(format!(
             "{MASTER_KEY_ENV} is set; `secret rotate` rotates the key file. Unset it, rotate, then put the new key file's contents where you keep {MASTER_KEY_ENV}"
-        ));
+        ).into());
     }
-    // A linked key file is rotated where it really lives (`.new` and `.old` beside it).
-    let key_path = edit::through_links(&master_key_path(path));
-    let new_path = edit::with_suffix(&key_path, ".new");
-    let old_path = edit::with_suffix(&key_path, ".old");
-    let mut text = read_config(path)?;
-    let current = MasterKey::load_file(&key_path).map_err(|e| e.to_string())?;
-    if new_path.exists() && recover_rotation(path, &text, &key_path, &new_path, &current)? {
-        return Ok(());
+    let text = Zeroizing::new(read_config(path)?);
+    match rotate::rotate(path, &text).map_err(|e| e.to_string())? {
+        Rotation::FinishedInterrupted { key_path } => eprintln!(
+            "Finished an interrupted rotation: {} now holds the key {} is encrypted with. Run `noviqi secret rotate` again to rotate once more.",
+            key_path.display(),
+            path.display()
+        ),
+        Rotation::Rotated {
+            count,
+            key_path,
+            old_path,
+            removed_stale,
+        } => {
+            if let Some(stale) = removed_stale {
+                eprintln!(
+                    "Removed {} left by an interrupted rotation (the config did not use it).",
+                    stale.display()
+                );
+            }
+            eprintln!(
+                "Rotated the master key: {count} secret(s) re-encrypted; new key in {}, old key kept in {}.",
+                key_path.display(),
+                old_path.display()
+            );
+        }
     }
-    let new_key = MasterKey::generate();
-    let (new_text, count) = edit::reencrypt(&text, &current, &new_key)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    config::load_str(&new_text, path, Secrets::Skip)
-        .map_err(|e| format!("refusing to rotate, the config would not load: {e}"))?;
-    let new_b64 = Zeroizing::new(format!("{}\n", new_key.to_base64().as_str()));
-    edit::create_private(&new_path, new_b64.as_bytes(), 0o600).map_err(rotate_io(&new_path))?;
-    let old_b64 = Zeroizing::new(format!("{}\n", current.to_base64().as_str()));
-    replace_private(&old_path, old_b64.as_bytes()).map_err(rotate_io(&old_path))?;
-    edit::write_atomic(path, new_text.as_bytes(), 0o600).map_err(rotate_io(path))?;
-    text.clear();
-    finish_swap(&new_path, &key_path)?;
-    eprintln!(
-        "Rotated the master key: {count} secret(s) re-encrypted; new key in {}, old key kept in {}.",
-        key_path.display(),
-        old_path.display()
-    );
     Ok(())
-}
-
-fn rotate_io(what: &Path) -> impl Fn(std::io::Error) -> String + '_ {
-    move |e| {
-        format!(
-            "{}: {e} (the config and key are unchanged; run `noviqi secret rotate` again)",
-            what.display()
-        )
-    }
-}
-
-/// A `<key>.new` exists: a rotation was interrupted. If the config decrypts under it, finish
-/// the swap (returns true); otherwise it is stale and is removed (returns false).
-fn recover_rotation(
-    path: &Path,
-    text: &str,
-    key_path: &Path,
-    new_path: &Path,
-    current: &MasterKey,
-) -> CliResult<bool> {
-    let pending = MasterKey::load_file(new_path).map_err(|e| e.to_string())?;
-    let under_new = edit::reencrypt(text, &pending, &pending).map(|(_, n)| n);
-    let under_current = edit::reencrypt(text, current, current).is_ok();
-    match under_new {
-        Ok(n) if n > 0 && !under_current => {
-            finish_swap(new_path, key_path)?;
-            eprintln!(
-                "Finished an interrupted rotation: {} now holds the key {} is encrypted with. Run `noviqi secret rotate` again to rotate once more.",
-                key_path.display(),
-                path.display()
-            );
-            Ok(true)
-        }
-        _ => {
-            std::fs::remove_file(new_path).map_err(|e| format!("{}: {e}", new_path.display()))?;
-            eprintln!(
-                "Removed {} left by an interrupted rotation (the config did not use it).",
-                new_path.display()
-            );
-            Ok(false)
-        }
-    }
-}
-
-fn finish_swap(new_path: &Path, key_path: &Path) -> CliResult {
-    std::fs::rename(new_path, key_path)
-        .and_then(|()| edit::sync_dir(&config::load::config_dir(key_path)))
-        .map_err(|e| {
-            format!(
-                "cannot move {} over {}: {e}; the config is already encrypted under {}, so move it by hand",
-                new_path.display(),
-                key_path.display(),
-                new_path.display()
-            )
-        })
-}
-
-/// Atomically replaces `path` with a new 0600 file holding `contents`.
-fn replace_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let path = &edit::through_links(path);
-    let tmp = edit::with_suffix(path, &format!(".tmp.{}", std::process::id()));
-    let result = edit::create_private(&tmp, contents, 0o600)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .and_then(|()| edit::sync_dir(&config::load::config_dir(path)));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 fn admin_passwd(path: &Path) -> CliResult {

@@ -5,11 +5,13 @@
 //! is stored encrypted in the config. See `ARCHITECTURE.md` for the request lifecycle.
 
 pub mod admin;
+pub mod auth;
 pub mod cli;
 pub mod clientip;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gateway;

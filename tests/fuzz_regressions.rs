@@ -76,8 +76,8 @@ fn stream_options_that_is_not_an_object_is_a_400() {
     for options in ["9", "\"x\"", "[1]", "true"] {
         let body = format!(r#"{{"model":"m","stream":true,"stream_options":{options}}}"#);
         let e = probe(body.as_bytes()).unwrap_err();
-        assert_eq!(e.status, 400, "{options}");
-        assert_eq!(e.param.as_deref(), Some("stream_options"));
+        assert_eq!(e.status(), 400, "{options}");
+        assert_eq!(e.param(), Some("stream_options"));
     }
 }
 

@@ -36,11 +36,11 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use zeroize::Zeroizing;
 
+use crate::auth::credential;
 use crate::config::Config;
 use crate::config::model::{AdminSettings, Key, UsageSettings};
 use crate::crypto::password::Verifier;
-use crate::gateway::auth::credential;
-use crate::gateway::error::{ApiError, Dialect};
+use crate::error::{ApiError, Dialect, Kind};
 use crate::http::{Request, Response};
 use crate::limits::lockout::{self, Lockouts};
 use crate::metrics::Metrics;
@@ -128,14 +128,13 @@ impl Admin {
             | "/admin/"
             | "/admin/assets/app.js"
             | "/admin/assets/app.css"
-            | "/admin/api/usage" => error(&api_error(405, "method_not_allowed", "use GET"))
+            | "/admin/api/usage" => error(&api_error(Kind::MethodNotAllowed, "use GET"))
                 .with_header("allow", "GET, HEAD"),
             "/admin/login" | "/admin/logout" => {
-                error(&api_error(405, "method_not_allowed", "use POST"))
-                    .with_header("allow", "POST")
+                error(&api_error(Kind::MethodNotAllowed, "use POST")).with_header("allow", "POST")
             }
             _ if path.starts_with("/admin/api/") => {
-                error(&api_error(404, "not_found", "no such admin endpoint"))
+                error(&api_error(Kind::NotFound, "no such admin endpoint"))
             }
             _ => web::text(404, "not found\n"),
         }
@@ -145,7 +144,7 @@ impl Admin {
     pub fn metrics(&self, deps: &Deps<'_>, req: &Request<'_>) -> Response {
         let method = req.method();
         if method != "GET" && method != "HEAD" {
-            return error(&api_error(405, "method_not_allowed", "use GET"))
+            return error(&api_error(Kind::MethodNotAllowed, "use GET"))
                 .with_header("allow", "GET, HEAD");
         }
         let settings = deps.config.admin.as_ref();
@@ -264,8 +263,7 @@ impl Admin {
             .unwrap_or("day");
         let Some(range) = Range::parse(range) else {
             return error(&api_error(
-                400,
-                "invalid_request",
+                Kind::InvalidRequest,
                 "range must be hour, day, week or month",
             ));
         };
@@ -285,8 +283,7 @@ impl Admin {
 fn authorize_key(deps: &Deps<'_>, req: &Request<'_>) -> Result<(), ApiError> {
     if credential(req).is_none() {
         return Err(api_error(
-            401,
-            "missing_api_key",
+            Kind::MissingKey,
             "sign in to /admin or send an admin key as `Authorization: Bearer <key>`",
         ));
     }
@@ -294,7 +291,7 @@ fn authorize_key(deps: &Deps<'_>, req: &Request<'_>) -> Result<(), ApiError> {
     if key.admin {
         Ok(())
     } else {
-        Err(api_error(403, "not_admin", "this key is not an admin key"))
+        Err(ApiError::new(Kind::NotAdmin))
     }
 }
 
@@ -305,23 +302,13 @@ fn locked_out(deps: &Deps<'_>, retry_after: u64) -> Response {
         .with_header("retry-after", retry_after.max(1).to_string())
 }
 
-fn api_error(status: u16, code: &'static str, message: &str) -> ApiError {
-    ApiError {
-        status,
-        message: message.to_owned(),
-        param: None,
-        code,
-        retry_after: None,
-    }
+fn api_error(kind: Kind, message: &'static str) -> ApiError {
+    ApiError::new(kind).with_message(message)
 }
 
 /// An error in OpenAI's shape (the admin API and `/metrics` speak it).
 fn error(e: &ApiError) -> Response {
-    let mut response = Response::json(e.status, e.body(Dialect::OpenAi));
-    if let Some(secs) = e.retry_after {
-        response = response.with_header("retry-after", secs.to_string());
-    }
-    response
+    e.response(Dialect::OpenAi)
 }
 
 /// Seconds since the Unix epoch.

@@ -156,6 +156,8 @@ fn lift_nets(list: &[String], path: &[Seg]) -> Lifted<Vec<IpNet>> {
 
 /// `[server] max_body_bytes` when unset: long Claude Code sessions with images reach 32 MB.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
+/// The master key file beside the config when `security.master_key_file` is not set.
+pub const DEFAULT_MASTER_KEY_FILE: &str = "noviqi.key";
 /// `[server] max_buffered_bytes` when unset.
 pub const DEFAULT_MAX_BUFFERED_BYTES: u64 = 1024 * 1024 * 1024;
 
@@ -257,11 +259,14 @@ fn lift_server(raw: &RawConfig, dir: &Path) -> Lifted<ServerSettings> {
 fn lift_security(raw: &RawConfig, dir: &Path) -> Lifted<SecuritySettings> {
     let s = &raw.security;
     let key = |k| [Seg::Key("security"), Seg::Key(k)];
-    let file = s.master_key_file.as_deref().unwrap_or("noviqi.key");
+    let file = s
+        .master_key_file
+        .as_deref()
+        .unwrap_or(DEFAULT_MASTER_KEY_FILE);
     if file.is_empty() {
         return Err(Problem::new(
             &key("master_key_file"),
-            "must not be empty (the default is \"noviqi.key\")",
+            format!("must not be empty (the default is \"{DEFAULT_MASTER_KEY_FILE}\")"),
         ));
     }
     let failures = match s.lockout_max_failures.unwrap_or(5) {

@@ -8,10 +8,10 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use super::error::{ApiError, Dialect};
 use super::plan::Endpoint;
 use super::{Gateway, Runtime};
 use crate::clientip;
+use crate::error::{ApiError, Dialect, Kind};
 use crate::http::{Handler, HttpError, Request, Response};
 
 /// The gateway as the HTTP layer sees it.
@@ -51,13 +51,9 @@ impl Handler for GatewayHandler {
         let response = if host_allowed(req, &server.allowed_hosts) {
             route(gateway, &runtime, req, &ctx)
         } else {
-            to_response(
-                &ApiError::forbidden(
-                    "host_not_allowed",
-                    "this Host is not in the gateway's allowed_hosts",
-                ),
-                Dialect::of_path(req.path()),
-            )
+            ApiError::new(Kind::HostNotAllowed)
+                .with_message("this Host is not in the gateway's allowed_hosts")
+                .response(Dialect::of_path(req.path()))
         };
         let mut response = response.with_header("x-request-id", ctx.request_id.clone());
         if ctx.https && !req.is_tls() {
@@ -79,24 +75,9 @@ impl Handler for GatewayHandler {
 
     fn error_response(&self, path: Option<&str>, error: &HttpError) -> Response {
         let dialect = path.map_or(Dialect::OpenAi, Dialect::of_path);
-        let api = ApiError {
-            status: error.status(),
-            message: error.message().to_owned(),
-            param: None,
-            code: match error {
-                HttpError::PayloadTooLarge => "request_too_large",
-                HttpError::HeadersTooLarge => "headers_too_large",
-                HttpError::Timeout => "request_timeout",
-                HttpError::Busy => "server_busy",
-                HttpError::TooManyConnections => "too_many_connections",
-                HttpError::Overloaded => "server_overloaded",
-                _ => "invalid_request",
-            },
-            retry_after: error.retry_after(),
-        };
-        let mut response = to_response(&api, dialect);
-        response = response.with_header("x-request-id", self.0.new_request_id());
-        response
+        ApiError::from(error)
+            .response(dialect)
+            .with_header("x-request-id", self.0.new_request_id())
     }
 }
 
@@ -116,7 +97,8 @@ fn route(
         if method == "HEAD" {
             return Response::new(200);
         }
-        return to_response(&ApiError::method_not_allowed(), endpoint.dialect())
+        return ApiError::new(Kind::MethodNotAllowed)
+            .response(endpoint.dialect())
             .with_header("allow", "POST");
     }
     if path == "/metrics" || path == "/admin" || path.starts_with("/admin/") {
@@ -146,17 +128,15 @@ fn route(
         ),
         "/v1/models" if is_get => match models(gateway, runtime, req, ctx) {
             Ok(response) => response,
-            Err(e) => to_response(&e, Dialect::OpenAi),
+            Err(e) => e.response(Dialect::OpenAi),
         },
-        "/healthz" | "/" | "/v1/models" => {
-            to_response(&ApiError::method_not_allowed(), Dialect::OpenAi)
-                .with_header("allow", "GET, HEAD")
-        }
+        "/healthz" | "/" | "/v1/models" => ApiError::new(Kind::MethodNotAllowed)
+            .response(Dialect::OpenAi)
+            .with_header("allow", "GET, HEAD"),
         _ if method == "HEAD" => Response::new(200),
-        _ => to_response(
-            &ApiError::not_found("not_found", format!("no such endpoint: {method} {path}")),
-            Dialect::of_path(path),
-        ),
+        _ => ApiError::new(Kind::NotFound)
+            .with_message(format!("no such endpoint: {method} {path}"))
+            .response(Dialect::of_path(path)),
     }
 }
 
@@ -243,16 +223,6 @@ fn request_id(gateway: &Gateway, req: &Request<'_>) -> String {
         }
         _ => gateway.new_request_id(),
     }
-}
-
-/// The one place an [`ApiError`] becomes a response (status, body in `dialect`'s shape,
-/// `Retry-After`).
-pub(super) fn to_response(error: &ApiError, dialect: Dialect) -> Response {
-    let mut response = Response::json(error.status, error.body(dialect));
-    if let Some(secs) = error.retry_after {
-        response = response.with_header("retry-after", secs.to_string());
-    }
-    response
 }
 
 #[cfg(test)]

@@ -7,8 +7,6 @@
 //! key hash and address), the usage log, the dashboard's sessions and analytics, the metrics,
 //! and the request-id counter.
 
-pub mod auth;
-pub mod error;
 mod handler;
 pub mod plan;
 mod proxy;
@@ -30,7 +28,7 @@ use crate::http::{self, Server, ServerOptions};
 use crate::limits::RateLimiter;
 use crate::limits::lockout::Lockouts;
 use crate::metrics::Metrics;
-use crate::upstream::Upstreams;
+use crate::upstream::{SetupError, Upstreams};
 use crate::usage::UsageLog;
 
 /// One loaded config and the upstream clients built for it.
@@ -39,8 +37,44 @@ pub struct Runtime {
     pub upstreams: Upstreams,
 }
 
+/// Why `noviqi serve` could not start (or keep running).
+#[derive(Debug)]
+pub enum StartError {
+    Config(config::ConfigError),
+    Upstream(SetupError),
+    Tls(http::TlsError),
+    UsageLog {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    Signals(std::io::Error),
+    Server(std::io::Error),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Config(e) => e.fmt(f),
+            StartError::Upstream(e) => e.fmt(f),
+            StartError::Tls(e) => e.fmt(f),
+            StartError::UsageLog { path, source } => {
+                write!(f, "cannot open the usage log {}: {source}", path.display())
+            }
+            StartError::Listen { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            StartError::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
+            StartError::Server(e) => write!(f, "server error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
 impl Runtime {
-    pub fn new(config: Config) -> Result<Runtime, String> {
+    pub fn new(config: Config) -> Result<Runtime, SetupError> {
         let upstreams = Upstreams::new(&config)?;
         Ok(Runtime { config, upstreams })
     }
@@ -60,20 +94,16 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(runtime: Runtime) -> Result<Arc<Gateway>, String> {
+    pub fn new(runtime: Runtime) -> Result<Arc<Gateway>, StartError> {
         // Read the log back before it is opened for appending.
         let admin = Admin::new(&runtime.config.usage);
         let metrics = Metrics::default();
         metrics.configure(&runtime.config);
-        let usage = UsageLog::open(&runtime.config.usage).map_err(|e| {
-            let path = runtime
-                .config
-                .usage
-                .path
-                .as_deref()
-                .unwrap_or(Path::new(""));
-            format!("cannot open the usage log {}: {e}", path.display())
-        })?;
+        let usage =
+            UsageLog::open(&runtime.config.usage).map_err(|source| StartError::UsageLog {
+                path: runtime.config.usage.path.clone().unwrap_or_default(),
+                source,
+            })?;
         let mut prefix = [0u8; 4];
         rand::Rng::fill(&mut rand::rng(), &mut prefix[..]);
         Ok(Arc::new(Gateway {
@@ -108,6 +138,16 @@ impl Gateway {
         self.epoch.elapsed()
     }
 
+    /// The request's key, checked against this gateway's lockout tables.
+    fn authenticate(
+        &self,
+        config: &Config,
+        req: &crate::http::Request<'_>,
+        ip: std::net::IpAddr,
+    ) -> Result<Arc<crate::config::model::Key>, crate::error::ApiError> {
+        crate::auth::authenticate(config, &self.lockout, req, ip, self.now())
+    }
+
     fn new_request_id(&self) -> String {
         request_id(
             &self.id_prefix,
@@ -124,12 +164,10 @@ impl Gateway {
 }
 
 /// The HTTP layer's options from the `[server]` table.
-pub fn server_options(config: &Config) -> Result<ServerOptions, String> {
+pub fn server_options(config: &Config) -> Result<ServerOptions, http::TlsError> {
     let s = &config.server;
     let tls = match &s.tls {
-        Some(files) => {
-            Some(http::tls_config(&files.cert_file, &files.key_file).map_err(|e| e.to_string())?)
-        }
+        Some(files) => Some(http::tls_config(&files.cert_file, &files.key_file)?),
         None => None,
     };
     Ok(ServerOptions {
@@ -146,20 +184,22 @@ pub fn server_options(config: &Config) -> Result<ServerOptions, String> {
 }
 
 /// Runs `noviqi serve` on the config at `path` until SIGTERM/SIGINT.
-pub fn run(path: &Path) -> Result<(), String> {
+pub fn run(path: &Path) -> Result<(), StartError> {
     let loaded = reload::stamp(path);
-    let config = config::load(path, Secrets::Decrypt).map_err(|e| e.to_string())?;
+    let config = config::load(path, Secrets::Decrypt).map_err(StartError::Config)?;
     let listen = config.server.listen;
-    let options = server_options(&config)?;
+    let options = server_options(&config).map_err(StartError::Tls)?;
     let scheme = if options.tls.is_some() {
         "https"
     } else {
         "http"
     };
-    let gateway = Gateway::new(Runtime::new(config)?)?;
+    let gateway = Gateway::new(Runtime::new(config).map_err(StartError::Upstream)?)?;
     let handler = Arc::new(handler::GatewayHandler(gateway.clone()));
-    let server = Server::bind(listen, options, handler)
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let server = Server::bind(listen, options, handler).map_err(|source| StartError::Listen {
+        addr: listen,
+        source,
+    })?;
     let addr: SocketAddr = server.local_addr();
     // Signal handlers and the file watcher are in place before anyone is told we listen.
     let watcher = reload::Watcher::start(
@@ -168,13 +208,13 @@ pub fn run(path: &Path) -> Result<(), String> {
         gateway.clone(),
         server.shutdown_handle(),
     )
-    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    .map_err(StartError::Signals)?;
     log::info!("noviqi listening on {scheme}://{addr}");
     let result = server.run();
     watcher.stop();
     gateway.close();
     log::info!("noviqi stopped");
-    result.map_err(|e| format!("server error: {e}"))
+    result.map_err(StartError::Server)
 }
 
 /// `req_` + the process's random prefix + the counter in at least 8 hex digits, written by

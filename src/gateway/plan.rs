@@ -6,9 +6,9 @@
 
 use serde_json::Value;
 
-use super::error::{ApiError, Dialect};
 use super::rewrite::{self, Probe};
 use crate::config::model::ProviderKind;
+use crate::error::{ApiError, Dialect, Kind};
 use crate::translate;
 
 /// The client-facing endpoints that reach an upstream.
@@ -132,10 +132,7 @@ pub fn plan(
             "/chat/completions",
             Translation::MessagesViaChat,
         ),
-        (Endpoint::CountTokens, true) => Err(ApiError::not_found(
-            "count_tokens_unsupported",
-            "token counting is only available for anthropic targets; estimate locally",
-        )),
+        (Endpoint::CountTokens, true) => Err(ApiError::new(Kind::CountTokensUnsupported)),
         (Endpoint::Completions | Endpoint::Embeddings, false) => Err(ApiError::bad_request(
             format!("{} is not available for anthropic targets", endpoint.path()),
             Some("model"),

@@ -15,14 +15,14 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::error::ApiError;
-use super::handler::{Ctx, to_response};
+use super::handler::Ctx;
 use super::plan::{self, Endpoint, Plan, Translation};
 use super::relay;
 use super::rewrite;
 use super::{Gateway, Runtime};
 use crate::clock::Stamp;
 use crate::config::model::{Key, MAX_MODEL_NAME_BYTES};
+use crate::error::{ApiError, Kind};
 use crate::http::{BodyError, Request, Response};
 use crate::translate::{self, Usage};
 use crate::upstream::{Method, UpstreamError, UpstreamRequest, UpstreamResponse};
@@ -91,8 +91,8 @@ impl Gateway {
         let max_body = config.server.max_body_bytes;
         let body = req.read_body(max_body).map_err(|e| match e {
             BodyError::TooLarge => ApiError::too_large(max_body),
-            BodyError::Timeout => ApiError::body_timeout(),
-            BodyError::Overloaded => ApiError::overloaded(),
+            BodyError::Timeout => ApiError::new(Kind::RequestTimeout),
+            BodyError::Overloaded => ApiError::new(Kind::Overloaded),
             other => ApiError::bad_request(other.to_string(), None),
         })?;
         let mut probe = rewrite::probe(&body)?;
@@ -110,13 +110,11 @@ impl Gateway {
         }
         draft.model = Some(model.clone());
         if !key.allows_model(&model) {
-            return Err(ApiError::forbidden(
-                "model_not_allowed",
-                format!("this key may not use model `{model}`"),
-            ));
+            return Err(ApiError::new(Kind::ModelNotAllowed)
+                .with_message(format!("this key may not use model `{model}`")));
         }
         let route = config.route(&model).ok_or_else(|| {
-            ApiError::not_found("model_not_found", format!("unknown model `{model}`"))
+            ApiError::new(Kind::ModelNotFound).with_message(format!("unknown model `{model}`"))
         })?;
         draft.model_configured = matches!(route, Cow::Borrowed(_));
         let decision = self
@@ -125,7 +123,6 @@ impl Gateway {
         draft.rate_headers = decision.headers.header_pairs();
         if !decision.allowed {
             return Err(ApiError::rate_limited(
-                "rate limit reached for this key",
                 decision.retry_after_secs.unwrap_or(1),
             ));
         }
@@ -137,7 +134,7 @@ impl Gateway {
             .max()
             .unwrap_or(1);
         req.reserve_extra((body.len() as u64).saturating_mul(factor))
-            .map_err(|_| ApiError::overloaded())?;
+            .map_err(|_| ApiError::new(Kind::Overloaded))?;
         let forwarded: Vec<(&'static str, &str)> = FORWARDED
             .iter()
             .filter_map(|&name| Some((name, req.header(name)?)))
@@ -238,21 +235,16 @@ impl Gateway {
             .take(MAX_UPSTREAM_BODY + 1)
             .read_to_end(&mut bytes);
         let result = match read {
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Err(ApiError::upstream(
-                504,
-                "upstream_timeout",
-                "the upstream stopped answering",
-            )),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                Err(ApiError::new(Kind::UpstreamTimeout))
+            }
             Err(_) => Err(ApiError::upstream(
-                502,
-                "upstream_unreadable",
+                Kind::UpstreamUnreadable,
                 "the upstream answer broke off",
             )),
-            Ok(_) if bytes.len() as u64 > MAX_UPSTREAM_BODY => Err(ApiError::upstream(
-                502,
-                "upstream_too_large",
-                "the upstream answer is too large",
-            )),
+            Ok(_) if bytes.len() as u64 > MAX_UPSTREAM_BODY => {
+                Err(ApiError::new(Kind::UpstreamTooLarge))
+            }
             Ok(_) if success => convert(plan.translation, bytes, model).map(|(body, usage)| {
                 draft.usage = usage;
                 body
@@ -290,10 +282,10 @@ impl Gateway {
     /// Records a refused or failed request and renders its error in the endpoint's shape,
     /// with the key's rate-limit headers when it has limits.
     fn fail(&self, error: &ApiError, draft: &mut Draft) -> Response {
-        draft.status = error.status;
-        draft.error = Some(error.code);
+        draft.status = error.status();
+        draft.error = Some(error.code());
         self.finish(draft);
-        let mut response = to_response(error, draft.endpoint.dialect());
+        let mut response = error.response(draft.endpoint.dialect());
         for (name, value) in draft.rate_headers.drain(..) {
             response = response.with_header(name, value);
         }
@@ -435,8 +427,7 @@ fn convert(
 ) -> Result<(Vec<u8>, Option<Usage>), ApiError> {
     let unreadable = || {
         ApiError::upstream(
-            502,
-            "upstream_unreadable",
+            Kind::UpstreamUnreadable,
             "the upstream answer is not valid JSON",
         )
     };
@@ -471,7 +462,7 @@ fn convert(
             let out = translate::openai_to_anthropic::anthropic_response_to_chat(
                 &upstream, model, created,
             )
-            .map_err(|e| ApiError::upstream(502, "upstream_unreadable", e.to_string()))?;
+            .map_err(|e| ApiError::upstream(Kind::UpstreamUnreadable, e.to_string()))?;
             Ok((out.to_string().into_bytes(), usage))
         }
         Translation::ResponsesViaAnthropic => {
@@ -482,14 +473,14 @@ fn convert(
                 model,
                 crate::clock::unix_secs(),
             )
-            .map_err(|e| ApiError::upstream(502, "upstream_unreadable", e.to_string()))?;
+            .map_err(|e| ApiError::upstream(Kind::UpstreamUnreadable, e.to_string()))?;
             Ok((out.to_string().into_bytes(), usage))
         }
         Translation::MessagesViaChat => {
             let upstream: Value = serde_json::from_slice(&bytes).map_err(|_| unreadable())?;
             let usage = translate::openai_usage(&upstream);
             let out = translate::chat_response_to_anthropic(&upstream, model)
-                .map_err(|e| ApiError::upstream(502, "upstream_unreadable", e.to_string()))?;
+                .map_err(|e| ApiError::upstream(Kind::UpstreamUnreadable, e.to_string()))?;
             Ok((out.to_string().into_bytes(), usage))
         }
     }
@@ -501,7 +492,12 @@ fn upstream_error(provider: &str, e: &UpstreamError) -> ApiError {
         UpstreamError::Unreachable(_) => format!("provider `{provider}` is unreachable"),
         UpstreamError::Unreadable(_) => format!("provider `{provider}` sent an unreadable answer"),
     };
-    ApiError::upstream(e.status(), e.code(), message)
+    let kind = match e {
+        UpstreamError::Timeout(_) => Kind::UpstreamTimeout,
+        UpstreamError::Unreachable(_) => Kind::UpstreamUnreachable,
+        UpstreamError::Unreadable(_) => Kind::UpstreamUnreadable,
+    };
+    ApiError::upstream(kind, message)
 }
 
 fn server_timing(gateway: Duration, upstream: Duration) -> String {

@@ -19,9 +19,9 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::Gateway;
-use super::error::{ApiError, Dialect};
 use super::plan::{Plan, Translation};
 use super::proxy::Draft;
+use crate::error::{ApiError, Dialect, Kind};
 use crate::http::{Response, StreamWriter};
 use crate::sse::{SseEvent, SseParser, write_event};
 use crate::translate::{self, Usage};
@@ -193,10 +193,7 @@ impl Relay {
     fn truncated(&mut self, dialect: Dialect, out: &mut Vec<u8>) {
         match self {
             Relay::Translated(s) => s.finish(out),
-            _ => out.extend_from_slice(
-                &ApiError::upstream(502, "upstream_truncated", "the upstream stream ended early")
-                    .sse_event(dialect),
-            ),
+            _ => out.extend_from_slice(&ApiError::new(Kind::UpstreamTruncated).sse_event(dialect)),
         }
     }
 }
@@ -311,15 +308,13 @@ fn pump(
                 }
             },
             Err(e) => {
-                let (status, code, message) = if e.kind() == io::ErrorKind::TimedOut {
-                    (504, "upstream_timeout", "the upstream stopped sending")
+                let error = if e.kind() == io::ErrorKind::TimedOut {
+                    ApiError::upstream(Kind::UpstreamTimeout, "the upstream stopped sending")
                 } else {
-                    (502, "upstream_unreadable", "the upstream stream broke off")
+                    ApiError::upstream(Kind::UpstreamUnreadable, "the upstream stream broke off")
                 };
-                out.extend_from_slice(
-                    &ApiError::upstream(status, code, message).sse_event(dialect),
-                );
-                Some(code)
+                out.extend_from_slice(&error.sse_event(dialect));
+                Some(error.code())
             }
         };
         // The stream ends here: record usage before its last bytes leave.

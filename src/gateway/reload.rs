@@ -122,7 +122,7 @@ impl Watcher {
 fn reload(path: &std::path::Path, gateway: &Gateway) {
     let loaded = config::load(path, Secrets::Decrypt)
         .map_err(|e| e.to_string())
-        .and_then(Runtime::new);
+        .and_then(|config| Runtime::new(config).map_err(|e| e.to_string()));
     match loaded {
         Ok(runtime) => {
             let old = gateway.runtime();

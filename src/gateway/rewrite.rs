@@ -10,7 +10,7 @@ use std::ops::Range;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::error::ApiError;
+use crate::error::ApiError;
 
 /// What the gateway reads from a request body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -240,20 +240,20 @@ mod tests {
 
     #[test]
     fn refusals() {
-        assert_eq!(probe(b"[1]").unwrap_err().status, 400);
-        assert_eq!(probe(b"{\"model\":").unwrap_err().status, 400);
-        assert_eq!(
-            probe(b"{\"model\":3}").unwrap_err().param.as_deref(),
-            Some("model")
-        );
+        assert_eq!(probe(b"[1]").unwrap_err().status(), 400);
+        assert_eq!(probe(b"{\"model\":").unwrap_err().status(), 400);
+        assert_eq!(probe(b"{\"model\":3}").unwrap_err().param(), Some("model"));
         assert_eq!(
             probe(b"{\"model\":\"a\",\"model\":\"b\"}")
                 .unwrap_err()
-                .status,
+                .status(),
             400
         );
         assert_eq!(probe(b"{}").unwrap().model, None);
-        let msg = probe(b"{\"secret prompt\" 1}").unwrap_err().message;
+        let msg = probe(b"{\"secret prompt\" 1}")
+            .unwrap_err()
+            .message()
+            .to_owned();
         assert!(!msg.contains("secret"), "{msg}");
     }
 
@@ -263,8 +263,8 @@ mod tests {
         for options in [r#""x""#, "5", "[]", "true", r#"[{"include_usage":true}]"#] {
             let body = format!(r#"{{"model":"m","stream":true,"stream_options":{options}}}"#);
             let e = probe(body.as_bytes()).unwrap_err();
-            assert_eq!(e.status, 400, "{options}");
-            assert_eq!(e.param.as_deref(), Some("stream_options"));
+            assert_eq!(e.status(), 400, "{options}");
+            assert_eq!(e.param(), Some("stream_options"));
         }
         let body = br#"{"model":"m","stream":true,"stream_options":null}"#;
         let p = probe(body).unwrap();
@@ -279,9 +279,11 @@ mod tests {
         let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
         let body = format!(r#"{{"model":"m","stream":true,"stream_options":{{}},"x":{deep}}}"#);
         match probe(body.as_bytes()) {
-            Err(e) => assert_eq!(e.status, 400),
+            Err(e) => assert_eq!(e.status(), 400),
             Ok(p) => assert_eq!(
-                rewrite(body.as_bytes(), &p, "u", true).unwrap_err().status,
+                rewrite(body.as_bytes(), &p, "u", true)
+                    .unwrap_err()
+                    .status(),
                 400
             ),
         }

@@ -228,11 +228,8 @@ fn call_handler(handler: &dyn Handler, req: &mut Request<'_>) -> Response {
         Ok(resp) => resp,
         Err(_) => {
             log::error!("handler panicked on {} {}", req.method(), req.path());
-            Response::json(
-                500,
-                r#"{"error":{"message":"internal error","type":"server_error","param":null,"code":null}}"#,
-            )
-            .with_header("Connection", "close")
+            error_response(handler, Some(req.path()), &HttpError::Internal)
+                .with_header("Connection", "close")
         }
     }
 }

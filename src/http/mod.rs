@@ -137,6 +137,8 @@ pub enum HttpError {
     /// Taking this body (or a handler's working memory) would pass `max_buffered_bytes`
     /// (503, `Retry-After`): the server as a whole is short of memory, not this client.
     Overloaded,
+    /// The handler panicked (500); the connection is closed after the answer.
+    Internal,
 }
 
 impl HttpError {
@@ -149,6 +151,7 @@ impl HttpError {
             HttpError::ExpectationFailed => 417,
             HttpError::Busy | HttpError::Overloaded => 503,
             HttpError::TooManyConnections => 429,
+            HttpError::Internal => 500,
         }
     }
 
@@ -173,16 +176,7 @@ impl HttpError {
             HttpError::Busy => "server busy, try again",
             HttpError::TooManyConnections => "too many open connections from this address",
             HttpError::Overloaded => "server overloaded, try again",
-        }
-    }
-
-    /// The OpenAI-style error type word for this error.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            HttpError::Busy | HttpError::Overloaded => "server_error",
-            HttpError::TooManyConnections => "rate_limit_error",
-            HttpError::Timeout => "timeout",
-            _ => "invalid_request_error",
+            HttpError::Internal => "internal error",
         }
     }
 }
@@ -201,12 +195,11 @@ pub trait Handler: Send + Sync + 'static {
 
     /// Renders an error the layer detected itself (`path` is known once a head was parsed).
     /// The connection is closed after it; the layer adds `Retry-After` from
-    /// [`HttpError::retry_after`] if the response has none. Default: OpenAI-style JSON.
+    /// [`HttpError::retry_after`] if the response has none. Default: `{"error":"<message>"}`,
+    /// no API's wording; an application renders errors in its own shape.
     fn error_response(&self, path: Option<&str>, error: &HttpError) -> Response {
         let _ = path;
-        let body = serde_json::json!({"error": {
-            "message": error.message(), "type": error.kind(), "param": null, "code": null,
-        }});
+        let body = serde_json::json!({ "error": error.message() });
         Response::json(error.status(), body.to_string())
     }
 }

@@ -62,7 +62,10 @@ pub struct HttpProvider {
 }
 
 impl HttpProvider {
-    pub fn new(provider: Arc<Provider>, server: &ServerSettings) -> Result<HttpProvider, String> {
+    pub fn new(
+        provider: Arc<Provider>,
+        server: &ServerSettings,
+    ) -> Result<HttpProvider, super::SetupError> {
         let mut tls = TlsConfig::builder();
         if let Some(ca_file) = &provider.ca_file {
             tls = tls.root_certs(roots_with(ca_file)?);
@@ -258,9 +261,12 @@ fn classify(error: ureq::Error) -> UpstreamError {
 }
 
 /// The bundled Mozilla roots plus every certificate in `ca_file`.
-fn roots_with(ca_file: &std::path::Path) -> Result<RootCerts, String> {
-    let pem = std::fs::read(ca_file)
-        .map_err(|e| format!("cannot read ca_file {}: {e}", ca_file.display()))?;
+fn roots_with(ca_file: &std::path::Path) -> Result<RootCerts, super::SetupError> {
+    let path = || ca_file.to_owned();
+    let pem = std::fs::read(ca_file).map_err(|source| super::SetupError::CaFileUnreadable {
+        path: path(),
+        source,
+    })?;
     let extra = ureq::tls::parse_pem(&pem)
         .filter_map(|item| match item {
             Ok(ureq::tls::PemItem::Certificate(cert)) => Some(Ok(cert)),
@@ -268,12 +274,12 @@ fn roots_with(ca_file: &std::path::Path) -> Result<RootCerts, String> {
             Err(e) => Some(Err(e)),
         })
         .collect::<Result<Vec<Certificate<'static>>, _>>()
-        .map_err(|e| format!("ca_file {} is not valid PEM: {e}", ca_file.display()))?;
+        .map_err(|e| super::SetupError::CaFileInvalid {
+            path: path(),
+            reason: e.to_string(),
+        })?;
     if extra.is_empty() {
-        return Err(format!(
-            "ca_file {} holds no certificate",
-            ca_file.display()
-        ));
+        return Err(super::SetupError::CaFileEmpty { path: path() });
     }
     let bundled = webpki_root_certs::TLS_SERVER_ROOT_CERTS
         .iter()

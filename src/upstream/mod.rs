@@ -108,6 +108,40 @@ pub trait Provider: Send + Sync {
     fn send(&self, request: &UpstreamRequest<'_>) -> Result<UpstreamResponse, UpstreamError>;
 }
 
+/// Why a provider's client could not be built (only its `ca_file` can be wrong by then).
+#[derive(Debug)]
+pub enum SetupError {
+    CaFileUnreadable {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    CaFileInvalid {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    CaFileEmpty {
+        path: std::path::PathBuf,
+    },
+}
+
+impl fmt::Display for SetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SetupError::CaFileUnreadable { path, source } => {
+                write!(f, "cannot read ca_file {}: {source}", path.display())
+            }
+            SetupError::CaFileInvalid { path, reason } => {
+                write!(f, "ca_file {} is not valid PEM: {reason}", path.display())
+            }
+            SetupError::CaFileEmpty { path } => {
+                write!(f, "ca_file {} holds no certificate", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for SetupError {}
+
 /// The providers of one loaded config, by name.
 pub struct Upstreams {
     by_name: HashMap<String, Arc<dyn Provider>>,
@@ -115,7 +149,7 @@ pub struct Upstreams {
 
 impl Upstreams {
     /// Builds a client for every provider. Fails only on an unreadable `ca_file`.
-    pub fn new(config: &Config) -> Result<Upstreams, String> {
+    pub fn new(config: &Config) -> Result<Upstreams, SetupError> {
         let mut by_name: HashMap<String, Arc<dyn Provider>> = HashMap::new();
         for provider in &config.providers {
             let client: Arc<dyn Provider> = match provider.kind {

@@ -18,14 +18,14 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use super::Gateway;
-use super::error::ApiError;
 use crate::config::Config;
 use crate::config::model::Key;
 use crate::crypto::apikey::KeyHash;
+use crate::error::{ApiError, Kind};
 use crate::http::Request;
+use crate::limits::lockout::Lockouts;
 
 /// The key presented by the request: `Authorization: Bearer <key>`, else `x-api-key`.
 pub fn credential<'r>(req: &'r Request<'_>) -> Option<&'r str> {
@@ -40,46 +40,35 @@ pub fn credential<'r>(req: &'r Request<'_>) -> Option<&'r str> {
         .filter(|key| !key.is_empty())
 }
 
-impl Gateway {
-    /// Authenticates the request's key for a client at `ip`.
-    pub(super) fn authenticate(
-        &self,
-        config: &Config,
-        req: &Request<'_>,
-        ip: IpAddr,
-    ) -> Result<Arc<Key>, ApiError> {
-        let now = self.now();
-        let security = &config.security;
-        if let Err(wait) = self.lockout.check(ip, security, now) {
-            return Err(ApiError::locked_out(wait.0));
-        }
-        let Some(presented) = credential(req) else {
-            return Err(ApiError::missing_key());
-        };
-        let Some(key) = config.key_by_hash(&KeyHash::of(presented)).cloned() else {
-            // The lockout table logs the one line when this locks the address.
-            self.lockout.keys.record_failure(ip, security, now);
-            return Err(ApiError::unknown_key());
-        };
-        if key.disabled {
-            return Err(ApiError::forbidden(
-                "key_disabled",
-                "this API key is disabled",
-            ));
-        }
-        if key.is_expired(SystemTime::now()) {
-            return Err(ApiError::forbidden(
-                "key_expired",
-                "this API key has expired",
-            ));
-        }
-        if !key.allows_ip(ip) {
-            return Err(ApiError::forbidden(
-                "ip_not_allowed",
-                "this API key may not be used from this address",
-            ));
-        }
-        self.lockout.keys.record_success(ip);
-        Ok(key)
+/// Authenticates the request's key for a client at `ip`; `now` is the lockout tables' clock.
+pub fn authenticate(
+    config: &Config,
+    lockout: &Lockouts,
+    req: &Request<'_>,
+    ip: IpAddr,
+    now: Duration,
+) -> Result<Arc<Key>, ApiError> {
+    let security = &config.security;
+    if let Err(wait) = lockout.check(ip, security, now) {
+        return Err(ApiError::locked_out(wait.0));
     }
+    let Some(presented) = credential(req) else {
+        return Err(ApiError::new(Kind::MissingKey));
+    };
+    let Some(key) = config.key_by_hash(&KeyHash::of(presented)).cloned() else {
+        // The lockout table logs the one line when this locks the address.
+        lockout.keys.record_failure(ip, security, now);
+        return Err(ApiError::new(Kind::InvalidKey));
+    };
+    if key.disabled {
+        return Err(ApiError::new(Kind::KeyDisabled));
+    }
+    if key.is_expired(SystemTime::now()) {
+        return Err(ApiError::new(Kind::KeyExpired));
+    }
+    if !key.allows_ip(ip) {
+        return Err(ApiError::new(Kind::IpNotAllowed));
+    }
+    lockout.keys.record_success(ip);
+    Ok(key)
 }
