@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use noviqi::config::{self, Config, Secrets};
 use noviqi::crypto::apikey::KeyHash;
-use noviqi::gateway::rewrite::{probe, rewrite};
 use noviqi::sse::SseParser;
 use noviqi::translate::AnthropicToOpenAiStream;
+use noviqi::translate::rewrite::{probe, rewrite};
 
 const KEY: &str = "nvq_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdefg";
 

@@ -148,4 +148,13 @@ mod tests {
             assert_eq!(at(secs, 999).second(), expected);
         }
     }
+
+    #[test]
+    fn usage_log_timestamps_are_rfc3339_millis() {
+        let parsed = time::OffsetDateTime::parse(
+            &Stamp::now().rfc3339_millis(),
+            &time::format_description::well_known::Rfc3339,
+        );
+        assert!(parsed.is_ok());
+    }
 }

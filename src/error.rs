@@ -266,6 +266,10 @@ impl ApiError {
         ApiError::new(Kind::Internal)
     }
 
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
     pub fn status(&self) -> u16 {
         self.kind.status()
     }

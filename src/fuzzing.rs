@@ -33,14 +33,14 @@ use serde_json::Value;
 
 use crate::config::{self, Config, Secrets};
 use crate::crypto::secret::{self, MasterKey, SecretError};
-use crate::gateway::plan::{self, Endpoint};
-use crate::gateway::rewrite;
 use crate::http::body::BodyState;
 use crate::http::conn::{self, Buffers, ConnCtx};
 use crate::http::head::{self, Framing, Head, HeadLimits};
 use crate::http::wire::{InBuf, Wire};
 use crate::http::{Request, Response, ServerOptions};
 use crate::sse::{SseEvent, SseParser, write_event};
+use crate::translate::plan::{self, Endpoint};
+use crate::translate::rewrite;
 use crate::translate::{self, StreamTranslator};
 use crate::upstream::http::HttpProvider;
 use crate::upstream::{Method, Provider as _, UpstreamRequest};

@@ -19,6 +19,7 @@ pub mod http;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod outcome;
 pub mod sse;
 pub mod translate;
 pub mod upstream;

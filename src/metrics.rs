@@ -11,11 +11,11 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
-use std::time::Duration;
 
 use parking_lot::Mutex;
 
 use crate::config::Config;
+use crate::outcome::Outcome;
 
 /// Upper bounds (seconds) of the upstream latency histogram.
 const UPSTREAM_BUCKETS: &[f64] = &[
@@ -31,22 +31,6 @@ const MAX_SERIES: usize = 4096;
 pub const OTHER: &str = "other";
 /// The label value for requests that never authenticated or named no model.
 pub const NONE: &str = "none";
-
-/// What one finished proxied request contributes.
-#[derive(Debug, Clone, Copy)]
-pub struct Observation<'a> {
-    pub endpoint: &'static str,
-    pub key: Option<&'a str>,
-    pub model: Option<&'a str>,
-    pub status: u16,
-    pub error: Option<&'a str>,
-    /// Time spent waiting for the upstream (to its headers), when one answered.
-    pub upstream: Option<Duration>,
-    /// The gateway's own time (everything but the upstream), when one answered.
-    pub overhead: Option<Duration>,
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-}
 
 /// The process's metrics; shared by every connection thread.
 #[derive(Default)]
@@ -134,7 +118,8 @@ impl Metrics {
     }
 
     /// Counts one finished request (one short lock).
-    pub fn observe(&self, o: &Observation<'_>) {
+    /// Counts one finished proxied request.
+    pub fn observe(&self, o: &Outcome) {
         let status = if (100..600).contains(&o.status) {
             o.status
         } else {
@@ -142,36 +127,35 @@ impl Metrics {
         };
         let mut inner = self.inner.lock();
         let inner = &mut *inner;
-        let key = label(o.key, &inner.keys);
-        let model = label(o.model, &inner.models);
-        let mut series = (o.endpoint, model, key, status);
+        let key = label(o.key_name(), &inner.keys);
+        let model = label(o.model.as_deref(), &inner.models);
+        let mut series = (o.endpoint.path(), model, key, status);
         if !inner.requests.contains_key(&series) && inner.requests.len() >= MAX_SERIES {
             series = (OTHER, other(), other(), 0);
         }
         *inner.requests.entry(series.clone()).or_default() += 1;
-        if o.prompt_tokens > 0 || o.completion_tokens > 0 {
+        let (prompt_tokens, completion_tokens) = o.tokens();
+        if prompt_tokens > 0 || completion_tokens > 0 {
             let mut pair = (series.1, series.2);
             if !inner.tokens.contains_key(&pair) && inner.tokens.len() >= MAX_SERIES {
                 pair = (other(), other());
             }
             let entry = inner.tokens.entry(pair).or_default();
-            entry.0 += o.prompt_tokens;
-            entry.1 += o.completion_tokens;
+            entry.0 += prompt_tokens;
+            entry.1 += completion_tokens;
         }
         match o.error {
             Some("rate_limited") => inner.rate_limited += 1,
             Some("locked_out") => inner.locked_out += 1,
             _ => {}
         }
-        if let Some(upstream) = o.upstream {
+        if let Some(timing) = o.timing {
             inner
                 .upstream
-                .observe(UPSTREAM_BUCKETS, upstream.as_secs_f64());
-        }
-        if let Some(overhead) = o.overhead {
+                .observe(UPSTREAM_BUCKETS, timing.upstream.as_secs_f64());
             inner
                 .overhead
-                .observe(OVERHEAD_BUCKETS, overhead.as_secs_f64());
+                .observe(OVERHEAD_BUCKETS, timing.gateway.as_secs_f64());
         }
     }
 
@@ -341,19 +325,28 @@ fn escape(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
-    fn obs<'a>(model: &'a str, key: Option<&'a str>, status: u16) -> Observation<'a> {
-        Observation {
-            endpoint: "/v1/chat/completions",
-            key,
-            model: Some(model),
-            status,
-            error: (status == 429).then_some("rate_limited"),
-            upstream: Some(Duration::from_millis(120)),
-            overhead: Some(Duration::from_micros(300)),
+    fn obs(model: &str, key: Option<&str>, status: u16) -> Outcome {
+        let mut o = Outcome::new(
+            "req_1".into(),
+            std::net::IpAddr::from([127, 0, 0, 1]),
+            std::time::Instant::now(),
+            crate::translate::Endpoint::Chat,
+        );
+        o.key = key.map(|name| std::sync::Arc::new(crate::config::model::Key::named(name)));
+        o.model = Some(model.into());
+        o.status = status;
+        o.error = (status == 429).then_some("rate_limited");
+        o.timing = Some(crate::outcome::Timing {
+            upstream: Duration::from_millis(120),
+            gateway: Duration::from_micros(300),
+        });
+        o.usage = Some(crate::translate::Usage {
             prompt_tokens: 3,
             completion_tokens: 4,
-        }
+        });
+        o
     }
 
     #[test]

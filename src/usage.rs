@@ -10,47 +10,15 @@
 use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use parking_lot::{Condvar, Mutex, RwLock};
-use serde::Serialize;
-
 use crate::config::model::UsageSettings;
-
-/// One request's usage line. Field names are the contract (PRODUCT.md, "Usage log line").
-/// Borrowed: the gateway writes it from the request's own state without copying.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct UsageRecord<'a> {
-    /// RFC 3339, UTC, milliseconds.
-    pub ts: &'a str,
-    pub request_id: &'a str,
-    /// The key's name; `None` when the request never authenticated.
-    pub key: Option<&'a str>,
-    pub model: Option<&'a str>,
-    pub provider: Option<&'a str>,
-    pub upstream_model: Option<&'a str>,
-    pub endpoint: &'a str,
-    pub stream: bool,
-    pub status: u16,
-    pub latency_ms: u64,
-    pub ttfb_ms: u64,
-    pub prompt_tokens: Option<u64>,
-    pub completion_tokens: Option<u64>,
-    /// `None` on success; a short code otherwise.
-    pub error: Option<&'a str>,
-    /// A bare address, written as text.
-    pub client_ip: IpAddr,
-}
-
-/// The current time as the usage log writes it.
-pub fn timestamp_now() -> String {
-    crate::clock::Stamp::now().rfc3339_millis()
-}
+use crate::outcome::Outcome;
+use parking_lot::{Condvar, Mutex, RwLock};
 
 /// The usage log writer; cheap to share (`Arc`) across connection threads.
 pub struct UsageLog {
@@ -110,7 +78,8 @@ impl UsageLog {
 
     /// Appends one record as one line with one `write`. Errors are logged, not returned: a
     /// full disk must not fail the client's request.
-    pub fn append(&self, record: &UsageRecord<'_>) {
+    /// Writes one finished request's line (its [`Outcome`] serialised).
+    pub fn append(&self, record: &Outcome) {
         thread_local! {
             static LINE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
         }
@@ -245,25 +214,25 @@ fn flush_loop(shared: &Shared) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::IpAddr;
 
-    fn record<'a>(ts: &'a str, id: &'a str) -> UsageRecord<'a> {
-        UsageRecord {
-            ts,
-            request_id: id,
-            key: Some("laptop"),
-            model: Some("m"),
-            provider: Some("p"),
-            upstream_model: Some("u"),
-            endpoint: "/v1/chat/completions",
-            stream: false,
-            status: 200,
-            latency_ms: 3,
-            ttfb_ms: 2,
-            prompt_tokens: Some(1),
-            completion_tokens: Some(2),
-            error: None,
-            client_ip: IpAddr::from([127, 0, 0, 1]),
-        }
+    fn record(id: &str) -> Outcome {
+        let mut outcome = Outcome::new(
+            id.to_owned(),
+            IpAddr::from([127, 0, 0, 1]),
+            std::time::Instant::now(),
+            crate::translate::Endpoint::Chat,
+        );
+        outcome.model = Some("m".into());
+        outcome.provider = Some("p".into());
+        outcome.upstream_model = Some("u".into());
+        outcome.status = 200;
+        outcome.usage = Some(crate::translate::Usage {
+            prompt_tokens: 1,
+            completion_tokens: 2,
+        });
+        outcome.end();
+        outcome
     }
 
     #[test]
@@ -277,7 +246,7 @@ mod tests {
         };
         let log = UsageLog::open(&settings).unwrap().unwrap();
         for i in 0..40 {
-            log.append(&record(&timestamp_now(), &format!("req-{i}")));
+            log.append(&record(&format!("req-{i}")));
         }
         log.close();
         assert!(path.exists());
@@ -309,14 +278,5 @@ mod tests {
             keep: 1,
         };
         assert!(UsageLog::open(&settings).unwrap().is_none());
-    }
-
-    #[test]
-    fn timestamp_is_rfc3339_millis() {
-        let parsed = time::OffsetDateTime::parse(
-            &timestamp_now(),
-            &time::format_description::well_known::Rfc3339,
-        );
-        assert!(parsed.is_ok());
     }
 }

@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use noviqi::fuzzing;
-use noviqi::gateway::rewrite::{probe, rewrite};
+use noviqi::translate::rewrite::{probe, rewrite};
 use serde_json::{Value, json};
 
 /// A fuzz target's entry point.

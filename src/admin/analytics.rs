@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::config::model::{MAX_MODEL_NAME_BYTES, UsageSettings};
+use crate::outcome::Outcome;
 use crate::usage::rotated;
 
 /// Upper bounds (ms) of the latency histogram; one more slot counts everything above.
@@ -40,7 +41,8 @@ pub const NONE: &str = "(none)";
 const HOURS_KEPT: i64 = 24 * 32;
 const STATUS_CLASSES: [&str; 6] = ["other", "1xx", "2xx", "3xx", "4xx", "5xx"];
 
-/// One finished request as the aggregator sees it.
+/// One finished request as the aggregator sees it: from a live [`Outcome`] ([`Sample::of`]) or
+/// from a usage line read back at start.
 #[derive(Debug, Clone, Copy)]
 pub struct Sample<'a> {
     /// Unix seconds when the request finished.
@@ -53,6 +55,27 @@ pub struct Sample<'a> {
     pub latency_ms: u64,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+}
+
+impl<'a> Sample<'a> {
+    /// A live request's sample: the model is named only when [`Outcome::model_is_nameable`].
+    pub fn of(outcome: &'a Outcome) -> Sample<'a> {
+        let (prompt_tokens, completion_tokens) = outcome.tokens();
+        let model = match outcome.model.as_deref() {
+            Some(_) if !outcome.model_is_nameable() => Some(OTHER),
+            model => model,
+        };
+        Sample {
+            ts: outcome.ended_unix_secs(),
+            key: outcome.key_name(),
+            model,
+            status: outcome.status,
+            error: outcome.error,
+            latency_ms: outcome.latency().as_millis() as u64,
+            prompt_tokens,
+            completion_tokens,
+        }
+    }
 }
 
 /// A dashboard range: how far back and in which bucket width.

@@ -93,8 +93,9 @@ impl Admin {
     }
 
     /// Counts one finished request in the analytics (one short lock).
-    pub fn record(&self, sample: &Sample<'_>) {
-        self.analytics.record(sample, unix_now().max(sample.ts));
+    pub fn record(&self, outcome: &crate::outcome::Outcome) {
+        let sample = Sample::of(outcome);
+        self.analytics.record(&sample, unix_now().max(sample.ts));
     }
 
     /// Answers any request under `/admin`.

@@ -204,6 +204,22 @@ impl Config {
 }
 
 impl Key {
+    /// A key with this name and nothing else set, for unit tests of what records requests.
+    #[cfg(test)]
+    pub(crate) fn named(name: &str) -> Key {
+        Key {
+            name: name.to_owned(),
+            hash: crate::crypto::apikey::KeyHash::of(name),
+            prefix: String::new(),
+            models: vec!["*".to_owned()],
+            limits: Limits::default(),
+            expires_at: None,
+            allowed_ips: Vec::new(),
+            admin: false,
+            disabled: false,
+        }
+    }
+
     /// Whether the key's allowlist admits `model`.
     pub fn allows_model(&self, model: &str) -> bool {
         self.models.iter().any(|pattern| glob_match(pattern, model))

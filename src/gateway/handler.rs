@@ -8,11 +8,11 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use super::plan::Endpoint;
 use super::{Gateway, Runtime};
 use crate::clientip;
 use crate::error::{ApiError, Dialect, Kind};
 use crate::http::{Handler, HttpError, Request, Response};
+use crate::translate::Endpoint;
 
 /// The gateway as the HTTP layer sees it.
 pub struct GatewayHandler(pub Arc<Gateway>);

@@ -7,12 +7,11 @@
 //! key hash and address), the usage log, the dashboard's sessions and analytics, the metrics,
 //! and the request-id counter.
 
+mod finish;
 mod handler;
-pub mod plan;
 mod proxy;
 mod relay;
 mod reload;
-pub mod rewrite;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -1,8 +1,38 @@
-//! Anthropic-format client (`/v1/messages`, e.g. Claude Code), OpenAI-kind upstream: the
-//! Messages request goes out as a chat request, the `chat.completion` comes back as a
-//! Messages response. Pure functions; the mapping table is in the parent module's docs.
+//! An Anthropic Messages client (`/v1/messages`, e.g. Claude Code) served by an OpenAI-kind
+//! upstream, both directions: the Messages request goes out as a chat request
+//! ([`anthropic_request_to_chat`]), the `chat.completion` comes back as a Messages response
+//! ([`chat_response_to_anthropic`]) and a chat stream as Messages events
+//! ([`OpenAiToAnthropicStream`]). Pure functions and one stream state machine.
+//!
+//! # Anthropic Messages request → OpenAI chat request
+//!
+//! | Anthropic field | OpenAI | Note |
+//! |---|---|---|
+//! | `system` (string or text blocks) | first `system` message | `cache_control` dropped |
+//! | `messages[].role = system` (Claude Code) | `system` message in place | |
+//! | `text` / `image` (base64 or url) / `document` (base64 PDF or text) blocks | content parts | |
+//! | `tool_use` blocks | assistant `tool_calls` | `input` serialized to `arguments` |
+//! | `tool_result` blocks | `tool` messages before the rest of the turn | text joined; images moved to a following user message |
+//! | `thinking`, `redacted_thinking` blocks | — | dropped |
+//! | other block types | — | **refused** (400) |
+//! | `tools` (custom) | function tools | server tools (`web_search_…`, `bash_…`, …) → 400 |
+//! | `tool_choice` auto / any / tool / none | `auto` / `required` / named / `none` | `disable_parallel_tool_use` → `parallel_tool_calls: false` |
+//! | `max_tokens`, `temperature`, `top_p` | same | |
+//! | `stop_sequences` | `stop` | |
+//! | `stream: true` | `stream`, `stream_options: {include_usage: true}` | |
+//! | `top_k`, `thinking`, `context_management`, `output_config`, `metadata`, `service_tier`, `container`, `mcp_servers`, anything else | — | dropped |
+//!
+//! # OpenAI `chat.completion` → Anthropic response
+//!
+//! `content` → one `text` block, `tool_calls` → `tool_use` blocks (arguments that are not a
+//! JSON object become `{}`); `finish_reason` stop → `end_turn`, length → `max_tokens`,
+//! tool_calls / function_call → `tool_use`, content_filter → `refusal`; usage mapped back
+//! (`prompt_tokens_details.cached_tokens` → `cache_read_input_tokens`).
 
-use super::{TranslateError, plain_text, str_field};
+use super::{
+    BadUpstream, TRUNCATED, TranslateError, UNREADABLE, Usage, openai_usage, plain_text, str_field,
+};
+use crate::sse::{SseEvent, write_event};
 use serde_json::{Map, Value, json};
 
 /// Anthropic Messages request → OpenAI chat completion request. `model` is copied as given:
@@ -321,12 +351,12 @@ pub(crate) fn anthropic_usage_value(usage: Option<&Value>) -> Value {
 }
 
 /// OpenAI `chat.completion` → Anthropic Messages response; `model` is the name reported.
-pub fn chat_response_to_anthropic(resp: &Value, model: &str) -> Result<Value, super::BadUpstream> {
+pub fn chat_response_to_anthropic(resp: &Value, model: &str) -> Result<Value, BadUpstream> {
     let choice = resp
         .get("choices")
         .and_then(Value::as_array)
         .and_then(|c| c.first())
-        .ok_or(super::BadUpstream("chat completion has no choices"))?;
+        .ok_or(BadUpstream("chat completion has no choices"))?;
     let msg = choice.get("message").unwrap_or(&Value::Null);
     let mut content = Vec::new();
     let text = plain_text(msg.get("content").unwrap_or(&Value::Null), "");
@@ -367,6 +397,230 @@ pub(crate) fn message_id(id: &str) -> String {
     } else {
         format!("msg_{id}")
     }
+}
+
+/// Which Anthropic content block is open while translating an OpenAI stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Open {
+    None,
+    Text(u64),
+    Tool(u64),
+}
+
+/// OpenAI-kind upstream chunks → Anthropic Messages stream events.
+#[derive(Debug)]
+pub struct OpenAiToAnthropicStream {
+    model: String,
+    started: bool,
+    next_block: u64,
+    open: Open,
+    /// (OpenAI tool call index, its call id, Anthropic content block index); the latest
+    /// entry wins when an upstream reuses an index for a new call.
+    tools: Vec<(u64, String, u64)>,
+    stop_reason: Option<&'static str>,
+    usage: Option<Value>,
+    done: bool,
+    failed: bool,
+}
+
+impl OpenAiToAnthropicStream {
+    /// `model` is the name reported to the client in `message_start`.
+    pub fn new(model: &str) -> Self {
+        OpenAiToAnthropicStream {
+            model: model.to_owned(),
+            started: false,
+            next_block: 0,
+            open: Open::None,
+            tools: Vec::new(),
+            stop_reason: None,
+            usage: None,
+            done: false,
+            failed: false,
+        }
+    }
+
+    /// Token counts from the upstream's usage chunk (zero until it arrives).
+    pub fn usage(&self) -> Usage {
+        self.usage
+            .as_ref()
+            .and_then(|u| openai_usage(&json!({ "usage": u })))
+            .unwrap_or_default()
+    }
+
+    /// True once the message ended properly (finish reason seen, `message_stop` written).
+    pub fn finished(&self) -> bool {
+        self.done
+    }
+
+    /// True once the stream was ended with an error event; nothing more will be written.
+    pub fn failed(&self) -> bool {
+        self.failed
+    }
+
+    /// Translates one upstream event, appending complete Anthropic SSE frames to `out`.
+    pub fn on_event(&mut self, ev: &SseEvent, out: &mut Vec<u8>) {
+        if self.done || self.failed {
+            return;
+        }
+        if ev.data.trim() == "[DONE]" {
+            return self.finish(out);
+        }
+        let Ok(chunk) = serde_json::from_str::<Value>(&ev.data) else {
+            return self.fail("api_error", UNREADABLE, out);
+        };
+        if let Some(err) = chunk.get("error").filter(|e| !e.is_null()) {
+            let msg = str_field(err, "message").unwrap_or("upstream error");
+            return self.fail("api_error", msg, out);
+        }
+        if !self.started {
+            self.start(str_field(&chunk, "id").unwrap_or(""), out);
+        }
+        if let Some(u) = chunk.get("usage").filter(|u| u.is_object()) {
+            self.usage = Some(u.clone());
+        }
+        let choice = chunk
+            .get("choices")
+            .and_then(Value::as_array)
+            .and_then(|c| {
+                c.iter()
+                    .find(|c| c.get("index").and_then(Value::as_u64).unwrap_or(0) == 0)
+            });
+        let Some(choice) = choice else { return };
+        let delta = choice.get("delta").unwrap_or(&Value::Null);
+        if let Some(text) = str_field(delta, "content").filter(|t| !t.is_empty()) {
+            self.text(text, out);
+        }
+        let calls = delta.get("tool_calls").and_then(Value::as_array);
+        for (pos, call) in calls.into_iter().flatten().enumerate() {
+            self.tool_call(call, pos as u64, out);
+        }
+        if let Some(r) = str_field(choice, "finish_reason") {
+            self.close_open(out);
+            self.stop_reason = Some(stop_reason(Some(r)));
+        }
+    }
+
+    /// End of the upstream stream (or `[DONE]`): ends the message if a finish reason was
+    /// seen, else writes an `error` event rather than inventing `message_stop`.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.done || self.failed {
+            return;
+        }
+        let Some(reason) = self.stop_reason else {
+            return self.fail("api_error", TRUNCATED, out);
+        };
+        self.close_open(out);
+        let delta = json!({
+            "type": "message_delta",
+            "delta": {"stop_reason": reason, "stop_sequence": null},
+            "usage": anthropic_usage_value(self.usage.as_ref()),
+        });
+        event(out, "message_delta", &delta);
+        event(out, "message_stop", &json!({"type": "message_stop"}));
+        self.done = true;
+    }
+
+    fn start(&mut self, id: &str, out: &mut Vec<u8>) {
+        self.started = true;
+        let msg = json!({
+            "type": "message_start",
+            "message": {
+                "id": message_id(id), "type": "message", "role": "assistant",
+                "model": self.model, "content": [], "stop_reason": null, "stop_sequence": null,
+                "usage": {"input_tokens": 0, "output_tokens": 0},
+            },
+        });
+        event(out, "message_start", &msg);
+    }
+
+    fn text(&mut self, text: &str, out: &mut Vec<u8>) {
+        let index = match self.open {
+            Open::Text(i) => i,
+            _ => {
+                self.close_open(out);
+                let i = self.open_block(json!({"type": "text", "text": ""}), out);
+                self.open = Open::Text(i);
+                i
+            }
+        };
+        let delta = json!({"type": "text_delta", "text": text});
+        block_delta(out, index, delta);
+    }
+
+    fn tool_call(&mut self, call: &Value, pos: u64, out: &mut Vec<u8>) {
+        let oa_index = call.get("index").and_then(Value::as_u64).unwrap_or(pos);
+        let new_id = str_field(call, "id").filter(|id| !id.is_empty());
+        // Some upstreams give every parallel call index 0: a different id means a new call.
+        let known = self
+            .tools
+            .iter()
+            .rev()
+            .find(|(o, _, _)| *o == oa_index)
+            .filter(|(_, id, _)| new_id.is_none_or(|n| n == id))
+            .map(|&(_, _, b)| b);
+        let f = call.get("function").unwrap_or(&Value::Null);
+        let block = match known {
+            Some(b) => b,
+            None => {
+                self.close_open(out);
+                let id = new_id.map_or_else(
+                    || format!("call_{}_{oa_index}", self.next_block),
+                    str::to_owned,
+                );
+                let name = str_field(f, "name").unwrap_or("");
+                let b = self.open_block(
+                    json!({"type": "tool_use", "id": id, "name": name, "input": {}}),
+                    out,
+                );
+                self.tools.push((oa_index, id, b));
+                self.open = Open::Tool(b);
+                b
+            }
+        };
+        // A late delta for an already closed call (interleaving upstreams) still goes to its
+        // own block index; Anthropic SDKs accumulate by index.
+        if let Some(args) = str_field(f, "arguments").filter(|a| !a.is_empty()) {
+            block_delta(
+                out,
+                block,
+                json!({"type": "input_json_delta", "partial_json": args}),
+            );
+        }
+    }
+
+    fn open_block(&mut self, block: Value, out: &mut Vec<u8>) -> u64 {
+        let i = self.next_block;
+        self.next_block += 1;
+        let start = json!({"type": "content_block_start", "index": i, "content_block": block});
+        event(out, "content_block_start", &start);
+        i
+    }
+
+    fn close_open(&mut self, out: &mut Vec<u8>) {
+        if let Open::Text(i) | Open::Tool(i) = self.open {
+            event(
+                out,
+                "content_block_stop",
+                &json!({"type": "content_block_stop", "index": i}),
+            );
+        }
+        self.open = Open::None;
+    }
+
+    fn fail(&mut self, kind: &str, message: &str, out: &mut Vec<u8>) {
+        self.failed = true;
+        let e = json!({"type": "error", "error": {"type": kind, "message": message}});
+        event(out, "error", &e);
+    }
+}
+
+fn event(out: &mut Vec<u8>, name: &str, data: &Value) {
+    write_event(out, Some(name), &data.to_string());
+}
+
+fn block_delta(out: &mut Vec<u8>, index: u64, delta: Value) {
+    let d = json!({"type": "content_block_delta", "index": index, "delta": delta});
+    event(out, "content_block_delta", &d);
 }
 
 #[cfg(test)]
@@ -417,5 +671,60 @@ mod tests {
         assert_eq!(tool_input("{\"a\":1}"), json!({"a": 1}));
         assert_eq!(tool_input("[1]"), json!({}));
         assert_eq!(tool_input("{oops"), json!({}));
+    }
+
+    fn ev(data: &str) -> SseEvent {
+        SseEvent {
+            event: None,
+            data: data.to_owned(),
+        }
+    }
+
+    #[test]
+    fn openai_done_without_finish_is_an_error_event() {
+        let mut s = OpenAiToAnthropicStream::new("m");
+        let mut out = Vec::new();
+        s.on_event(
+            &ev(r#"{"id":"c1","choices":[{"index":0,"delta":{"content":"hi"}}]}"#),
+            &mut out,
+        );
+        s.on_event(&ev("[DONE]"), &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("event: error"));
+        assert!(!text.contains("message_stop"));
+        assert!(!s.finished());
+    }
+
+    #[test]
+    fn reused_index_with_new_id_is_a_new_tool_call() {
+        let mut s = OpenAiToAnthropicStream::new("m");
+        let mut out = Vec::new();
+        for (id, args) in [("a", "{\"x\":1}"), ("b", "{\"y\":2}")] {
+            let chunk = json!({"id": "c", "choices": [{"index": 0, "delta": {"tool_calls": [
+                {"index": 0, "id": id, "type": "function",
+                 "function": {"name": "f", "arguments": args}}]}}]});
+            s.on_event(&ev(&chunk.to_string()), &mut out);
+        }
+        s.on_event(
+            &ev(r#"{"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#),
+            &mut out,
+        );
+        s.on_event(&ev("[DONE]"), &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.matches("event: content_block_start").count(), 2);
+        assert!(text.contains(r#""id":"b""#));
+        assert!(s.finished());
+    }
+
+    #[test]
+    fn garbage_event_fails_the_stream() {
+        let mut s = OpenAiToAnthropicStream::new("m");
+        let mut out = Vec::new();
+        s.on_event(&ev("{not json"), &mut out);
+        assert!(
+            String::from_utf8(out)
+                .unwrap()
+                .starts_with("event: error\n")
+        );
     }
 }

@@ -1,8 +1,48 @@
-//! OpenAI-format client, Anthropic upstream: the chat request goes out as a Messages request,
-//! the Messages response comes back as a `chat.completion`. Pure functions; the mapping
-//! table is in the parent module's docs and `docs/translation.md`.
+//! An OpenAI chat client served by an Anthropic upstream, both directions: the chat request
+//! goes out as a Messages request ([`chat_request_to_anthropic`]), the Messages response comes
+//! back as a `chat.completion` ([`anthropic_response_to_chat`]) and a Messages stream as
+//! `chat.completion.chunk` frames ([`AnthropicToOpenAiStream`]). Pure functions and one stream
+//! state machine; `docs/translation.md` has the user-facing summary.
+//!
+//! # OpenAI chat request → Anthropic Messages
+//!
+//! | OpenAI field | Anthropic | Note |
+//! |---|---|---|
+//! | `messages[].role = system / developer` | top-level `system` | joined with a blank line, wherever they appear |
+//! | `user` / `assistant` messages | `messages` | consecutive same-role turns merged into one |
+//! | content part `text` | `text` block | empty text dropped (Anthropic refuses it) |
+//! | content part `image_url` `data:` URL | `image`, `source.type = base64` | non-base64 data URL → 400 |
+//! | content part `image_url` http(s) URL | `image`, `source.type = url` | |
+//! | content part `file` with `file_data` | `document`, base64 source | `file_id` → 400 |
+//! | content parts `input_audio`, others | — | **refused** (400) |
+//! | assistant `tool_calls` | `tool_use` blocks | `arguments` parsed; not a JSON object → 400 |
+//! | `tool` messages | user `tool_result` blocks | consecutive ones share one user turn |
+//! | role `function`, `functions`, `function_call` (legacy) | — | **refused** (400): use `tools` |
+//! | `max_completion_tokens` / `max_tokens` | `max_tokens` | default [`DEFAULT_MAX_TOKENS`] |
+//! | `temperature` | `temperature` | clamped to Anthropic's 0..=1 |
+//! | `top_p`, `top_k` | same | |
+//! | `stop` (string or array) | `stop_sequences` | |
+//! | `tools` (type `function`) | `tools` `{name, description, input_schema}` | other tool types → 400 |
+//! | `tool_choice` auto / none / required / named | `{type: auto / none / any / tool}` | |
+//! | `parallel_tool_calls: false` | `tool_choice.disable_parallel_tool_use` | |
+//! | `stream` | `stream` | `stream_options.include_usage` read by the gateway ([`wants_usage`]) |
+//! | `user` | `metadata.user_id` | |
+//! | `n` > 1 | — | **refused** (400) |
+//! | `frequency_penalty`, `presence_penalty`, `logit_bias`, `logprobs`, `top_logprobs`, `seed`, `response_format`, `service_tier`, `store`, `metadata`, `modalities`, `audio`, `prediction`, `reasoning_effort`, `verbosity`, `web_search_options`, `stream_options`, anything else | — | dropped |
+//!
+//! # Anthropic response → OpenAI `chat.completion`
+//!
+//! `text` blocks joined into `message.content`; `tool_use` → `tool_calls` (arguments =
+//! serialized `input`); `thinking` blocks dropped. `stop_reason`: `end_turn`, `stop_sequence`,
+//! `pause_turn` → `stop`; `max_tokens`, `model_context_window_exceeded` → `length`;
+//! `tool_use` → `tool_calls`; `refusal` → `content_filter`. Usage: `prompt_tokens` =
+//! `input_tokens` + cache creation + cache read tokens, `completion_tokens` = `output_tokens`.
 
-use super::{BadUpstream, DEFAULT_MAX_TOKENS, TranslateError, plain_text, str_field};
+use super::{
+    BadUpstream, DEFAULT_MAX_TOKENS, TRUNCATED, TranslateError, UNREADABLE, Usage, anthropic_usage,
+    plain_text, str_field,
+};
+use crate::sse::{SseEvent, write_data};
 use serde_json::{Map, Value, json};
 
 /// OpenAI chat completion request → Anthropic Messages request. `model` is copied as given:
@@ -425,6 +465,197 @@ pub fn anthropic_response_to_chat(
     }))
 }
 
+/// Anthropic upstream events → OpenAI `chat.completion.chunk` frames.
+#[derive(Debug)]
+pub struct AnthropicToOpenAiStream {
+    model: String,
+    include_usage: bool,
+    created: u64,
+    id: String,
+    usage: Usage,
+    /// (Anthropic content block index, OpenAI tool call index) for each `tool_use` block.
+    tools: Vec<(u64, usize)>,
+    done: bool,
+    failed: bool,
+}
+
+impl AnthropicToOpenAiStream {
+    /// `model` is the name reported to the client; `include_usage` whether the client asked
+    /// for the final usage chunk (`stream_options.include_usage`, see
+    /// [`super::wants_usage`]). Chunks are stamped with the current time.
+    pub fn new(model: &str, include_usage: bool) -> Self {
+        let created = crate::clock::unix_secs();
+        AnthropicToOpenAiStream {
+            model: model.to_owned(),
+            include_usage,
+            created,
+            id: String::new(),
+            usage: Usage::default(),
+            tools: Vec::new(),
+            done: false,
+            failed: false,
+        }
+    }
+
+    /// Stamps chunks with `created` instead of the current time (tests, replay).
+    pub fn with_created(mut self, created: u64) -> Self {
+        self.created = created;
+        self
+    }
+
+    /// Token counts seen so far (input from `message_start`, output from `message_delta`).
+    pub fn usage(&self) -> Usage {
+        self.usage
+    }
+
+    /// True once `message_stop` arrived (and `[DONE]` was written).
+    pub fn finished(&self) -> bool {
+        self.done
+    }
+
+    /// True once the stream was ended with an error frame (an upstream `error` event or an
+    /// unreadable event); nothing more will be written.
+    pub fn failed(&self) -> bool {
+        self.failed
+    }
+
+    /// Translates one upstream event, appending complete `data: …\n\n` frames to `out`.
+    pub fn on_event(&mut self, ev: &SseEvent, out: &mut Vec<u8>) {
+        if self.done || self.failed {
+            return;
+        }
+        let Ok(data) = serde_json::from_str::<Value>(&ev.data) else {
+            return self.fail("api_error", UNREADABLE, out);
+        };
+        let kind = str_field(&data, "type")
+            .or(ev.event.as_deref())
+            .unwrap_or("");
+        match kind {
+            "message_start" => {
+                let id = data.pointer("/message/id").and_then(Value::as_str);
+                if let Some(id) = id.and_then(super::short_id) {
+                    self.id = id.to_owned();
+                }
+                if let Some(u) = anthropic_usage(&data) {
+                    self.usage = u;
+                }
+                self.chunk(json!({"role": "assistant", "content": ""}), None, out);
+            }
+            "content_block_start" => self.on_block_start(&data, out),
+            "content_block_delta" => self.on_block_delta(&data, out),
+            "message_delta" => {
+                if let Some(u) = data.get("usage").filter(|u| u.is_object()) {
+                    let prompt = anthropic_usage(&json!({ "usage": u })).unwrap_or_default();
+                    if prompt.prompt_tokens > 0 {
+                        self.usage.prompt_tokens = prompt.prompt_tokens;
+                    }
+                    self.usage.completion_tokens = prompt.completion_tokens;
+                }
+                if let Some(r) = data.pointer("/delta/stop_reason").and_then(Value::as_str) {
+                    self.chunk(json!({}), Some(finish_reason(Some(r))), out);
+                }
+            }
+            "message_stop" => {
+                if self.include_usage {
+                    let frame = json!({
+                        "id": self.id, "object": "chat.completion.chunk",
+                        "created": self.created, "model": self.model,
+                        "choices": [], "usage": openai_usage_value(self.usage),
+                    });
+                    write_data(out, &frame.to_string());
+                }
+                write_data(out, "[DONE]");
+                self.done = true;
+            }
+            "error" => {
+                let kind = data.pointer("/error/type").and_then(Value::as_str);
+                let msg = data.pointer("/error/message").and_then(Value::as_str);
+                self.fail(
+                    kind.unwrap_or("api_error"),
+                    msg.unwrap_or("upstream error"),
+                    out,
+                );
+            }
+            _ => {} // ping, content_block_stop, future event types
+        }
+    }
+
+    /// End of the upstream stream: if it did not end properly, writes an error frame.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if !self.done && !self.failed {
+            self.fail("api_error", TRUNCATED, out);
+        }
+    }
+
+    fn on_block_start(&mut self, data: &Value, out: &mut Vec<u8>) {
+        let block = data.get("content_block").unwrap_or(&Value::Null);
+        let index = data.get("index").and_then(Value::as_u64).unwrap_or(0);
+        match str_field(block, "type") {
+            Some("text") => {
+                let text = str_field(block, "text").unwrap_or("");
+                if !text.is_empty() {
+                    self.chunk(json!({ "content": text }), None, out);
+                }
+            }
+            Some("tool_use") => {
+                let n = self.tools.len();
+                self.tools.push((index, n));
+                let call = json!({
+                    "index": n,
+                    "id": str_field(block, "id").unwrap_or(""),
+                    "type": "function",
+                    "function": {"name": str_field(block, "name").unwrap_or(""), "arguments": ""},
+                });
+                self.chunk(json!({ "tool_calls": [call] }), None, out);
+            }
+            _ => {} // thinking and server-tool blocks have no chat-completions equivalent
+        }
+    }
+
+    fn on_block_delta(&mut self, data: &Value, out: &mut Vec<u8>) {
+        let delta = data.get("delta").unwrap_or(&Value::Null);
+        let index = data.get("index").and_then(Value::as_u64).unwrap_or(0);
+        match str_field(delta, "type") {
+            Some("text_delta") => {
+                let text = str_field(delta, "text").unwrap_or("");
+                self.chunk(json!({ "content": text }), None, out);
+            }
+            Some("input_json_delta") => {
+                let Some(&(_, n)) = self.tools.iter().find(|(b, _)| *b == index) else {
+                    return;
+                };
+                let part = str_field(delta, "partial_json").unwrap_or("");
+                if !part.is_empty() {
+                    let call = json!({"index": n, "function": {"arguments": part}});
+                    self.chunk(json!({ "tool_calls": [call] }), None, out);
+                }
+            }
+            _ => {} // thinking_delta, signature_delta, citations_delta
+        }
+    }
+
+    fn chunk(&self, delta: Value, finish: Option<&str>, out: &mut Vec<u8>) {
+        let mut frame = json!({
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
+        });
+        if self.include_usage {
+            frame["usage"] = Value::Null;
+        }
+        write_data(out, &frame.to_string());
+    }
+
+    fn fail(&mut self, kind: &str, message: &str, out: &mut Vec<u8>) {
+        self.failed = true;
+        let frame =
+            json!({"error": {"message": message, "type": kind, "param": null, "code": null}});
+        write_data(out, &frame.to_string());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -495,5 +726,28 @@ mod tests {
         assert_eq!(finish_reason(Some("max_tokens")), "length");
         assert_eq!(finish_reason(Some("tool_use")), "tool_calls");
         assert_eq!(finish_reason(Some("refusal")), "content_filter");
+    }
+
+    fn ev(data: &str) -> SseEvent {
+        SseEvent {
+            event: None,
+            data: data.to_owned(),
+        }
+    }
+
+    #[test]
+    fn anthropic_truncated_stream_gets_error_not_done() {
+        let mut s = AnthropicToOpenAiStream::new("m", false).with_created(1);
+        let mut out = Vec::new();
+        s.on_event(
+            &ev(r#"{"type":"message_start","message":{"id":"msg_1","usage":{"input_tokens":3,"output_tokens":1}}}"#),
+            &mut out,
+        );
+        s.finish(&mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("[DONE]"));
+        assert!(text.contains("\"error\""));
+        assert!(!s.finished());
+        assert_eq!(s.usage().prompt_tokens, 3);
     }
 }

@@ -1,15 +1,22 @@
-//! What to send one target: the upstream path, the body in the target's wire format, and how
-//! its answer must be turned back into the client's format.
+//! What to send one target, and how its answer comes back: the upstream path and the body in
+//! the target's wire format, chosen by (client endpoint, provider kind), and the
+//! [`Translation`] that turns the answer, whole or streamed, into the client's format.
 //!
-//! A pure function of (endpoint, provider kind, client body): routing and fallback call it once
-//! per target tried, since targets of one model may speak different protocols.
+//! [`plan`] is a pure function of (endpoint, provider kind, client body): routing and fallback
+//! call it once per target tried, since targets of one model may speak different protocols.
+//! Owns no state.
 
 use serde_json::Value;
 
 use super::rewrite::{self, Probe};
+use super::stream::{StreamReader, StreamTranslator};
+use super::usage::{Usage, anthropic_usage, body_usage, openai_usage};
+use super::{
+    AnthropicToOpenAiStream, AnthropicToResponsesStream, OpenAiToAnthropicStream, TranslateError,
+    passthrough,
+};
 use crate::config::model::ProviderKind;
 use crate::error::{ApiError, Dialect, Kind};
-use crate::translate;
 
 /// The client-facing endpoints that reach an upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +104,7 @@ pub fn plan(
     };
     // The client's body parsed, translated by `f` (which owns the parsed value, so it can
     // drop it before a second step), and sent with the upstream's model name.
-    let translated = |f: fn(Value) -> Result<Value, translate::TranslateError>,
+    let translated = |f: fn(Value) -> Result<Value, TranslateError>,
                       path: &'static str,
                       translation: Translation| {
         let mut out = f(parse(body)?).map_err(bad_translation)?;
@@ -123,12 +130,12 @@ pub fn plan(
             passthrough("/v1/messages/count_tokens", Translation::Anthropic, false)
         }
         (Endpoint::Chat, false) => translated(
-            |chat| translate::chat_request_to_anthropic(&chat),
+            |chat| super::chat_request_to_anthropic(&chat),
             "/v1/messages",
             Translation::ChatViaAnthropic,
         ),
         (Endpoint::Messages, true) => translated(
-            |messages| translate::anthropic_request_to_chat(&messages),
+            |messages| super::anthropic_request_to_chat(&messages),
             "/chat/completions",
             Translation::MessagesViaChat,
         ),
@@ -141,13 +148,89 @@ pub fn plan(
             |responses| {
                 // Two steps; the client's value is gone before the second, which halves the
                 // peak (16.8× the body's size in working memory with both held, 8.9× now).
-                let chat = translate::responses_request_to_chat(&responses)?;
+                let chat = super::responses_request_to_chat(&responses)?;
                 drop(responses);
-                translate::chat_request_to_anthropic(&chat)
+                super::chat_request_to_anthropic(&chat)
             },
             "/v1/messages",
             Translation::ResponsesViaAnthropic,
         ),
+    }
+}
+
+impl Plan {
+    /// Whether the client gets another format than the upstream's.
+    pub fn changes_format(&self) -> bool {
+        !matches!(
+            self.translation,
+            Translation::OpenAi | Translation::Anthropic
+        )
+    }
+
+    /// The reader of this plan's streamed answer. `model` is the name the client asked for;
+    /// `include_usage` whether an OpenAI client asked for the usage chunk itself.
+    pub fn stream_reader(&self, model: &str, include_usage: bool) -> StreamReader {
+        let translator: Box<dyn StreamTranslator> = match self.translation {
+            Translation::OpenAi => {
+                Box::new(passthrough::OpenAiPassthrough::new(self.hide_usage_chunk))
+            }
+            Translation::Anthropic => Box::new(passthrough::AnthropicPassthrough::default()),
+            Translation::ChatViaAnthropic => {
+                Box::new(AnthropicToOpenAiStream::new(model, include_usage))
+            }
+            Translation::MessagesViaChat => Box::new(OpenAiToAnthropicStream::new(model)),
+            Translation::ResponsesViaAnthropic => Box::new(AnthropicToResponsesStream::new(model)),
+        };
+        StreamReader::new(translator)
+    }
+
+    /// The client's body and the usage, from a successful non-streamed upstream body. A body
+    /// in the client's own format is only checked to be JSON and passed on as it came.
+    /// `created` stamps a translated answer (Unix seconds).
+    pub fn response_body(
+        &self,
+        bytes: Vec<u8>,
+        model: &str,
+        created: u64,
+    ) -> Result<(Vec<u8>, Option<Usage>), ApiError> {
+        let unreadable = || {
+            ApiError::upstream(
+                Kind::UpstreamUnreadable,
+                "the upstream answer is not valid JSON",
+            )
+        };
+        let parse = |bytes: &[u8]| -> Result<Value, ApiError> {
+            serde_json::from_slice(bytes).map_err(|_| unreadable())
+        };
+        let bad =
+            |e: super::BadUpstream| ApiError::upstream(Kind::UpstreamUnreadable, e.to_string());
+        match self.translation {
+            Translation::OpenAi | Translation::Anthropic => {
+                let anthropic = self.translation == Translation::Anthropic;
+                let usage = body_usage(&bytes, anthropic).map_err(|_| unreadable())?;
+                Ok((bytes, usage))
+            }
+            Translation::ChatViaAnthropic => {
+                let upstream = parse(&bytes)?;
+                let usage = anthropic_usage(&upstream);
+                let out =
+                    super::anthropic_response_to_chat(&upstream, model, created).map_err(bad)?;
+                Ok((out.to_string().into_bytes(), usage))
+            }
+            Translation::ResponsesViaAnthropic => {
+                let upstream = parse(&bytes)?;
+                let usage = anthropic_usage(&upstream);
+                let out = super::anthropic_response_to_responses(&upstream, model, created)
+                    .map_err(bad)?;
+                Ok((out.to_string().into_bytes(), usage))
+            }
+            Translation::MessagesViaChat => {
+                let upstream = parse(&bytes)?;
+                let usage = openai_usage(&upstream);
+                let out = super::chat_response_to_anthropic(&upstream, model).map_err(bad)?;
+                Ok((out.to_string().into_bytes(), usage))
+            }
+        }
     }
 }
 
@@ -172,7 +255,7 @@ fn to_vec(value: &Value) -> Result<Vec<u8>, ApiError> {
     serde_json::to_vec(value).map_err(|_| ApiError::internal())
 }
 
-fn bad_translation(e: translate::TranslateError) -> ApiError {
+fn bad_translation(e: TranslateError) -> ApiError {
     ApiError::bad_request(e.message, e.param.as_deref())
 }
 
