@@ -85,7 +85,7 @@ fn lift(
     raw: RawConfig,
     path: &Path,
     dir: &Path,
-    providers: Vec<Provider>,
+    providers: Vec<ProviderSettings>,
     security: SecuritySettings,
 ) -> Lifted<Config> {
     let server = lift_server(&raw, dir)?;
@@ -98,7 +98,7 @@ fn lift(
         )?,
         tokens_per_minute: raw.limits.tokens_per_minute.filter(|&n| n > 0),
     };
-    let providers: Vec<Arc<Provider>> = providers.into_iter().map(Arc::new).collect();
+    let providers: Vec<Arc<ProviderSettings>> = providers.into_iter().map(Arc::new).collect();
     let (models, model_index) = lift_models(&raw, &providers)?;
     let (keys, key_index) = lift_keys(&raw.keys, limits)?;
     Ok(Config {
@@ -343,7 +343,7 @@ fn is_header_value(s: &str) -> bool {
         .all(|b| b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80)
 }
 
-fn lift_providers(list: &[RawProvider], dir: &Path) -> Lifted<Vec<Provider>> {
+fn lift_providers(list: &[RawProvider], dir: &Path) -> Lifted<Vec<ProviderSettings>> {
     let mut seen: HashMap<&str, usize> = HashMap::new();
     let mut out = Vec::with_capacity(list.len());
     for (i, p) in list.iter().enumerate() {
@@ -371,7 +371,7 @@ fn lift_providers(list: &[RawProvider], dir: &Path) -> Lifted<Vec<Provider>> {
     Ok(out)
 }
 
-fn lift_provider(p: &RawProvider, i: usize, dir: &Path) -> Lifted<Provider> {
+fn lift_provider(p: &RawProvider, i: usize, dir: &Path) -> Lifted<ProviderSettings> {
     let key = |k| [Seg::Key("providers"), Seg::Index(i), Seg::Key(k)];
     let (kind, default_url) = match p.kind.as_str() {
         "openai" => (ProviderKind::OpenAi, "https://api.openai.com/v1"),
@@ -454,7 +454,7 @@ fn lift_provider(p: &RawProvider, i: usize, dir: &Path) -> Lifted<Provider> {
         }
         headers.push((name.clone(), value.clone()));
     }
-    Ok(Provider {
+    Ok(ProviderSettings {
         name: p.name.clone(),
         kind,
         base_url,
@@ -466,7 +466,7 @@ fn lift_provider(p: &RawProvider, i: usize, dir: &Path) -> Lifted<Provider> {
     })
 }
 
-fn fill_credentials(providers: &mut [Provider], key_file: &Path) -> Lifted<()> {
+fn fill_credentials(providers: &mut [ProviderSettings], key_file: &Path) -> Lifted<()> {
     let mut master: Option<MasterKey> = None;
     for (i, p) in providers.iter_mut().enumerate() {
         let field = |k| [Seg::Key("providers"), Seg::Index(i), Seg::Key(k)];
@@ -519,7 +519,7 @@ fn rotate_hint(key_file: &Path) -> String {
     }
 }
 
-fn lift_models(raw: &RawConfig, providers: &[Arc<Provider>]) -> Lifted<ModelTable> {
+fn lift_models(raw: &RawConfig, providers: &[Arc<ProviderSettings>]) -> Lifted<ModelTable> {
     let mut index = HashMap::new();
     let mut models = Vec::with_capacity(raw.models.len());
     for (i, m) in raw.models.iter().enumerate() {

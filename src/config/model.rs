@@ -34,7 +34,7 @@ pub struct Config {
     /// Defaults for keys that set none.
     pub limits: Limits,
     /// In file order; names are unique.
-    pub providers: Vec<Arc<Provider>>,
+    pub providers: Vec<Arc<ProviderSettings>>,
     /// In file order; names are unique.
     pub models: Vec<ModelRoute>,
     /// In file order; names and hashes are unique.
@@ -123,7 +123,7 @@ pub enum CredentialSource {
 }
 
 #[derive(Debug)]
-pub struct Provider {
+pub struct ProviderSettings {
     /// `[a-z0-9_-]+`, unique.
     pub name: String,
     pub kind: ProviderKind,
@@ -150,7 +150,7 @@ pub struct ModelRoute {
 
 #[derive(Debug, Clone)]
 pub struct Target {
-    pub provider: Arc<Provider>,
+    pub provider: Arc<ProviderSettings>,
     pub upstream_model: String,
 }
 
@@ -178,7 +178,7 @@ impl Config {
         self.key_index.get(hash).and_then(|&i| self.keys.get(i))
     }
 
-    pub fn provider(&self, name: &str) -> Option<&Arc<Provider>> {
+    pub fn provider(&self, name: &str) -> Option<&Arc<ProviderSettings>> {
         self.providers.iter().find(|p| p.name == name)
     }
 

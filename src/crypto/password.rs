@@ -111,8 +111,9 @@ impl Verifier {
         out.ct_eq(expected.as_bytes()).into()
     }
 
-    /// Bytes of Argon2 memory held (for tests and diagnostics).
-    pub fn memory_bytes(&self) -> usize {
+    /// Bytes of Argon2 memory held.
+    #[cfg(test)]
+    fn memory_bytes(&self) -> usize {
         self.blocks.capacity() * Block::SIZE
     }
 }

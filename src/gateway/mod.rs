@@ -148,7 +148,7 @@ impl Gateway {
     }
 
     fn new_request_id(&self) -> String {
-        request_id(
+        format_request_id(
             &self.id_prefix,
             self.next_id.fetch_add(1, Ordering::Relaxed),
         )
@@ -218,7 +218,7 @@ pub fn run(path: &Path) -> Result<(), StartError> {
 
 /// `req_` + the process's random prefix + the counter in at least 8 hex digits, written by
 /// hand: `format!` cost more than the rest of the request's bookkeeping around it.
-fn request_id(prefix: &str, n: u64) -> String {
+fn format_request_id(prefix: &str, n: u64) -> String {
     let mut id = String::with_capacity(4 + prefix.len() + 16);
     id.push_str("req_");
     id.push_str(prefix);
@@ -228,12 +228,12 @@ fn request_id(prefix: &str, n: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::request_id;
+    use super::format_request_id;
 
     #[test]
     fn request_ids_are_the_prefix_and_at_least_eight_hex_digits() {
         for n in [0, 1, 0xabc, 0xffff_ffff, 0x1_0000_0000, u64::MAX] {
-            assert_eq!(request_id("0f1e2d", n), format!("req_0f1e2d{n:08x}"));
+            assert_eq!(format_request_id("0f1e2d", n), format!("req_0f1e2d{n:08x}"));
         }
     }
 }

@@ -23,7 +23,7 @@ use crate::translate::{Step, StreamReader};
 use crate::upstream::UpstreamResponse;
 
 /// Most read from an upstream stream after its last event, to reuse its connection.
-const DRAIN_MAX: usize = 64 * 1024;
+const UPSTREAM_DRAIN_MAX: usize = 64 * 1024;
 /// One upstream read (SSE events are a few hundred bytes; this is per open stream, and a
 /// bigger burst is simply read in more pieces from the connection's own buffer).
 const READ_BUF: usize = 1024;
@@ -115,20 +115,20 @@ fn pump(
         send(writer, &mut out, draft, true)?;
         if failure.is_none() {
             // The client has its whole answer. Read the upstream body to its end (the
-            // chunked terminator after `[DONE]` or `message_stop`, normally already
-            // buffered) so the connection goes back to the pool instead of being closed:
-            // otherwise every stream costs a new upstream connection, a TLS handshake for
-            // https providers. Bounded: an upstream that keeps sending is cut off.
+            // chunked terminator after the stream's end marker, normally already buffered)
+            // so the connection goes back to the pool instead of being closed: otherwise
+            // every stream costs a new upstream connection, a TLS handshake for https
+            // providers. Bounded: an upstream that keeps sending is cut off.
             drain(&mut *body, &mut buf);
         }
         return Ok(());
     }
 }
 
-/// Reads and drops at most [`DRAIN_MAX`] bytes, through `buf` (`io::copy` would put 8 KiB
+/// Reads and drops at most [`UPSTREAM_DRAIN_MAX`] bytes, through `buf` (`io::copy` would put 8 KiB
 /// more on every stream thread's stack).
 fn drain(body: &mut dyn Read, buf: &mut [u8]) {
-    let mut left = DRAIN_MAX;
+    let mut left = UPSTREAM_DRAIN_MAX;
     while left > 0 {
         let want = buf.len().min(left);
         match body.read(&mut buf[..want]) {

@@ -35,7 +35,7 @@ pub struct Watcher {
 
 /// What identifies one version of the file: a rename (`keys add`) changes the inode.
 #[derive(PartialEq, Eq, Clone, Copy, Debug)]
-pub struct Stamp {
+pub struct FileStamp {
     modified: Option<SystemTime>,
     len: u64,
     inode: u64,
@@ -43,13 +43,13 @@ pub struct Stamp {
 
 /// The file's stamp now. Taken before the config is first loaded, so an edit made while the
 /// server starts is seen as a change rather than missed.
-pub fn stamp(path: &std::path::Path) -> Option<Stamp> {
+pub fn stamp(path: &std::path::Path) -> Option<FileStamp> {
     let meta = std::fs::metadata(path).ok()?;
     #[cfg(unix)]
     let inode = std::os::unix::fs::MetadataExt::ino(&meta);
     #[cfg(not(unix))]
     let inode = 0;
-    Some(Stamp {
+    Some(FileStamp {
         modified: meta.modified().ok(),
         len: meta.len(),
         inode,
@@ -60,7 +60,7 @@ impl Watcher {
     /// `loaded` is the stamp taken before the running config was read.
     pub fn start(
         path: PathBuf,
-        loaded: Option<Stamp>,
+        loaded: Option<FileStamp>,
         gateway: Arc<Gateway>,
         shutdown: ShutdownHandle,
     ) -> std::io::Result<Watcher> {

@@ -10,7 +10,7 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use super::budget::Reservation;
-use super::head::Framing;
+use super::head::BodyFraming;
 use super::wire::{InBuf, Wire, is_timeout};
 
 /// Longest chunk-size line we accept, extensions included.
@@ -100,11 +100,11 @@ pub(crate) struct BodyState {
 }
 
 impl BodyState {
-    pub fn new(framing: Framing, limit: u64, per_read: Duration, total: Duration) -> Self {
+    pub fn new(framing: BodyFraming, limit: u64, per_read: Duration, total: Duration) -> Self {
         let progress = match framing {
-            Framing::Length(0) => Progress::Done,
-            Framing::Length(n) => Progress::Length { left: n },
-            Framing::Chunked => Progress::ChunkSize,
+            BodyFraming::Length(0) => Progress::Done,
+            BodyFraming::Length(n) => Progress::Length { left: n },
+            BodyFraming::Chunked => Progress::ChunkSize,
         };
         BodyState {
             progress,
@@ -444,7 +444,7 @@ mod tests {
         let mut wire = Bytes::new(data, step);
         let mut inbuf = InBuf::with_capacity(16);
         let mut st = BodyState::new(
-            Framing::Chunked,
+            BodyFraming::Chunked,
             limit,
             Duration::from_secs(1),
             Duration::from_secs(5),
@@ -503,7 +503,7 @@ mod tests {
         let mut wire = Bytes::new(b"abc", 10);
         let mut inbuf = InBuf::with_capacity(16);
         let mut st = BodyState::new(
-            Framing::Length(5),
+            BodyFraming::Length(5),
             100,
             Duration::from_secs(1),
             Duration::from_secs(5),

@@ -13,14 +13,14 @@ use std::time::{Duration, Instant};
 
 use super::body::BodyState;
 use super::budget::{Budget, Reservation};
-use super::head::{self, Framing, Head, HeadError, HeadLimits, Refusal};
+use super::head::{self, BodyFraming, Head, HeadError, HeadLimits, Refusal};
 use super::request::Request;
 use super::response::{self, Response};
 use super::wire::{InBuf, Wire};
 use super::{Handler, HttpError, ServerOptions};
 
 /// Unread body bytes we are willing to discard to keep a connection alive.
-const DRAIN_MAX: u64 = 256 * 1024;
+const UNREAD_BODY_DRAIN_MAX: u64 = 256 * 1024;
 /// How long we wait for them (at most `header_timeout`). A client that sends its body
 /// slower than this after a refusal is closed instead: paced by the body timeouts, a few
 /// such clients held every connection slot for minutes.
@@ -145,7 +145,7 @@ fn exchange(
             return false;
         }
     };
-    if matches!(sem.framing, Framing::Length(n) if n > opts.max_body_bytes) {
+    if matches!(sem.framing, BodyFraming::Length(n) if n > opts.max_body_bytes) {
         refuse_parsed(wire, bufs, ctx, &HttpError::PayloadTooLarge, is_tls);
         return false;
     }
@@ -157,7 +157,7 @@ fn exchange(
     );
     if !body.is_done() {
         let mut held = Reservation::new(Arc::clone(ctx.budget));
-        if let Framing::Length(n) = sem.framing {
+        if let BodyFraming::Length(n) = sem.framing {
             if held.grow(n).is_err() {
                 refuse_parsed(wire, bufs, ctx, &HttpError::Overloaded, is_tls);
                 return false;
@@ -182,14 +182,16 @@ fn exchange(
     };
     // The body and the handler's working memory are gone with the handler's frame.
     body.reservation = None;
-    let framing = response::Framing {
+    let framing = response::ResponseMode {
         is_head,
         minor,
         keep_alive: sem.keep_alive
             && !ctx.stopping()
             && !body.failed
             && !body.expect_pending
-            && body.declared_left().is_none_or(|left| left <= DRAIN_MAX),
+            && body
+                .declared_left()
+                .is_none_or(|left| left <= UNREAD_BODY_DRAIN_MAX),
         tls: is_tls,
     };
     if matches!(resp.body, response::Body::Stream(_)) {
@@ -220,7 +222,7 @@ fn drain_soon(
     opts: &ServerOptions,
 ) -> bool {
     let until = Instant::now() + DRAIN_TIME.min(opts.header_timeout);
-    body.drain(inbuf, wire, DRAIN_MAX, until)
+    body.drain(inbuf, wire, UNREAD_BODY_DRAIN_MAX, until)
 }
 
 fn call_handler(handler: &dyn Handler, req: &mut Request<'_>) -> Response {
@@ -257,7 +259,7 @@ fn refuse(
     tls: bool,
 ) {
     let resp = error_response(ctx.handler, path, err);
-    let framing = response::Framing {
+    let framing = response::ResponseMode {
         is_head: false,
         minor: 1,
         keep_alive: false,

@@ -204,7 +204,7 @@ fn has_head_end(w: &[u8]) -> bool {
 
 /// How the request body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Framing {
+pub(crate) enum BodyFraming {
     Length(u64),
     Chunked,
 }
@@ -212,7 +212,7 @@ pub(crate) enum Framing {
 /// What the connection needs to know about a head beyond what the handler reads.
 #[derive(Debug)]
 pub(crate) struct Semantics {
-    pub framing: Framing,
+    pub framing: BodyFraming,
     pub keep_alive: bool,
     pub expect_continue: bool,
 }
@@ -273,9 +273,9 @@ pub(crate) fn semantics(head: &Head) -> Result<Semantics, Refusal> {
         return Err(Refusal::BadRequest("exactly one Host header is required"));
     }
     let framing = if chunked {
-        Framing::Chunked
+        BodyFraming::Chunked
     } else {
-        Framing::Length(length.unwrap_or(0))
+        BodyFraming::Length(length.unwrap_or(0))
     };
     let keep_alive = if head.minor == 0 {
         keep && !close

@@ -4,7 +4,6 @@
 //! State owned here: nothing of its own; a `Request` borrows the connection's head copy,
 //! input buffer, transport and body state for the length of one handler call.
 
-use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -120,21 +119,5 @@ impl<'a> Request<'a> {
             .reservation
             .get_or_insert_with(|| Reservation::new(Arc::clone(budget)))
             .grow(bytes)
-    }
-
-    /// Streaming access to the body; errors are `io::Error`s wrapping a [`BodyError`].
-    pub fn body_reader(&mut self) -> impl Read + '_ {
-        BodyReader { req: self }
-    }
-}
-
-struct BodyReader<'r, 'a> {
-    req: &'r mut Request<'a>,
-}
-
-impl Read for BodyReader<'_, '_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let r = &mut *self.req;
-        r.body.read(r.inbuf, r.wire, buf).map_err(io::Error::from)
     }
 }

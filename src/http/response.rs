@@ -174,15 +174,10 @@ impl StreamWriter<'_> {
         }
         r
     }
-
-    /// True once a write has failed (the client is gone).
-    pub fn client_gone(&self) -> bool {
-        self.failed
-    }
 }
 
 /// How a response is to be framed for this request.
-pub(crate) struct Framing {
+pub(crate) struct ResponseMode {
     pub is_head: bool,
     pub minor: u8,
     pub keep_alive: bool,
@@ -194,7 +189,7 @@ pub(crate) fn write_response(
     wire: &mut dyn Wire,
     out: &mut Vec<u8>,
     resp: Response,
-    f: &Framing,
+    f: &ResponseMode,
 ) -> io::Result<bool> {
     let no_body = matches!(resp.status, 100..=199 | 204 | 304);
     let streaming = matches!(resp.body, Body::Stream(_)) && !no_body;
@@ -282,7 +277,13 @@ impl Hex {
     }
 }
 
-fn write_head(out: &mut Vec<u8>, resp: &Response, f: &Framing, keep_alive: bool, chunked: bool) {
+fn write_head(
+    out: &mut Vec<u8>,
+    resp: &Response,
+    f: &ResponseMode,
+    keep_alive: bool,
+    chunked: bool,
+) {
     // Written piece by piece: `write!` here was a tenth of the response's instructions.
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(itoa::Buffer::new().format(resp.status).as_bytes());
@@ -500,7 +501,7 @@ mod tests {
     fn render(resp: Response, is_head: bool, minor: u8, tls: bool) -> (io::Result<bool>, String) {
         let mut sink = Sink::default();
         let mut out = Vec::new();
-        let f = Framing {
+        let f = ResponseMode {
             is_head,
             minor,
             keep_alive: true,

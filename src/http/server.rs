@@ -550,7 +550,7 @@ fn refusal_bytes(handler: &dyn Handler, error: &HttpError, tls: bool) -> Vec<u8>
 fn render(resp: Response, tls: bool) -> Vec<u8> {
     let mut wire = Collect(Vec::new());
     let mut out = Vec::new();
-    let framing = response::Framing {
+    let framing = response::ResponseMode {
         is_head: false,
         minor: 1,
         keep_alive: false,

@@ -24,7 +24,7 @@
 //! keys, and failed admin logins. They are counted apart so that a success of one kind never
 //! clears the other's streak (a holder of any key must not be able to reset the count of
 //! password guesses), and checked together: an address locked by either is refused by both.
-//! What counts as a failure and as a success is the callers' business (`gateway/auth.rs`,
+//! What counts as a failure and as a success is the callers' business (`src/auth.rs`,
 //! `admin/`); this module only counts.
 //!
 //! An expensive check (the Argon2 password verification) uses [`Lockout::admit`]: the attempt

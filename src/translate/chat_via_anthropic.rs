@@ -25,7 +25,7 @@
 //! | `tools` (type `function`) | `tools` `{name, description, input_schema}` | other tool types → 400 |
 //! | `tool_choice` auto / none / required / named | `{type: auto / none / any / tool}` | |
 //! | `parallel_tool_calls: false` | `tool_choice.disable_parallel_tool_use` | |
-//! | `stream` | `stream` | `stream_options.include_usage` read by the gateway ([`wants_usage`]) |
+//! | `stream` | `stream` | `stream_options.include_usage` read by the body probe ([`super::rewrite::probe`]) |
 //! | `user` | `metadata.user_id` | |
 //! | `n` > 1 | — | **refused** (400) |
 //! | `frequency_penalty`, `presence_penalty`, `logit_bias`, `logprobs`, `top_logprobs`, `seed`, `response_format`, `service_tier`, `store`, `metadata`, `modalities`, `audio`, `prediction`, `reasoning_effort`, `verbosity`, `web_search_options`, `stream_options`, anything else | — | dropped |
@@ -481,8 +481,8 @@ pub struct AnthropicToOpenAiStream {
 
 impl AnthropicToOpenAiStream {
     /// `model` is the name reported to the client; `include_usage` whether the client asked
-    /// for the final usage chunk (`stream_options.include_usage`, see
-    /// [`super::wants_usage`]). Chunks are stamped with the current time.
+    /// for the final usage chunk (`stream_options.include_usage`, read by
+    /// [`super::rewrite::probe`]). Chunks are stamped with the current time.
     pub fn new(model: &str, include_usage: bool) -> Self {
         let created = crate::clock::unix_secs();
         AnthropicToOpenAiStream {

@@ -1,13 +1,13 @@
 //! Upstream providers: the wire protocol behind one trait.
 //!
 //! Routing, limits and usage live in front of [`Provider`]; behind it, each kind knows its own
-//! URL layout and authentication (`http.rs` for OpenAI-compatible and Anthropic APIs over one
+//! URL layout and authentication (`remote.rs` for OpenAI-compatible and Anthropic APIs over one
 //! shared rustls stack, `mock.rs` for the built-in echo provider). The gateway builds one
 //! [`Upstreams`] per loaded config and drops it with that config, so a reload that changes a
 //! provider also replaces its connection pool.
 
-pub mod http;
 pub mod mock;
+pub mod remote;
 mod resolve;
 mod transport;
 
@@ -155,7 +155,7 @@ impl Upstreams {
             let client: Arc<dyn Provider> = match provider.kind {
                 ProviderKind::Mock => Arc::new(mock::Mock),
                 ProviderKind::OpenAi | ProviderKind::Anthropic => {
-                    Arc::new(http::HttpProvider::new(provider.clone(), &config.server)?)
+                    Arc::new(remote::Remote::new(provider.clone(), &config.server)?)
                 }
             };
             by_name.insert(provider.name.clone(), client);

@@ -4,7 +4,7 @@
 //! Profiled against nginx, a proxied request cost ~13 system calls where nginx needs ~5.
 //! Three of them are removed here:
 //! - **One write per request.** ureq transmits the request head and then the body as two
-//!   writes: two TCP segments, and two wake-ups of the upstream. [`Link`] keeps what ureq
+//!   writes: two TCP segments, and two wake-ups of the upstream. [`UpstreamLink`] keeps what ureq
 //!   transmits in its output buffer and sends it all in one write when ureq next waits for
 //!   input (or the buffer is more than half full), so a small request leaves in one segment.
 //! - **Timeouts set when they change.** ureq passes the time left of the whole exchange with
@@ -71,7 +71,7 @@ const MIN_PER_ADDRESS: Duration = Duration::from_millis(10);
 pub(crate) struct Tcp;
 
 impl<In: Transport> Connector<In> for Tcp {
-    type Out = Either<In, Link>;
+    type Out = Either<In, UpstreamLink>;
 
     fn connect(
         &self,
@@ -83,7 +83,7 @@ impl<In: Transport> Connector<In> for Tcp {
         }
         let stream = connect_any(details)?;
         stream.set_nodelay(true)?;
-        let link = Link::new(
+        let link = UpstreamLink::new(
             stream,
             details.config.input_buffer_size(),
             details.config.output_buffer_size(),
@@ -139,7 +139,7 @@ fn connect_one(addr: SocketAddr, timeout: Option<Duration>) -> Result<TcpStream,
 }
 
 /// One upstream TCP connection.
-pub(crate) struct Link {
+pub(crate) struct UpstreamLink {
     /// Shared (weakly) with the agent so its shutdown can interrupt blocked I/O.
     stream: Arc<TcpStream>,
     bufs: LinkBuffers,
@@ -149,17 +149,17 @@ pub(crate) struct Link {
     last_io: Option<Instant>,
 }
 
-impl std::fmt::Debug for Link {
+impl std::fmt::Debug for UpstreamLink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Link")
+        f.debug_struct("UpstreamLink")
             .field("peer", &self.stream.peer_addr().ok())
             .finish()
     }
 }
 
-impl Link {
-    fn new(stream: TcpStream, input_size: usize, output_size: usize) -> Link {
-        Link {
+impl UpstreamLink {
+    fn new(stream: TcpStream, input_size: usize, output_size: usize) -> UpstreamLink {
+        UpstreamLink {
             stream: Arc::new(stream),
             bufs: LinkBuffers::new(input_size, output_size),
             read_timeout: None,
@@ -207,7 +207,7 @@ impl Link {
     }
 }
 
-impl Transport for Link {
+impl Transport for UpstreamLink {
     fn buffers(&mut self) -> &mut dyn Buffers {
         &mut self.bufs
     }
@@ -468,7 +468,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (mut server, _) = listener.accept().unwrap();
-        let mut link = Link::new(stream, 1024, 1024);
+        let mut link = UpstreamLink::new(stream, 1024, 1024);
 
         let head = b"POST / HTTP/1.1\r\n\r\n";
         link.buffers().output()[..head.len()].copy_from_slice(head);
@@ -499,7 +499,7 @@ mod tests {
         let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let _server = listener.accept().unwrap();
         let max = 4 * SMALL_OUTPUT;
-        let mut link = Link::new(stream, 64, max);
+        let mut link = UpstreamLink::new(stream, 64, max);
         assert_eq!(link.buffers().output().len(), SMALL_OUTPUT);
         link.transmit_output(SMALL_OUTPUT / 2 + 1, NextTimeout::default())
             .unwrap();
@@ -543,7 +543,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (mut server, _) = listener.accept().unwrap();
-        let mut link = Link::new(stream, 16 * SMALL_INPUT, 64);
+        let mut link = UpstreamLink::new(stream, 16 * SMALL_INPUT, 64);
         let head = vec![b'h'; 5 * SMALL_INPUT];
         server.write_all(&head).unwrap();
         // ureq's way: read until the head is complete, consuming nothing meanwhile.
@@ -557,7 +557,7 @@ mod tests {
         // A fresh connection reading a big body grows only to READ_GROWTH_LIMIT by reads.
         let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (mut server, _) = listener.accept().unwrap();
-        let mut link = Link::new(stream, 16 * SMALL_INPUT, 64);
+        let mut link = UpstreamLink::new(stream, 16 * SMALL_INPUT, 64);
         let body = vec![b'b'; 64 * 1024];
         let writer = std::thread::spawn(move || server.write_all(&body).unwrap());
         let mut got = 0;
@@ -576,7 +576,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (mut server, _) = listener.accept().unwrap();
-        let mut link = Link::new(stream, 64, 64);
+        let mut link = UpstreamLink::new(stream, 64, 64);
         assert!(link.is_open(), "a fresh idle connection is open");
 
         server.write_all(b"extra").unwrap();

@@ -24,7 +24,7 @@ use ureq::unversioned::transport::{ConnectProxyConnector, Connector, RustlsConne
 use zeroize::Zeroizing;
 
 use super::{Method, UpstreamError, UpstreamRequest, UpstreamResponse};
-use crate::config::model::{Provider, ProviderKind, ServerSettings};
+use crate::config::model::{ProviderKind, ProviderSettings, ServerSettings};
 
 /// Upper bound on connecting, whatever the provider's timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -50,8 +50,8 @@ const MAX_URIS: usize = 16;
 /// agent, chosen round-robin on its first request.
 const AGENTS: usize = 8;
 
-pub struct HttpProvider {
-    provider: Arc<Provider>,
+pub struct Remote {
+    provider: Arc<ProviderSettings>,
     /// `AGENTS` agents with the same settings, each with its own pool (never empty).
     agents: Vec<ureq::Agent>,
     /// `(name, value)` of the credential header, built once; zeroized on drop.
@@ -61,11 +61,11 @@ pub struct HttpProvider {
     uris: RwLock<Vec<(&'static str, Uri)>>,
 }
 
-impl HttpProvider {
+impl Remote {
     pub fn new(
-        provider: Arc<Provider>,
+        provider: Arc<ProviderSettings>,
         server: &ServerSettings,
-    ) -> Result<HttpProvider, super::SetupError> {
+    ) -> Result<Remote, super::SetupError> {
         let mut tls = TlsConfig::builder();
         if let Some(ca_file) = &provider.ca_file {
             tls = tls.root_certs(roots_with(ca_file)?);
@@ -109,7 +109,7 @@ impl HttpProvider {
                 )
             })
             .collect();
-        Ok(HttpProvider {
+        Ok(Remote {
             provider,
             agents,
             auth,
@@ -144,7 +144,7 @@ impl HttpProvider {
     }
 }
 
-impl super::Provider for HttpProvider {
+impl super::Provider for Remote {
     fn send(&self, request: &UpstreamRequest<'_>) -> Result<UpstreamResponse, UpstreamError> {
         let url = self.uri(request.path)?;
         let result = match request.method {
@@ -187,7 +187,7 @@ impl super::Provider for HttpProvider {
     }
 }
 
-impl HttpProvider {
+impl Remote {
     /// Forwarded client headers, then the provider's static headers, then its credential (so
     /// neither a client nor a static header can replace the credential).
     fn headers<'a>(
