@@ -151,10 +151,13 @@ impl Reply {
 
     /// SSE from `data:` payloads, `gap` before each.
     pub fn sse_data(payloads: &[String], gap: Duration) -> Reply {
-        Reply::sse(
-            payloads.iter().map(|p| format!("data: {p}\n\n")).collect(),
-            gap,
-        )
+        Reply::Sse {
+            events: payloads
+                .iter()
+                .map(|p| (gap, format!("data: {p}\n\n")))
+                .collect(),
+            finish: true,
+        }
     }
 
     /// SSE from complete event blocks (`event: …\ndata: …\n\n`), `gap` between them (the
