@@ -2,7 +2,7 @@
 //! logout), CSRF refusals, security headers, the usage API, and analytics read back from the
 //! usage log (rotated files included) after a restart.
 
-// Test helpers outside #[test] functions (here and in tests/common) may fail loudly too.
+// Test helpers outside #[test] functions (here and in tests/support) may fail loudly too.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -10,13 +10,14 @@
     clippy::print_stdout
 )]
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::gateway::{MOCK_PROVIDER, Reply, TestEnv, admin_table, eventually};
 use noviqi::crypto::apikey;
 use serde_json::{Value, json};
+use support::eventually;
+use support::gateway::{MOCK_PROVIDER, Reply, TestEnv, admin_table};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -145,7 +146,7 @@ fn login_success_and_failure() {
 
     let ok = env.post_form(
         "/admin/login",
-        &format!("password={}", common::gateway::form_encode(PASSWORD)),
+        &format!("password={}", support::gateway::form_encode(PASSWORD)),
         &[],
     );
     assert_eq!(ok.status, 303, "{}", ok.body);
@@ -199,7 +200,7 @@ fn lockout_after_failures_and_a_correct_password_then_fails() {
     }
     let locked = env.post_form(
         "/admin/login",
-        &format!("password={}", common::gateway::form_encode(PASSWORD)),
+        &format!("password={}", support::gateway::form_encode(PASSWORD)),
         &[],
     );
     assert_eq!(locked.status, 429, "{}", locked.body);
@@ -302,7 +303,7 @@ fn logout_ends_the_session_server_side() {
 fn cross_site_login_is_refused() {
     let mut env = TestEnv::new();
     start(&mut env, 3600, "", "", "");
-    let body = format!("password={}", common::gateway::form_encode(PASSWORD));
+    let body = format!("password={}", support::gateway::form_encode(PASSWORD));
     for headers in [
         vec![("sec-fetch-site", "cross-site")],
         vec![("sec-fetch-site", "same-site")],
@@ -474,7 +475,7 @@ fn cookies_are_secure_under_tls() {
         .build()
         .new_agent();
     let url = |path: &str| format!("https://{}{path}", env.addr());
-    let body = format!("password={}", common::gateway::form_encode(PASSWORD));
+    let body = format!("password={}", support::gateway::form_encode(PASSWORD));
     let reply = Reply::from(
         agent
             .post(url("/admin/login"))

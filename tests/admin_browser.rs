@@ -6,7 +6,7 @@
 //! `npm install --prefix tests/browser` (`.ci/run` does all three). Set
 //! `NOVIQI_SKIP_BROWSER=1` to skip; set `NOVIQI_BROWSER_OUT=<dir>` to keep the screenshots.
 
-// Test helpers outside #[test] functions (here and in tests/common) may fail loudly too.
+// Test helpers outside #[test] functions (here and in tests/support) may fail loudly too.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -14,13 +14,13 @@
     clippy::print_stdout
 )]
 
-mod common;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::gateway::{MOCK_PROVIDER, TestEnv, admin_table};
 use serde_json::json;
+use support::gateway::{MOCK_PROVIDER, TestEnv, admin_table};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const PASSWORD: &str = "browser test password";

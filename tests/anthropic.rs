@@ -4,13 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::fake_upstream::{FakeUpstream, Received, Reply};
-use common::gateway::TestEnv;
 use serde_json::{Value, json};
+use support::gateway::TestEnv;
+use support::upstream::{FakeUpstream, Received, Reply};
 
 const CLAUDE_SECRET: &str = "sk-ant-upstream-secret-91x";
 const OPENAI_SECRET: &str = "sk-openai-upstream-secret-22y";
@@ -144,7 +144,7 @@ fn post(
     path: &str,
     body: &str,
     headers: &[(&'static str, String)],
-) -> common::gateway::Reply {
+) -> support::gateway::Reply {
     let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
     env.post_with(path, body, &headers)
 }

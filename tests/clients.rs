@@ -7,16 +7,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-#[path = "clients/upstream.rs"]
-mod upstream;
+mod support;
 
 use std::time::Duration;
 
-use common::fake_upstream::{FakeUpstream, Received};
-use common::gateway::TestEnv;
 use serde_json::{Value, json};
-use upstream::{named, sse, upstream};
+use support::gateway::TestEnv;
+use support::upstream::answer::event;
+use support::upstream::compat::{Mode, compat};
+use support::upstream::{FakeUpstream, Received, Reply};
 
 const SECRET: &str = "sk-upstream-secret-clients-7q";
 const MARKER: &str = "COMPAT-MARKER-42";
@@ -50,7 +49,7 @@ fn recorded(name: &str) -> Recorded {
 impl Recorded {
     /// Sends the request as the client did (its headers, its credential style, its query
     /// string) with the gateway key and `model`.
-    fn send(&self, env: &TestEnv, model: &str) -> common::gateway::Reply {
+    fn send(&self, env: &TestEnv, model: &str) -> support::gateway::Reply {
         let mut body = self.body.clone();
         body["model"] = json!(model);
         let mut req = env.agent().post(env.url(&self.target));
@@ -67,7 +66,7 @@ impl Recorded {
             .header("content-type", "application/json")
             .send(body.to_string())
             .unwrap();
-        common::gateway::Reply::from(resp)
+        support::gateway::Reply::from(resp)
     }
 
     fn header(&self, name: &str) -> Option<&str> {
@@ -80,7 +79,7 @@ impl Recorded {
 
 /// A gateway with models `claude` (anthropic kind) and `gpt` (openai kind), both on one fake.
 fn setup(extra: &str) -> (TestEnv, FakeUpstream) {
-    let fake = upstream();
+    let fake = FakeUpstream::start(compat(Mode::Pinned));
     let mut env = TestEnv::new();
     let rest = format!(
         "{extra}[[providers]]\nname = \"anthropic\"\nkind = \"anthropic\"\nbase_url = \"{url}\"\n\
@@ -132,7 +131,12 @@ fn anthropic_text(body: &str) -> String {
         .collect()
 }
 
-fn assert_usage(env: &TestEnv, reply: &common::gateway::Reply, endpoint: &str, tokens: (u64, u64)) {
+fn assert_usage(
+    env: &TestEnv,
+    reply: &support::gateway::Reply,
+    endpoint: &str,
+    tokens: (u64, u64),
+) {
     let line = env.usage_for(reply.request_id());
     assert_eq!(line["endpoint"], endpoint, "{line}");
     assert_eq!(line["stream"], true, "{line}");
@@ -694,26 +698,26 @@ fn token_limits_count_responses_and_messages_traffic() {
 #[test]
 fn responses_stream_errors_are_relayed_once_and_recorded_as_errors() {
     let fake = FakeUpstream::start(|r: &Received| {
-        let created = named(
+        let created = event(
             "response.created",
-            json!({"type": "response.created", "sequence_number": 0,
+            &json!({"type": "response.created", "sequence_number": 0,
                 "response": {"id": "resp_1", "status": "in_progress"}}),
         );
         let end = if String::from_utf8_lossy(&r.body).contains("fail-as-response") {
-            named(
+            event(
                 "response.failed",
-                json!({"type": "response.failed", "sequence_number": 1,
+                &json!({"type": "response.failed", "sequence_number": 1,
                     "response": {"id": "resp_1", "status": "failed",
                     "error": {"code": "server_error", "message": "boom"}}}),
             )
         } else {
-            named(
+            event(
                 "error",
-                json!({"type": "error", "sequence_number": 1, "code": "server_error",
+                &json!({"type": "error", "sequence_number": 1, "code": "server_error",
                     "message": "boom", "param": null}),
             )
         };
-        sse(vec![created, end])
+        Reply::sse(vec![created, end], Duration::ZERO)
     });
     let mut env = TestEnv::new();
     let rest = format!(

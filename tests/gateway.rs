@@ -3,14 +3,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
 use std::io::{BufRead, Write};
 use std::time::Duration;
 
-use common::fake_upstream::{FakeUpstream, Received, Reply};
-use common::gateway::{RawStream, TestEnv, eventually, raw_post};
 use serde_json::{Value, json};
+use support::eventually;
+use support::gateway::{RawStream, TestEnv, raw_post};
+use support::upstream::{FakeUpstream, Received, Reply};
 
 const UPSTREAM_SECRET: &str = "sk-upstream-secret-7f3a9c";
 const PROMPT: &str = "the secret prompt text 4242";
@@ -301,7 +302,7 @@ fn auth_and_routing_errors_have_the_contract_shape() {
         &expired[..12],
     );
     env.start("max_body_bytes = 2048", &rest);
-    let check = |reply: &common::gateway::Reply, status: u16| {
+    let check = |reply: &support::gateway::Reply, status: u16| {
         assert_eq!(reply.status, status, "{}", reply.body);
         let v = reply.json();
         assert!(v["error"]["message"].is_string(), "{v}");
@@ -398,7 +399,7 @@ fn upstream_errors_pass_through_and_faults_map_to_502_504() {
         )
         .with_header("retry-after", "7"),
         Some("broken") => Reply::json(500, json!({"error": {"message": "boom"}})),
-        Some("stall") => Reply::Stall(Duration::from_secs(4)),
+        Some("stall") => Reply::stall(Duration::from_secs(4)),
         Some("close") => Reply::Close,
         _ => Reply::json(200, chat_completion("x")),
     });

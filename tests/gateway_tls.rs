@@ -5,19 +5,19 @@
 //! The HTTPS upstream is noviqi's own server layer (`noviqi::http::Server` with
 //! `noviqi::http::tls_config`) run in-process with an `rcgen` certificate for 127.0.0.1.
 
-// Helpers outside #[test] fns (here and in tests/common) may unwrap and panic too.
+// Helpers outside #[test] fns (here and in tests/support) may unwrap and panic too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
 use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use common::fake_upstream::{FakeUpstream, Received, Reply};
-use common::gateway::TestEnv;
 use noviqi::http::{Request, Response, RunningServer, Server, ServerOptions, tls_config};
 use serde_json::{Value, json};
+use support::gateway::TestEnv;
+use support::upstream::{FakeUpstream, Received, Reply};
 
 const UPSTREAM_SECRET: &str = "sk-tls-upstream-31d7";
 
@@ -167,7 +167,7 @@ fn self_signed_ca_true_cert_is_refused_with_the_reason_logged() {
     assert_eq!(reply.status, 502, "{}", reply.body);
     assert!(seen.lock().unwrap().is_empty());
     assert!(
-        common::gateway::eventually(std::time::Duration::from_secs(5), || env
+        support::eventually(std::time::Duration::from_secs(5), || env
             .stderr()
             .contains("CaUsedAsEndEntity")),
         "{}",
@@ -210,7 +210,7 @@ fn ca_file_that_is_not_pem_fails_at_start() {
     );
     let text = env.config_text("", &rest);
     env.write_config(&text);
-    let serve = std::process::Command::new(common::gateway::BIN)
+    let serve = std::process::Command::new(support::gateway::BIN)
         .args(["serve", "--config"])
         .arg(env.config_path())
         .env_remove("NOVIQI_MASTER_KEY")
@@ -273,7 +273,7 @@ fn gzip_upstream() -> FakeUpstream {
     })
 }
 
-fn assert_plain(reply: &common::gateway::Reply) {
+fn assert_plain(reply: &support::gateway::Reply) {
     assert!(
         reply.header("content-encoding").is_none(),
         "content-encoding relayed for a decoded body: {:?}",

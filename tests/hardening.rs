@@ -5,16 +5,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
-use std::thread;
 use std::time::Duration;
 
-use common::fake_upstream::{FakeUpstream, Received, Reply};
-use common::gateway::{MOCK_PROVIDER, RawStream, TestEnv, admin_table, eventually, raw_post};
 use serde_json::json;
+use support::eventually;
+use support::gateway::{MOCK_PROVIDER, RawStream, TestEnv, admin_table, raw_post};
+use support::upstream::{FakeUpstream, Received, Reply};
 
 const UPSTREAM_SECRET: &str = "sk-upstream-secret-trace-5d1e";
 const PROMPT: &str = "the secret prompt text 9191";
@@ -200,27 +198,10 @@ fn trace_logging_prints_no_credential() {
 }
 
 /// An upstream that answers every request with `status_line` and then `tail` bytes.
-fn raw_upstream(status_line: &'static str, tail: &'static str) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    thread::spawn(move || {
-        for conn in listener.incoming().take(8) {
-            let Ok(mut conn) = conn else { return };
-            conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            let mut buf = [0u8; 65536];
-            let mut got = Vec::new();
-            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                match conn.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => got.extend_from_slice(&buf[..n]),
-                }
-            }
-            let _ = conn.write_all(format!("{status_line}\r\n{tail}").as_bytes());
-            // Keep the connection open a moment (as a tunnel would), then close.
-            let _ = conn.read(&mut buf);
-        }
-    });
-    addr
+fn raw_upstream(status_line: &'static str, tail: &'static str) -> FakeUpstream {
+    FakeUpstream::start(move |_: &Received| {
+        Reply::Raw(format!("{status_line}\r\n{tail}").into_bytes())
+    })
 }
 
 /// Item 9: an upstream's `101` was relayed as the final response, leaving the client's
@@ -233,7 +214,8 @@ fn an_upstream_interim_status_is_a_502_never_relayed() {
     );
     let mut env = TestEnv::new();
     let rest = format!(
-        "[[providers]]\nname = \"up\"\nkind = \"openai\"\nbase_url = \"http://{up}/v1\"\n\n"
+        "[[providers]]\nname = \"up\"\nkind = \"openai\"\nbase_url = \"{}/v1\"\n\n",
+        up.url()
     );
     env.start("", &rest);
     let reply = env.post("/v1/chat/completions", &chat("up/m", json!({})));

@@ -4,16 +4,16 @@
 // Test code: a failed unwrap is a failed test (helpers are not `#[test]` fns for clippy).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "common/http.rs"]
-mod common;
+mod support;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{eventually, get, opts, start};
 use noviqi::http::ServerOptions;
+use support::eventually;
+use support::http::{get, opts, start};
 
 const CHILD_ENV: &str = "NOVIQI_HTTP_FD_CHILD";
 
@@ -24,7 +24,7 @@ fn fd_child() {
         return;
     }
     rlimit::setrlimit(rlimit::Resource::NOFILE, 48, 48).unwrap();
-    let (_, h) = common::counting();
+    let (_, h) = support::http::counting();
     let srv = start(
         ServerOptions {
             max_connections: 1000,

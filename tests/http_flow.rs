@@ -2,8 +2,7 @@
 // Test code: a failed unwrap is a failed test (helpers are not `#[test]` fns for clippy).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "common/http.rs"]
-mod common;
+mod support;
 
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,8 +10,9 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Client, connect, counting, eventually, get, opts, start};
 use noviqi::http::{Request, Response, ServerOptions};
+use support::eventually;
+use support::http::{Client, connect, counting, get, opts, start};
 
 #[test]
 fn pipelined_requests_are_answered_in_order() {

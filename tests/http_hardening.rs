@@ -3,8 +3,7 @@
 // Test code: a failed unwrap is a failed test (helpers are not `#[test]` fns for clippy).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "common/http.rs"]
-mod common;
+mod support;
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -13,8 +12,9 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Client, connect, counting, eventually, get, opts, start};
 use noviqi::http::{Request, Response, ServerOptions};
+use support::eventually;
+use support::http::{Client, connect, counting, get, opts, start};
 
 /// Answers 405 on `/refused` without reading the body, 200 `ok` elsewhere.
 fn refusing(req: &mut Request<'_>) -> Response {

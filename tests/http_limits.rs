@@ -2,8 +2,7 @@
 // Test code: a failed unwrap is a failed test (helpers are not `#[test]` fns for clippy).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "common/http.rs"]
-mod common;
+mod support;
 
 use std::io::Write;
 use std::net::Shutdown;
@@ -12,8 +11,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Client, connect, counting, opts, start};
 use noviqi::http::{Request, Response, ServerOptions};
+use support::http::{Client, connect, counting, opts, start};
 
 #[test]
 fn slowloris_head_is_cut_off_at_the_header_deadline() {

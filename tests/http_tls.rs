@@ -2,16 +2,15 @@
 // Test code: a failed unwrap is a failed test (helpers are not `#[test]` fns for clippy).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "common/http.rs"]
-mod common;
+mod support;
 
 use std::net::TcpStream;
 use std::sync::Arc;
 
-use common::{Client, counting, opts, start};
 use noviqi::http::{ServerOptions, TlsError, tls_config};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use support::http::{Client, counting, opts, start};
 
 fn write_cert(
     dir: &std::path::Path,

@@ -2,12 +2,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::gateway::{TestEnv, eventually};
 use serde_json::json;
+use support::eventually;
+use support::gateway::TestEnv;
 
 const MOCK: &str = "[[providers]]\nname = \"mock\"\nkind = \"mock\"\n\n\
                     [[models]]\nname = \"mock\"\ntargets = [\"mock/echo\"]\n";

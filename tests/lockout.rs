@@ -6,13 +6,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
 use std::sync::Barrier;
 use std::thread;
 
-use common::gateway::{MOCK_PROVIDER, TestEnv, admin_table, form_encode};
 use noviqi::crypto::apikey;
+use support::gateway::{MOCK_PROVIDER, TestEnv, admin_table, form_encode};
 
 const PASSWORD: &str = "correct horse battery staple";
 

@@ -2,7 +2,7 @@
 //! counters move with traffic (requests, tokens, histograms, rate limits, lockouts, reloads,
 //! streams).
 
-// Test helpers outside #[test] functions (here and in tests/common) may fail loudly too.
+// Test helpers outside #[test] functions (here and in tests/support) may fail loudly too.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -10,14 +10,15 @@
     clippy::print_stdout
 )]
 
-mod common;
+mod support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use common::gateway::{MOCK_PROVIDER, Reply, TestEnv, admin_table, eventually};
 use noviqi::crypto::apikey;
 use serde_json::json;
+use support::eventually;
+use support::gateway::{MOCK_PROVIDER, Reply, TestEnv, admin_table};
 
 /// One parsed exposition: samples by `name{sorted labels}` and each family's type.
 #[derive(Debug, Default)]

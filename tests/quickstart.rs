@@ -4,14 +4,14 @@
 //! the two cannot drift apart. Also the script's second run: `keys add quickstart-…` on the
 //! existing config gives a second working key.
 
-// Helpers outside #[test] fns (here and in tests/common) may unwrap and panic too.
+// Helpers outside #[test] fns (here and in tests/support) may unwrap and panic too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
 use std::path::Path;
 
-use common::gateway::TestEnv;
+use support::gateway::TestEnv;
 
 /// The `BODY='…'` line of scripts/quickstart.
 fn script_body() -> String {

@@ -6,16 +6,16 @@
 //! Needs `pip install openai anthropic`; without them the tests fail saying so, unless
 //! `NOVIQI_SKIP_SDK_TESTS=1`.
 
-// Helpers outside #[test] fns (here and in tests/common) may unwrap and panic too.
+// Helpers outside #[test] fns (here and in tests/support) may unwrap and panic too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+mod support;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use common::fake_upstream::{FakeUpstream, providers};
-use common::gateway::TestEnv;
+use support::gateway::TestEnv;
+use support::upstream::{FakeUpstream, providers};
 
 const OPENAI_SECRET: &str = "sk-openai-upstream-5e1d";
 const ANTHROPIC_SECRET: &str = "sk-ant-upstream-9c2b";
@@ -373,7 +373,7 @@ fn models_list_in_the_shape_each_sdk_expects() {
 /// still be hidden from a client that did not ask: SDK users iterate `chunk.choices`.
 #[test]
 fn usage_chunk_with_null_choices_is_hidden_from_clients_that_did_not_ask() {
-    use common::fake_upstream::Reply;
+    use support::upstream::Reply;
     for choices in ["null", "missing"] {
         let upstream = FakeUpstream::start(move |_| {
             let mut usage = serde_json::json!({"id": "c", "object": "chat.completion.chunk",

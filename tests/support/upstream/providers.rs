@@ -8,6 +8,7 @@
 //! provider does: OpenAI-compatible servers drop the connection, Anthropic sends an `error`
 //! event (`overloaded_error`).
 
+use super::answer::{self, Answer, Call, Usage, pieces, whole, words};
 use super::{Received, Reply};
 use base64::Engine;
 use serde_json::{Value, json};
@@ -22,28 +23,45 @@ enum Turn {
     /// A short text, then one call per offered tool (at most two), as models do.
     Tools {
         preface: String,
-        calls: Vec<Call>,
+        /// (name, arguments)
+        calls: Vec<(String, Value)>,
     },
 }
 
-struct Call {
-    /// Position among the calls (0, 1): suffix of the call id.
-    n: usize,
-    name: String,
-    args: Value,
-}
-
-impl Call {
-    fn openai_id(&self) -> String {
-        format!("call_abc12{}", self.n)
+impl Turn {
+    /// The answer in a provider's terms; `id(n)` names call `n`.
+    fn answer(&self, model: &str, usage: Usage, id: impl Fn(usize) -> String) -> Answer {
+        let (text, calls) = match self {
+            Turn::Text(t) => (pieces(t), Vec::new()),
+            Turn::Tools { preface, calls } => (
+                whole(preface),
+                calls
+                    .iter()
+                    .enumerate()
+                    .map(|(n, (name, args))| Call {
+                        id: id(n),
+                        name: name.clone(),
+                        args: args.clone(),
+                    })
+                    .collect(),
+            ),
+        };
+        Answer {
+            model: model.to_owned(),
+            text,
+            calls,
+            usage,
+            split_args: true,
+        }
     }
-    fn anthropic_id(&self) -> String {
-        format!("toolu_01A09q90qw90lq917835lq{}", self.n)
-    }
-}
 
-fn words(s: &str) -> u64 {
-    s.split_whitespace().count() as u64
+    /// Output tokens: the words said, or 9 for a tool turn.
+    fn tokens(&self) -> u64 {
+        match self {
+            Turn::Text(t) => words(t),
+            Turn::Tools { .. } => 9,
+        }
+    }
 }
 
 /// Text of a content value in either format (string, or blocks with `text`).
@@ -69,15 +87,12 @@ fn decide(messages: &[Value], tools: Option<&Vec<Value>>, tool_results: Vec<Stri
             .iter()
             .take(2)
             .zip(["Paris", "Rome"])
-            .enumerate()
-            .map(|(n, (tool, city))| Call {
-                n,
-                name: tool["function"]["name"]
+            .map(|(tool, city)| {
+                let name = tool["function"]["name"]
                     .as_str()
                     .or(tool["name"].as_str())
-                    .unwrap_or("tool")
-                    .to_owned(),
-                args: json!({ "city": city }),
+                    .unwrap_or("tool");
+                (name.to_owned(), json!({ "city": city }))
             })
             .collect();
         return Turn::Tools {
@@ -92,29 +107,6 @@ fn decide(messages: &[Value], tools: Option<&Vec<Value>>, tool_results: Vec<Stri
         .map(|m| text_of(&m["content"]))
         .unwrap_or_default();
     Turn::Text(format!("You said: {last_user}"))
-}
-
-/// Splits text into pieces that keep their spaces, so joining them restores it.
-fn pieces(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    for c in text.chars() {
-        cur.push(c);
-        if c == ' ' {
-            out.push(std::mem::take(&mut cur));
-        }
-    }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    out
-}
-
-fn sse(events: Vec<String>) -> Reply {
-    Reply::Sse {
-        events: events.into_iter().map(|e| (Duration::ZERO, e)).collect(),
-        finish: true,
-    }
 }
 
 // ---------------------------------------------------------------- OpenAI
@@ -138,8 +130,7 @@ pub fn openai(secret: &'static str) -> impl Fn(&Received) -> Reply + Send + Sync
                 "invalid_api_key",
             );
         }
-        let path = r.path.split('?').next().unwrap_or("");
-        match (r.method.as_str(), path) {
+        match (r.method.as_str(), r.route()) {
             ("POST", "/chat/completions") => match openai_chat_invalid(&r.json()) {
                 Some(why) => openai_error(400, &why, "invalid_request_error", "invalid_value"),
                 None => openai_chat(&r.json()),
@@ -239,12 +230,7 @@ fn openai_chat_invalid(body: &Value) -> Option<String> {
 }
 
 fn openai_chat(body: &Value) -> Reply {
-    let model = body["model"].as_str().unwrap_or("").to_owned();
     let messages = body["messages"].as_array().cloned().unwrap_or_default();
-    let breaks = body["stream"] == true
-        && messages
-            .iter()
-            .any(|m| text_of(&m["content"]).contains(BREAK_STREAM));
     let tool_results: Vec<String> = messages
         .iter()
         .rev()
@@ -255,118 +241,37 @@ fn openai_chat(body: &Value) -> Reply {
         .rev()
         .collect();
     let turn = decide(&messages, body["tools"].as_array(), tool_results);
-    let prompt_tokens: u64 = messages
-        .iter()
-        .map(|m| words(&text_of(&m["content"])))
-        .sum();
-    let id = "chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT";
-    let created = 1741569952;
-    let (completion_tokens, finish) = match &turn {
-        Turn::Text(t) => (words(t), "stop"),
-        Turn::Tools { .. } => (9, "tool_calls"),
+    let usage = Usage {
+        input: messages
+            .iter()
+            .map(|m| words(&text_of(&m["content"])))
+            .sum(),
+        cached: 0,
+        output: turn.tokens(),
     };
-    let usage = json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
-            "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}});
+    let model = body["model"].as_str().unwrap_or("");
+    let answer = turn.answer(model, usage, |n| format!("call_abc12{n}"));
     if body["stream"] != true {
-        let message = match &turn {
-            Turn::Text(t) => json!({"role": "assistant", "content": t, "refusal": null,
-                                    "annotations": []}),
-            Turn::Tools { preface, calls } => {
-                let calls: Vec<Value> = calls
-                    .iter()
-                    .map(|c| {
-                        json!({"id": c.openai_id(), "type": "function",
-                        "function": {"name": c.name, "arguments": c.args.to_string()}})
-                    })
-                    .collect();
-                json!({"role": "assistant", "content": preface, "refusal": null,
-                       "annotations": [], "tool_calls": calls})
-            }
-        };
-        return Reply::json(
-            200,
-            json!({"id": id, "object": "chat.completion", "created": created, "model": model,
-                   "choices": [{"index": 0, "message": message, "logprobs": null,
-                                "finish_reason": finish}],
-                   "usage": usage, "service_tier": "default",
-                   "system_fingerprint": "fp_fake"}),
-        );
+        return Reply::json(200, answer::chat_json(&answer));
     }
     let include_usage = body["stream_options"]["include_usage"] == true;
-    let chunk = |delta: Value, finish: Value| {
-        let mut chunk = json!({"id": id, "object": "chat.completion.chunk", "created": created,
-               "model": model, "system_fingerprint": "fp_fake",
-               "choices": [{"index": 0, "delta": delta, "logprobs": null,
-                            "finish_reason": finish}]});
-        if include_usage {
-            // As OpenAI does: with include_usage every chunk carries `"usage": null`.
-            chunk["usage"] = Value::Null;
-        }
-        chunk.to_string()
-    };
-    let mut events = vec![chunk(
-        json!({"role": "assistant", "content": "", "refusal": null}),
-        Value::Null,
-    )];
-    match &turn {
-        Turn::Text(t) => {
-            for piece in pieces(t) {
-                events.push(chunk(json!({"content": piece}), Value::Null));
-            }
-        }
-        Turn::Tools { preface, calls } => {
-            events.push(chunk(json!({ "content": preface }), Value::Null));
-            for c in calls {
-                events.push(chunk(
-                    json!({"tool_calls": [{"index": c.n, "id": c.openai_id(), "type": "function",
-                            "function": {"name": c.name, "arguments": ""}}]}),
-                    Value::Null,
-                ));
-                let args = c.args.to_string();
-                let (a, b) = args.split_at(args.len() / 2);
-                for part in [a, b] {
-                    events.push(chunk(
-                        json!({"tool_calls": [{"index": c.n, "function": {"arguments": part}}]}),
-                        Value::Null,
-                    ));
-                }
-            }
-        }
-    }
-    events.push(chunk(json!({}), json!(finish)));
-    if include_usage {
-        // Real OpenAI: every chunk has `usage: null`, then one chunk with no choices.
-        events.push(
-            json!({"id": id, "object": "chat.completion.chunk", "created": created,
-                   "model": model, "system_fingerprint": "fp_fake", "choices": [],
-                   "usage": usage})
-            .to_string(),
-        );
-    }
-    events.push("[DONE]".into());
+    let mut events = answer::chat_events(&answer, include_usage);
+    let breaks = messages
+        .iter()
+        .any(|m| text_of(&m["content"]).contains(BREAK_STREAM));
     if breaks {
         // Two content chunks, then the connection drops: no finish_reason, no [DONE].
         events.truncate(3);
         return Reply::Sse {
-            events: events
-                .into_iter()
-                .map(|e| (Duration::ZERO, format!("data: {e}\n\n")))
-                .collect(),
+            events: events.into_iter().map(|e| (Duration::ZERO, e)).collect(),
             finish: false,
         };
     }
-    sse(events
-        .into_iter()
-        .map(|e| format!("data: {e}\n\n"))
-        .collect())
+    Reply::sse(events, Duration::ZERO)
 }
 
 /// The Responses API (`POST /responses`), text only: what Codex and `client.responses` use.
 fn openai_responses(body: &Value) -> Reply {
-    let model = body["model"].as_str().unwrap_or("").to_owned();
     let prompt = match &body["input"] {
         Value::String(s) => s.clone(),
         Value::Array(items) => items
@@ -385,86 +290,17 @@ fn openai_responses(body: &Value) -> Reply {
         _ => String::new(),
     };
     let text = format!("You said: {prompt}");
-    let usage = json!({"input_tokens": words(&prompt), "output_tokens": words(&text),
-        "total_tokens": words(&prompt) + words(&text),
-        "input_tokens_details": {"cached_tokens": 0},
-        "output_tokens_details": {"reasoning_tokens": 0}});
-    let id = "resp_67ccd2bed1ec8190b14f964abc0542670bb6a6b452d3795b";
-    let item_id = "msg_67ccd2bf17f0819081ff3bb2cf6508e60bb6a6b452d3795b";
-    let message = |status: &str, text: &str| {
-        json!({"type": "message", "id": item_id, "status": status, "role": "assistant",
-               "content": [{"type": "output_text", "text": text, "annotations": []}]})
+    let usage = Usage {
+        input: words(&prompt),
+        cached: 0,
+        output: words(&text),
     };
-    let response = |status: &str, output: Value, usage: Value| {
-        json!({"id": id, "object": "response", "created_at": 1741476542, "status": status,
-               "error": null, "incomplete_details": null, "instructions": null,
-               "max_output_tokens": null, "model": model, "output": output,
-               "parallel_tool_calls": true, "previous_response_id": null,
-               "reasoning": {"effort": null, "summary": null}, "store": true,
-               "temperature": 1.0, "text": {"format": {"type": "text"}}, "tool_choice": "auto",
-               "tools": [], "top_p": 1.0, "truncation": "disabled", "usage": usage,
-               "user": null, "metadata": {}})
-    };
+    let model = body["model"].as_str().unwrap_or("");
+    let answer = Turn::Text(text).answer(model, usage, |_| String::new());
     if body["stream"] != true {
-        return Reply::json(
-            200,
-            response("completed", json!([message("completed", &text)]), usage),
-        );
+        return Reply::json(200, answer::responses_json(&answer));
     }
-    let mut seq = 0;
-    let mut events = Vec::new();
-    let mut push = |kind: &str, mut data: Value| {
-        data["type"] = json!(kind);
-        data["sequence_number"] = json!(seq);
-        seq += 1;
-        events.push(format!("event: {kind}\ndata: {data}\n\n"));
-    };
-    push(
-        "response.created",
-        json!({"response": response("in_progress", json!([]), Value::Null)}),
-    );
-    push(
-        "response.in_progress",
-        json!({"response": response("in_progress", json!([]), Value::Null)}),
-    );
-    let empty = message("in_progress", "");
-    push(
-        "response.output_item.added",
-        json!({"output_index": 0, "item": empty}),
-    );
-    push(
-        "response.content_part.added",
-        json!({"item_id": item_id, "output_index": 0,
-        "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": []}}),
-    );
-    for piece in pieces(&text) {
-        push(
-            "response.output_text.delta",
-            json!({"item_id": item_id, "output_index": 0,
-            "content_index": 0, "delta": piece}),
-        );
-    }
-    push(
-        "response.output_text.done",
-        json!({"item_id": item_id, "output_index": 0,
-        "content_index": 0, "text": text}),
-    );
-    push(
-        "response.content_part.done",
-        json!({"item_id": item_id, "output_index": 0,
-        "content_index": 0, "part": {"type": "output_text", "text": text, "annotations": []}}),
-    );
-    push(
-        "response.output_item.done",
-        json!({"output_index": 0,
-        "item": message("completed", &text)}),
-    );
-    push(
-        "response.completed",
-        json!({"response":
-        response("completed", json!([message("completed", &text)]), usage)}),
-    );
-    sse(events)
+    Reply::sse(answer::responses_events(&answer), Duration::ZERO)
 }
 
 fn openai_embeddings(body: &Value) -> Reply {
@@ -530,8 +366,7 @@ pub fn anthropic(secret: &'static str) -> impl Fn(&Received) -> Reply + Send + S
                 "anthropic-version: header is required",
             );
         }
-        let path = r.path.split('?').next().unwrap_or("");
-        match (r.method.as_str(), path) {
+        match (r.method.as_str(), r.route()) {
             ("POST", "/v1/messages") => match anthropic_invalid(&r.json(), ANTHROPIC_FIELDS) {
                 Some(why) => anthropic_error(400, "invalid_request_error", &why),
                 None => anthropic_messages(&r.json()),
@@ -633,11 +468,9 @@ fn anthropic_prompt_tokens(body: &Value) -> u64 {
 }
 
 fn anthropic_messages(body: &Value) -> Reply {
-    let Some(max_tokens) = body["max_tokens"].as_u64() else {
+    if body["max_tokens"].as_u64().is_none() {
         return anthropic_error(400, "invalid_request_error", "max_tokens: Field required");
-    };
-    let _ = max_tokens;
-    let model = body["model"].as_str().unwrap_or("").to_owned();
+    }
     let messages = body["messages"].as_array().cloned().unwrap_or_default();
     let tool_results: Vec<String> = messages
         .last()
@@ -648,105 +481,26 @@ fn anthropic_messages(body: &Value) -> Reply {
         .map(|b| text_of(&b["content"]))
         .collect();
     let turn = decide(&messages, body["tools"].as_array(), tool_results);
-    let input_tokens = anthropic_prompt_tokens(body);
-    let id = "msg_013Zva2CMHLNnXjNJJKqJ2EF";
-    let (output_tokens, stop_reason) = match &turn {
-        Turn::Text(t) => (words(t), "end_turn"),
-        Turn::Tools { .. } => (9, "tool_use"),
+    let usage = Usage {
+        input: anthropic_prompt_tokens(body),
+        cached: 0,
+        output: turn.tokens(),
     };
+    let model = body["model"].as_str().unwrap_or("");
+    let answer = turn.answer(model, usage, |n| format!("toolu_01A09q90qw90lq917835lq{n}"));
     if body["stream"] != true {
-        let blocks = match &turn {
-            Turn::Text(t) => vec![json!({"type": "text", "text": t})],
-            Turn::Tools { preface, calls } => {
-                std::iter::once(json!({"type": "text", "text": preface}))
-                    .chain(calls.iter().map(|c| {
-                        json!({"type": "tool_use",
-                    "id": c.anthropic_id(), "name": c.name, "input": c.args})
-                    }))
-                    .collect()
-            }
-        };
-        return Reply::json(
-            200,
-            json!({"id": id, "type": "message", "role": "assistant", "model": model,
-                   "content": blocks, "stop_reason": stop_reason, "stop_sequence": null,
-                   "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens,
-                             "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
-                             "service_tier": "standard"}}),
-        );
+        return Reply::json(200, answer::messages_json(&answer));
     }
-    let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
-    let mut events = vec![event(
-        "message_start",
-        json!({"type": "message_start", "message": {"id": id,
-            "type": "message", "role": "assistant", "model": model, "content": [],
-            "stop_reason": null, "stop_sequence": null,
-            "usage": {"input_tokens": input_tokens, "output_tokens": 1,
-                      "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}}),
-    )];
-    let text = match &turn {
-        Turn::Text(t) => t,
-        Turn::Tools { preface, .. } => preface,
-    };
-    events.push(event(
-        "content_block_start",
-        json!({"type": "content_block_start",
-        "index": 0, "content_block": {"type": "text", "text": ""}}),
-    ));
-    events.push(event("ping", json!({"type": "ping"})));
-    for piece in pieces(text) {
-        events.push(event(
-            "content_block_delta",
-            json!({"type": "content_block_delta",
-            "index": 0, "delta": {"type": "text_delta", "text": piece}}),
-        ));
-    }
-    events.push(event(
-        "content_block_stop",
-        json!({"type": "content_block_stop", "index": 0}),
-    ));
-    if let Turn::Tools { calls, .. } = &turn {
-        for c in calls {
-            let index = c.n + 1;
-            events.push(event(
-                "content_block_start",
-                json!({"type": "content_block_start",
-                "index": index, "content_block": {"type": "tool_use",
-                "id": c.anthropic_id(), "name": c.name, "input": {}}}),
-            ));
-            let args = c.args.to_string();
-            let (a, b) = args.split_at(args.len() / 2);
-            for part in ["", a, b] {
-                events.push(event(
-                    "content_block_delta",
-                    json!({"type": "content_block_delta",
-                    "index": index, "delta": {"type": "input_json_delta", "partial_json": part}}),
-                ));
-            }
-            events.push(event(
-                "content_block_stop",
-                json!({"type": "content_block_stop", "index": index}),
-            ));
-        }
-    }
-    let breaks = body["messages"].as_array().is_some_and(|ms| {
-        ms.iter()
-            .any(|m| text_of(&m["content"]).contains(BREAK_STREAM))
-    });
+    let mut events = answer::messages_events(&answer);
+    let breaks = messages
+        .iter()
+        .any(|m| text_of(&m["content"]).contains(BREAK_STREAM));
     if breaks {
+        // The start, the first text piece, then Anthropic's overload error.
         events.truncate(4);
-        events.push(event(
-            "error",
-            json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
-        ));
-        return sse(events);
+        let error = json!({"type": "error",
+            "error": {"type": "overloaded_error", "message": "Overloaded"}});
+        events.push(format!("event: error\ndata: {error}\n\n"));
     }
-    events.push(event(
-        "message_delta",
-        json!({"type": "message_delta",
-        "delta": {"stop_reason": stop_reason, "stop_sequence": null},
-        "usage": {"output_tokens": output_tokens}}),
-    ));
-    events.push(event("message_stop", json!({"type": "message_stop"})));
-    sse(events)
+    Reply::sse(events, Duration::ZERO)
 }

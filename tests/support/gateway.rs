@@ -4,8 +4,6 @@
 //! and the child process; dropping it stops the process (SIGTERM, then kill) and removes the
 //! files. Stderr is collected so tests can assert that no secret ever reaches it.
 
-#![allow(dead_code)]
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -15,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::eventually;
 use noviqi::crypto::apikey;
 use noviqi::crypto::secret::{MasterKey, encrypt};
 
@@ -230,16 +229,16 @@ prefix = "{prefix}"
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Some(status);
-            }
-            thread::sleep(Duration::from_millis(20));
+        let mut status = None;
+        let exited = eventually(Duration::from_secs(10), || {
+            status = child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        if !exited {
+            let _ = child.kill();
+            let _ = child.wait();
         }
-        let _ = child.kill();
-        let _ = child.wait();
-        None
+        status
     }
 
     /// An agent that does not follow redirects (to see a login's 303 and its cookie).
@@ -459,18 +458,4 @@ pub fn form_encode(s: &str) -> String {
         }
     }
     out
-}
-
-/// Retries `f` until it returns true or `timeout` passes.
-pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
 }

@@ -1,12 +1,11 @@
 //! Test helper for the HTTP layer: start a server on 127.0.0.1:0 with a closure handler, and a
 //! tiny raw client that reads responses off a real socket (pipelining included).
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use noviqi::http::{Handler, Request, Response, RunningServer, Server, ServerOptions};
 
@@ -173,18 +172,6 @@ impl<S: Read + Write> Client<S> {
     pub fn closed(&mut self) -> bool {
         self.buf.is_empty() && !self.more()
     }
-}
-
-/// Polls `f` until it returns true or `within` passes.
-pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + within;
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    f()
 }
 
 pub fn get(addr: SocketAddr, path: &str) -> Option<Resp> {
