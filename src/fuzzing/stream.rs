@@ -72,10 +72,16 @@ enum ClientFormat {
 
 /// Output a translator may write for one event: this many bytes per input byte ...
 const OUT_PER_BYTE: usize = 4;
-/// ... plus this much (frame overhead, ids, the model name, the usage frame). The event that
-/// ends the stream may also repeat everything so far (the Responses API's final response
-/// carries the whole output): up to `OUT_PER_BYTE` times all the input read.
+/// ... plus this much (frame overhead, ids, the model name, the usage frame). An event that
+/// closes an output item, or the stream, may also repeat what came before it (the
+/// Responses API's `*.done` events carry the item's whole text, its final response the whole
+/// output): up to `OUT_PER_BYTE` times all the input read.
 const OUT_PER_EVENT: usize = 2048;
+/// Over a whole stream, output may be at most this many bytes per input byte (plus
+/// `OUT_PER_EVENT` per event): each piece of text is written as a delta, repeated by its
+/// item's `*.done` events and once more by the final response, but never once per event, so
+/// nothing an upstream repeats (an id, the model name) multiplies the output.
+const OUT_TOTAL_PER_BYTE: usize = 8;
 
 /// Runs a translator over `payload` fed in `lens` pieces as the relay does (events from each
 /// read, `finish` at EOF or on an unreadable stream); returns the client bytes.
@@ -89,6 +95,7 @@ fn run_translator(
     let mut events = Vec::new();
     let mut out = Vec::new();
     let mut read = 0;
+    let mut seen = 0;
     let mut feed = |tr: &mut Box<dyn StreamTranslator>, ev: &SseEvent, out: &mut Vec<u8>| {
         let before = out.len();
         let ended = tr.finished() || tr.failed();
@@ -97,11 +104,15 @@ fn run_translator(
         assert!(!ended || wrote == 0, "wrote after the stream ended");
         let size = ev.data.len() + ev.event.as_ref().map_or(0, String::len);
         read += size;
-        let ends = tr.finished() || tr.failed();
-        let carried = if ends { OUT_PER_BYTE * read } else { 0 };
+        seen += 1;
         assert!(
-            wrote <= OUT_PER_BYTE * size + OUT_PER_EVENT + carried,
+            wrote <= OUT_PER_BYTE * (size + read) + OUT_PER_EVENT,
             "{wrote} bytes out for a {size}-byte event"
+        );
+        assert!(
+            out.len() <= OUT_TOTAL_PER_BYTE * read + OUT_PER_EVENT * seen,
+            "{} bytes out for {read} bytes in {seen} events",
+            out.len()
         );
     };
     let mut broken = false;
