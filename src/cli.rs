@@ -29,6 +29,7 @@ use zeroize::Zeroizing;
 use crate::config::edit::{self, NewKey};
 use crate::config::rotate::{self, Rotation, master_key_path};
 use crate::config::{self, Secrets};
+use crate::cost::{self, Period, Usd};
 use crate::crypto::apikey;
 use crate::crypto::secret::{self, MASTER_KEY_ENV, MasterKey};
 
@@ -46,6 +47,7 @@ Commands:
   serve                     run the gateway
   check                     validate the config and decrypt every secret
   keys add NAME [--models GLOB…] [--rpm N] [--tpm N] [--expires RFC3339]
+               [--budget USD] [--period day|week|month]
                             create a key; prints it once on stdout
   keys list                 one key per line: name, prefix, state
   keys revoke NAME          disable a key
@@ -53,6 +55,7 @@ Commands:
   secret set PROVIDER       read a secret from stdin, store it encrypted for PROVIDER
   secret rotate             new master key; re-encrypt every secret (old key kept as .old)
   admin passwd              read the admin password from stdin (or a prompt) and store its hash
+  prices                    the price table in force ([[prices]], then built-in), one model a line
 
 Options:
   -c, --config PATH         config file (else $NOVIQI_CONFIG, else ./noviqi.toml)
@@ -112,6 +115,8 @@ struct Args {
     rpm: Option<u64>,
     tpm: Option<u64>,
     expires: Option<String>,
+    budget: Option<f64>,
+    period: Option<String>,
     help: bool,
     version: bool,
 }
@@ -149,6 +154,24 @@ fn parse_args(mut parser: lexopt::Parser) -> CliResult<Args> {
                         .map_err(|_| "--expires needs an RFC 3339 time")?,
                 );
             }
+            Long("budget") => {
+                let v = parser.value().map_err(|e| e.to_string())?;
+                let usd = v
+                    .to_str()
+                    .and_then(|s| s.parse::<f64>().ok())
+                    .filter(|usd| Usd::from_f64(*usd).is_some())
+                    .ok_or("--budget needs an amount of USD, like 20 or 7.5 (0 = no cap)")?;
+                args.budget = Some(usd);
+            }
+            Long("period") => {
+                let v = parser.value().map_err(|e| e.to_string())?;
+                let period = v
+                    .into_string()
+                    .ok()
+                    .filter(|p| Period::parse(p).is_some())
+                    .ok_or("--period needs day, week or month")?;
+                args.period = Some(period);
+            }
             Short('h') | Long("help") => args.help = true,
             Short('V') | Long("version") => args.version = true,
             Value(v) => args
@@ -173,9 +196,14 @@ fn run(args: Args) -> CliResult {
         && (!args.models.is_empty()
             || args.rpm.is_some()
             || args.tpm.is_some()
-            || args.expires.is_some())
+            || args.expires.is_some()
+            || args.budget.is_some()
+            || args.period.is_some())
     {
-        return Err("--models, --rpm, --tpm and --expires apply only to `keys add`".into());
+        return Err(
+            "--models, --rpm, --tpm, --expires, --budget and --period apply only to `keys add`"
+                .into(),
+        );
     }
     let path = config_path(args.config.clone());
     match words.as_slice() {
@@ -189,6 +217,7 @@ fn run(args: Args) -> CliResult {
         ["secret", "set", provider] => secret_set(&path, provider),
         ["secret", "rotate"] => secret_rotate(&path),
         ["admin", "passwd"] => admin_passwd(&path),
+        ["prices"] => prices(&path),
         [] => Err(format!("no command given\n\n{USAGE}").into()),
         _ => Err(format!("unknown command `{}`; see `noviqi --help`", words.join(" ")).into()),
     }
@@ -299,6 +328,8 @@ fn init(path: &Path) -> CliResult {
             requests_per_minute: None,
             tokens_per_minute: None,
             expires_at: None,
+            budget_usd: None,
+            budget_period: None,
         },
     )
     .map_err(|e| e.to_string())?;
@@ -389,6 +420,8 @@ fn keys_add(path: &Path, name: &str, args: &Args) -> CliResult {
             requests_per_minute: args.rpm,
             tokens_per_minute: args.tpm,
             expires_at: args.expires.clone(),
+            budget_usd: args.budget,
+            budget_period: args.period.clone(),
         },
     )
     .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -399,6 +432,61 @@ fn keys_add(path: &Path, name: &str, args: &Args) -> CliResult {
         path.display()
     );
     Ok(())
+}
+
+/// `noviqi prices`: every price in force, in matching order, one per line: where it comes
+/// from, the glob, and USD per million tokens (input, output, cache read, cache write,
+/// 1-hour cache write; then a tier's, if any). Unknown models cost `null`; `mock` is free.
+fn prices(path: &Path) -> CliResult {
+    let config = config::load(path, Secrets::Skip).map_err(|e| e.to_string())?;
+    out(
+        "# source    match    input output cache_read cache_write cache_write_1h  (USD per million tokens)",
+    )?;
+    for rule in &config.prices {
+        out(&format!(
+            "config  {}  {}",
+            rule.pattern,
+            rates_text(&rule.price)
+        ))?;
+    }
+    for entry in cost::builtin::entries() {
+        out(&format!(
+            "built-in  {}  {}  # {} {} {}",
+            entry.pattern,
+            rates_text(&entry.price),
+            entry.provider,
+            entry.taken,
+            entry.source
+        ))?;
+    }
+    eprintln!(
+        "[[prices]] entries (matched against provider/upstream_model) come first; then a cost \
+         the upstream reports itself (OpenRouter); then the built-in list prices."
+    );
+    Ok(())
+}
+
+fn rates_text(price: &cost::Price) -> String {
+    let per_m = |picos| Usd::from_picos(picos).to_string();
+    let rates = |r: &cost::price::Rates| {
+        format!(
+            "{} {} {} {} {}",
+            per_m(r.input),
+            per_m(r.output),
+            per_m(r.cache_read),
+            per_m(r.cache_write),
+            per_m(r.cache_write_1h)
+        )
+    };
+    match &price.tier {
+        Some(tier) => format!(
+            "{}  above {} input tokens: {}",
+            rates(&price.base),
+            tier.above_input_tokens,
+            rates(&tier.rates)
+        ),
+        None => rates(&price.base),
+    }
 }
 
 fn keys_list(path: &Path) -> CliResult {

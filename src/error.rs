@@ -69,6 +69,8 @@ pub enum Kind {
     HeadersTooLarge,
     ExpectationFailed,
     RateLimited,
+    /// The key spent its budget for the current period: retrying before it ends is useless.
+    BudgetExceeded,
     LockedOut,
     TooManyConnections,
     UpstreamUnreachable,
@@ -100,7 +102,10 @@ impl Kind {
             Kind::RequestTimeout => 408,
             Kind::TooLarge => 413,
             Kind::ExpectationFailed => 417,
-            Kind::RateLimited | Kind::LockedOut | Kind::TooManyConnections => 429,
+            Kind::RateLimited
+            | Kind::BudgetExceeded
+            | Kind::LockedOut
+            | Kind::TooManyConnections => 429,
             Kind::HeadersTooLarge => 431,
             Kind::Internal => 500,
             Kind::UpstreamUnreachable
@@ -132,6 +137,7 @@ impl Kind {
             Kind::TooLarge => "request_too_large",
             Kind::HeadersTooLarge => "headers_too_large",
             Kind::RateLimited => "rate_limited",
+            Kind::BudgetExceeded => "budget_exceeded",
             Kind::LockedOut => "locked_out",
             Kind::TooManyConnections => "too_many_connections",
             Kind::UpstreamUnreachable => "upstream_unreachable",
@@ -178,6 +184,7 @@ impl Kind {
             Kind::HeadersTooLarge => "request header fields too large",
             Kind::ExpectationFailed => "unsupported Expect header",
             Kind::RateLimited => "rate limit reached for this key",
+            Kind::BudgetExceeded => "this key has spent its budget for the current period",
             Kind::LockedOut => "too many failed attempts from this address; try again later",
             Kind::TooManyConnections => "too many open connections from this address",
             Kind::UpstreamUnreachable => "the upstream is unreachable",
@@ -251,6 +258,11 @@ impl ApiError {
         ApiError::new(Kind::RateLimited).with_retry_after(retry_after)
     }
 
+    /// A key over its budget; `retry_after` = seconds until its period ends.
+    pub fn budget_exceeded(retry_after: u64) -> ApiError {
+        ApiError::new(Kind::BudgetExceeded).with_retry_after(retry_after)
+    }
+
     pub fn locked_out(retry_after: u64) -> ApiError {
         ApiError::new(Kind::LockedOut).with_retry_after(retry_after)
     }
@@ -299,6 +311,7 @@ impl ApiError {
         match self.fault() {
             Fault::Upstream => "upstream_error",
             Fault::Gateway => "server_error",
+            Fault::Client if self.kind == Kind::BudgetExceeded => "insufficient_quota",
             Fault::Client => match self.status() {
                 401 => "authentication_error",
                 403 => "permission_error",
@@ -355,6 +368,10 @@ impl ApiError {
         if let Some(secs) = self.retry_after {
             response = response.with_header("retry-after", secs.to_string());
         }
+        if self.kind == Kind::BudgetExceeded {
+            // Both official SDKs retry a 429 unless told not to.
+            response = response.with_header("x-should-retry", "false");
+        }
         response
     }
 }
@@ -406,6 +423,26 @@ mod tests {
             Dialect::Anthropic
         );
         assert_eq!(Dialect::of_path("/v1/chat/completions"), Dialect::OpenAi);
+    }
+
+    #[test]
+    fn budget_exceeded_in_both_shapes() {
+        let e = ApiError::budget_exceeded(3600);
+        let v: serde_json::Value = serde_json::from_slice(&e.body(Dialect::OpenAi)).unwrap();
+        assert_eq!(v["error"]["type"], "insufficient_quota");
+        assert_eq!(v["error"]["code"], "budget_exceeded");
+        let v: serde_json::Value = serde_json::from_slice(&e.body(Dialect::Anthropic)).unwrap();
+        assert_eq!(v["error"]["type"], "rate_limit_error");
+        let r = e.response(Dialect::OpenAi);
+        assert_eq!(r.status, 429);
+        let header = |name: &str| {
+            r.headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.to_string())
+        };
+        assert_eq!(header("retry-after").as_deref(), Some("3600"));
+        assert_eq!(header("x-should-retry").as_deref(), Some("false"));
     }
 
     #[test]

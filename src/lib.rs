@@ -10,11 +10,13 @@ pub mod cli;
 pub mod clientip;
 pub mod clock;
 pub mod config;
+pub mod cost;
 pub mod crypto;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gateway;
+pub mod glob;
 pub mod http;
 pub mod limits;
 pub mod logging;

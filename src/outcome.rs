@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 
 use crate::clock::Stamp;
-use crate::config::model::Key;
+use crate::config::model::{Key, ProviderSettings};
+use crate::cost::Usd;
 use crate::translate::{Endpoint, Usage};
 
 /// Where the time of a request that reached an upstream went.
@@ -39,13 +40,15 @@ pub struct Outcome {
     /// The model is a `[[models]]` name (not a client-made `provider/model`).
     pub model_configured: bool,
     /// The provider whose answer the client got, and the model name it was sent.
-    pub provider: Option<String>,
+    pub provider: Option<Arc<ProviderSettings>>,
     pub upstream_model: Option<String>,
     pub stream: bool,
     pub status: u16,
     /// `None` on success; a short code (the usage log's `error`) otherwise.
     pub error: Option<&'static str>,
     pub usage: Option<Usage>,
+    /// What the answer cost; `None` when unknown (no usage, or no price for the model).
+    pub cost: Option<Usd>,
     /// Time to the first byte of the body sent to the client.
     pub ttfb: Option<Duration>,
     pub timing: Option<Timing>,
@@ -82,6 +85,7 @@ impl Outcome {
             status: 0,
             error: None,
             usage: None,
+            cost: None,
             ttfb: None,
             timing: None,
             ended: None,
@@ -136,19 +140,20 @@ impl Outcome {
 
 /// The usage log line: `{"ts","request_id","key","model","provider","upstream_model",
 /// "endpoint","stream","status","latency_ms","ttfb_ms","prompt_tokens","completion_tokens",
-/// "error","client_ip"}` (the contract's names and order).
+/// "cache_read_tokens","cache_write_tokens","cost_usd","error","client_ip"}` (the contract's
+/// names and order). Token counts are `null` when the upstream reported no usage.
 impl Serialize for Outcome {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let ts = self
             .ended
             .as_ref()
             .map_or_else(|| Stamp::now().rfc3339_millis(), |e| e.at.rfc3339_millis());
-        let mut s = serializer.serialize_struct("Outcome", 15)?;
+        let mut s = serializer.serialize_struct("Outcome", 18)?;
         s.serialize_field("ts", &ts)?;
         s.serialize_field("request_id", &self.request_id)?;
         s.serialize_field("key", &self.key_name())?;
         s.serialize_field("model", &self.model)?;
-        s.serialize_field("provider", &self.provider)?;
+        s.serialize_field("provider", &self.provider.as_ref().map(|p| p.name.as_str()))?;
         s.serialize_field("upstream_model", &self.upstream_model)?;
         s.serialize_field("endpoint", self.endpoint.path())?;
         s.serialize_field("stream", &self.stream)?;
@@ -160,6 +165,15 @@ impl Serialize for Outcome {
             "completion_tokens",
             &self.usage.map(|u| u.completion_tokens),
         )?;
+        s.serialize_field(
+            "cache_read_tokens",
+            &self.usage.map(|u| u.cache_read_tokens),
+        )?;
+        s.serialize_field(
+            "cache_write_tokens",
+            &self.usage.map(|u| u.cache_write_tokens),
+        )?;
+        s.serialize_field("cost_usd", &self.cost)?;
         s.serialize_field("error", &self.error)?;
         s.serialize_field("client_ip", &self.client_ip)?;
         s.end()

@@ -17,6 +17,8 @@ use std::thread;
 use std::time::Duration;
 
 use crate::config::model::UsageSettings;
+use crate::cost::Usd;
+use crate::cost::spend::{FileMark, Ledger};
 use crate::outcome::Outcome;
 use parking_lot::{Condvar, Mutex, RwLock};
 
@@ -40,12 +42,14 @@ struct Shared {
     path: PathBuf,
     max_bytes: u64,
     keep: usize,
+    /// Spend per key, charged with each line and checkpointed before each rotation.
+    spend: Arc<Ledger>,
 }
 
 impl UsageLog {
     /// Opens (creating, mode 0600) the log at `settings.path`; `Ok(None)` when usage logging is
     /// off.
-    pub fn open(settings: &UsageSettings) -> io::Result<Option<UsageLog>> {
+    pub fn open(settings: &UsageSettings, spend: Arc<Ledger>) -> io::Result<Option<UsageLog>> {
         let Some(path) = &settings.path else {
             return Ok(None);
         };
@@ -61,6 +65,7 @@ impl UsageLog {
             path: path.clone(),
             max_bytes: settings.max_bytes,
             keep: settings.keep,
+            spend,
         });
         let for_thread = inner.clone();
         let flusher = thread::Builder::new()
@@ -91,7 +96,11 @@ impl UsageLog {
                 return;
             }
             line.push(b'\n');
-            self.write_line(&line);
+            let charge = match (record.key_name(), record.cost) {
+                (Some(key), Some(cost)) => Some((key, record.ended_unix_secs(), cost)),
+                _ => None,
+            };
+            self.write_line(&line, charge);
             // One odd line must not pin its size in every connection thread for good.
             if line.capacity() > 64 * 1024 {
                 *line = Vec::new();
@@ -99,7 +108,10 @@ impl UsageLog {
         });
     }
 
-    fn write_line(&self, line: &[u8]) {
+    /// Writes `line` and, once it is in the file, charges its cost to its key's spend: both
+    /// under the shared lock, so a rotation's checkpoint sees the spend of exactly the lines
+    /// written before it.
+    fn write_line(&self, line: &[u8], charge: Option<(&str, i64, Usd)>) {
         let shared = &*self.inner;
         let file = shared.file.read();
         if shared.closed.load(Ordering::Acquire) {
@@ -108,6 +120,9 @@ impl UsageLog {
         if let Err(e) = (&*file).write_all(line) {
             log::error!("usage log {}: write failed: {e}", shared.path.display());
             return;
+        }
+        if let Some((key, at, cost)) = charge {
+            shared.spend.charge(key, at, cost);
         }
         shared.dirty.store(true, Ordering::Release);
         let size = shared.size.fetch_add(line.len() as u64, Ordering::AcqRel) + line.len() as u64;
@@ -154,6 +169,11 @@ impl Drop for UsageLog {
 impl Shared {
     fn rotate(&self, file: &mut File) -> io::Result<()> {
         file.sync_data()?;
+        // The spend of every line so far, before any of them can be dropped. Without it
+        // the file stays where it is (and grows) rather than lose spend.
+        let mark = FileMark::of(file)?;
+        self.spend
+            .checkpoint(&self.path, mark, crate::clock::unix_secs() as i64)?;
         if self.keep == 0 {
             std::fs::remove_file(&self.path)?;
         } else {
@@ -224,12 +244,15 @@ mod tests {
             crate::translate::Endpoint::Chat,
         );
         outcome.model = Some("m".into());
-        outcome.provider = Some("p".into());
+        outcome.provider = Some(std::sync::Arc::new(
+            crate::config::model::ProviderSettings::mock("p"),
+        ));
         outcome.upstream_model = Some("u".into());
         outcome.status = 200;
         outcome.usage = Some(crate::translate::Usage {
             prompt_tokens: 1,
             completion_tokens: 2,
+            ..Default::default()
         });
         outcome.end();
         outcome
@@ -244,7 +267,7 @@ mod tests {
             max_bytes: 1000,
             keep: 2,
         };
-        let log = UsageLog::open(&settings).unwrap().unwrap();
+        let log = UsageLog::open(&settings, Arc::default()).unwrap().unwrap();
         for i in 0..40 {
             log.append(&record(&format!("req-{i}")));
         }
@@ -277,6 +300,6 @@ mod tests {
             max_bytes: 1,
             keep: 1,
         };
-        assert!(UsageLog::open(&settings).unwrap().is_none());
+        assert!(UsageLog::open(&settings, Arc::default()).unwrap().is_none());
     }
 }

@@ -158,7 +158,9 @@ fn anthropic_text_stream_to_openai() {
         usage,
         Usage {
             prompt_tokens: 125,
-            completion_tokens: 15
+            completion_tokens: 15,
+            cache_read_tokens: 100,
+            ..Usage::default()
         }
     );
     let chunks = openai_chunks(&out);
@@ -245,7 +247,8 @@ fn openai_text_stream_to_anthropic() {
         usage,
         Usage {
             prompt_tokens: 9,
-            completion_tokens: 12
+            completion_tokens: 12,
+            ..Usage::default()
         }
     );
     let names: Vec<String> = frames(&out).into_iter().map(|(n, _)| n.unwrap()).collect();
@@ -333,7 +336,8 @@ fn anthropic_stream_to_responses_events() {
         usage,
         Usage {
             prompt_tokens: 472,
-            completion_tokens: 89
+            completion_tokens: 89,
+            ..Usage::default()
         }
     );
     let frames = frames(&out);

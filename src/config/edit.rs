@@ -44,6 +44,10 @@ pub struct NewKey {
     pub tokens_per_minute: Option<u64>,
     /// RFC 3339, already checked by the caller or by the re-validation.
     pub expires_at: Option<String>,
+    /// USD per `budget_period`; checked by the caller or by the re-validation.
+    pub budget_usd: Option<f64>,
+    /// `day`, `week` or `month`.
+    pub budget_period: Option<String>,
 }
 
 fn parse(text: &str) -> Result<DocumentMut, EditError> {
@@ -100,6 +104,12 @@ pub fn add_key(text: &str, key: &NewKey) -> Result<String, EditError> {
     }
     if let Some(t) = &key.expires_at {
         table["expires_at"] = value(t.as_str());
+    }
+    if let Some(usd) = key.budget_usd {
+        table["budget_usd"] = value(usd);
+    }
+    if let Some(p) = &key.budget_period {
+        table["budget_period"] = value(p.as_str());
     }
     if keys.is_empty() {
         // The first key goes at the very end, after any trailing comments (toml_edit would put
@@ -320,6 +330,8 @@ mod tests {
             requests_per_minute: Some(5),
             tokens_per_minute: None,
             expires_at: None,
+            budget_usd: None,
+            budget_period: None,
         }
     }
 

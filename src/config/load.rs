@@ -14,7 +14,9 @@ use ipnet::IpNet;
 
 use super::error::{ConfigError, Problem, Seg};
 use super::model::*;
-use super::raw::{RawConfig, RawKey, RawProvider};
+use super::raw::{Number, RawConfig, RawKey, RawPrice, RawProvider};
+use crate::cost::price::{Price, RatesUsd};
+use crate::cost::{Period, PriceRule, Usd};
 use crate::crypto::apikey::KeyHash;
 use crate::crypto::secret::{self, MasterKey, SecretString};
 
@@ -98,9 +100,26 @@ fn lift(
         )?,
         tokens_per_minute: raw.limits.tokens_per_minute.filter(|&n| n > 0),
     };
+    let limits_at = |f| [Seg::Key("limits"), Seg::Key(f)];
+    let default_period = lift_period(
+        raw.limits.budget_period.as_deref(),
+        Period::Month,
+        &limits_at("budget_period"),
+    )?;
+    let budget = lift_budget(
+        raw.limits.budget_usd,
+        default_period,
+        &limits_at("budget_usd"),
+    )?;
+    let prices = lift_prices(&raw.prices)?;
     let providers: Vec<Arc<ProviderSettings>> = providers.into_iter().map(Arc::new).collect();
     let (models, model_index) = lift_models(&raw, &providers)?;
-    let (keys, key_index) = lift_keys(&raw.keys, limits)?;
+    let defaults = KeyDefaults {
+        limits,
+        budget,
+        period: default_period,
+    };
+    let (keys, key_index) = lift_keys(&raw.keys, defaults)?;
     Ok(Config {
         path: path.to_owned(),
         server,
@@ -108,6 +127,8 @@ fn lift(
         admin,
         usage,
         limits,
+        budget,
+        prices,
         providers,
         models,
         keys,
@@ -580,7 +601,73 @@ fn lift_models(raw: &RawConfig, providers: &[Arc<ProviderSettings>]) -> Lifted<M
     Ok((models, index))
 }
 
-fn lift_keys(list: &[RawKey], defaults: Limits) -> Lifted<KeyTable> {
+/// `budget_period`: `day`, `week` or `month`; absent = `default`.
+fn lift_period(text: Option<&str>, default: Period, path: &[Seg]) -> Lifted<Period> {
+    match text {
+        None => Ok(default),
+        Some(t) => Period::parse(t).ok_or_else(|| {
+            Problem::new(
+                path,
+                format!("`{t}` is not a budget period; use day, week or month"),
+            )
+        }),
+    }
+}
+
+/// `budget_usd`: a non-negative amount of USD; 0 = no cap.
+fn lift_budget(usd: Option<Number>, period: Period, path: &[Seg]) -> Lifted<Option<Budget>> {
+    let Some(Number(usd)) = usd else {
+        return Ok(None);
+    };
+    let limit = Usd::from_f64(usd).ok_or_else(|| {
+        Problem::new(
+            path,
+            format!("`{usd}` is not an amount of USD (0 or more; 0 = no cap)"),
+        )
+    })?;
+    Ok((limit > Usd::ZERO).then_some(Budget { limit, period }))
+}
+
+fn lift_prices(list: &[RawPrice]) -> Lifted<Vec<PriceRule>> {
+    list.iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let at = |f| [Seg::Key("prices"), Seg::Index(i), Seg::Key(f)];
+            if p.pattern.is_empty() {
+                return Err(Problem::new(
+                    &at("match"),
+                    "must not be empty; use a glob over provider/upstream_model like \"openai/gpt-4o*\"",
+                ));
+            }
+            let usd = RatesUsd {
+                input: p.input.0,
+                output: p.output.0,
+                cache_read: p.cache_read.map(|n| n.0),
+                cache_write: p.cache_write.map(|n| n.0),
+                cache_write_1h: p.cache_write_1h.map(|n| n.0),
+            };
+            let base = usd.to_rates().map_err(|field| {
+                Problem::new(
+                    &at(field),
+                    "must be a price in USD per million tokens (0 or more)",
+                )
+            })?;
+            Ok(PriceRule {
+                pattern: p.pattern.clone(),
+                price: Price { base, tier: None },
+            })
+        })
+        .collect()
+}
+
+/// What a key gets from `[limits]` when it sets nothing itself.
+struct KeyDefaults {
+    limits: Limits,
+    budget: Option<Budget>,
+    period: Period,
+}
+
+fn lift_keys(list: &[RawKey], defaults: KeyDefaults) -> Lifted<KeyTable> {
     let mut names: HashSet<&str> = HashSet::new();
     let mut index = HashMap::new();
     let mut keys = Vec::with_capacity(list.len());
@@ -614,13 +701,22 @@ fn lift_keys(list: &[RawKey], defaults: Limits) -> Lifted<KeyTable> {
         };
         let limits = Limits {
             requests_per_minute: match k.requests_per_minute {
-                None => defaults.requests_per_minute,
+                None => defaults.limits.requests_per_minute,
                 some => rpm(some, &key("requests_per_minute"))?,
             },
             tokens_per_minute: match k.tokens_per_minute {
-                None => defaults.tokens_per_minute,
+                None => defaults.limits.tokens_per_minute,
                 Some(n) => Some(n).filter(|&n| n > 0),
             },
+        };
+        let period = lift_period(
+            k.budget_period.as_deref(),
+            defaults.period,
+            &key("budget_period"),
+        )?;
+        let budget = match k.budget_usd {
+            None => defaults.budget.map(|b| Budget { period, ..b }),
+            some => lift_budget(some, period, &key("budget_usd"))?,
         };
         keys.push(Arc::new(Key {
             name: k.name.clone(),
@@ -632,6 +728,7 @@ fn lift_keys(list: &[RawKey], defaults: Limits) -> Lifted<KeyTable> {
             allowed_ips: lift_nets(&k.allowed_ips, &key("allowed_ips"))?,
             admin: k.admin,
             disabled: k.disabled,
+            budget,
         }));
     }
     Ok((keys, index))

@@ -14,8 +14,10 @@ use std::time::{Duration, SystemTime};
 
 use ipnet::IpNet;
 
+use crate::cost::{Period, PriceRule, Usd};
 use crate::crypto::apikey::KeyHash;
 use crate::crypto::secret::SecretString;
+use crate::glob::glob_match;
 
 /// Longest model name a client may send (longer is a 400): names are stored in the usage log
 /// and the dashboard's tables, and no real model name comes close.
@@ -33,6 +35,10 @@ pub struct Config {
     pub usage: UsageSettings,
     /// Defaults for keys that set none.
     pub limits: Limits,
+    /// The default spend cap for keys that set none.
+    pub budget: Option<Budget>,
+    /// `[[prices]]`, in file order (the first match wins).
+    pub prices: Vec<PriceRule>,
     /// In file order; names are unique.
     pub providers: Vec<Arc<ProviderSettings>>,
     /// In file order; names are unique.
@@ -95,6 +101,13 @@ pub struct UsageSettings {
     pub keep: usize,
 }
 
+/// A spend cap: at most `limit` per calendar `period` (UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub limit: Usd,
+    pub period: Period,
+}
+
 /// Per-minute limits; `None` means unlimited (the file's `0`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Limits {
@@ -140,6 +153,23 @@ pub struct ProviderSettings {
     pub ca_file: Option<PathBuf>,
 }
 
+impl ProviderSettings {
+    /// A `mock` provider with this name, for unit tests of what records requests.
+    #[cfg(test)]
+    pub(crate) fn mock(name: &str) -> ProviderSettings {
+        ProviderSettings {
+            name: name.to_owned(),
+            kind: ProviderKind::Mock,
+            base_url: "mock://".to_owned(),
+            credential_source: CredentialSource::None,
+            api_key: None,
+            timeout: Duration::from_secs(600),
+            headers: Vec::new(),
+            ca_file: None,
+        }
+    }
+}
+
 /// A `[[models]]` entry: the name clients send and the targets tried in order.
 #[derive(Debug, Clone)]
 pub struct ModelRoute {
@@ -170,6 +200,8 @@ pub struct Key {
     pub allowed_ips: Vec<IpNet>,
     pub admin: bool,
     pub disabled: bool,
+    /// The effective spend cap: the key's own, else `[limits]`; `None` = no cap.
+    pub budget: Option<Budget>,
 }
 
 impl Config {
@@ -217,6 +249,7 @@ impl Key {
             allowed_ips: Vec::new(),
             admin: false,
             disabled: false,
+            budget: None,
         }
     }
 
@@ -232,100 +265,5 @@ impl Key {
     /// Whether a request from `ip` may use this key.
     pub fn allows_ip(&self, ip: IpAddr) -> bool {
         self.allowed_ips.is_empty() || self.allowed_ips.iter().any(|net| net.contains(&ip))
-    }
-}
-
-/// Glob match with `*` (any run, including empty) and `?` (one character); everything else is
-/// literal. Iterative with one backtrack point, so it is linear-ish and cannot blow the stack;
-/// it walks both strings by character without copying them (it runs on every request).
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let char_at = |s: &str, at: usize| s[at..].chars().next();
-    // Byte offsets into `pattern` and `text`, always on character boundaries.
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while let Some(t) = char_at(text, ti) {
-        match char_at(pattern, pi) {
-            Some('*') => {
-                star = Some((pi, ti));
-                pi += 1;
-            }
-            Some(p) if p == '?' || p == t => {
-                pi += p.len_utf8();
-                ti += t.len_utf8();
-            }
-            _ => match star {
-                Some((sp, st)) => {
-                    let next = st + char_at(text, st).map_or(1, char::len_utf8);
-                    pi = sp + 1;
-                    ti = next;
-                    star = Some((sp, next));
-                }
-                None => return false,
-            },
-        }
-    }
-    pattern[pi..].chars().all(|c| c == '*')
-}
-
-#[cfg(test)]
-mod tests {
-    use super::glob_match;
-
-    #[test]
-    fn glob() {
-        assert!(glob_match("*", ""));
-        assert!(glob_match("*", "gpt-4o"));
-        assert!(glob_match("gpt-*", "gpt-4o"));
-        assert!(!glob_match("gpt-*", "claude"));
-        assert!(glob_match("claude-*-4?", "claude-sonnet-45"));
-        assert!(!glob_match("claude-*-4?", "claude-sonnet-4"));
-        assert!(glob_match("openai/*", "openai/gpt-4o"));
-        assert!(glob_match("a*b*c", "aXXbYYc"));
-        assert!(!glob_match("a*b*c", "aXXbYY"));
-        assert!(glob_match("exact", "exact"));
-        assert!(!glob_match("exact", "exactly"));
-        assert!(glob_match("é?*ü", "éxyzü"));
-        assert!(glob_match("?", "ü"));
-        assert!(!glob_match("??", "ü"));
-        assert!(glob_match("*ab", "aaab"));
-    }
-
-    /// The matcher as first written, over copied `char` vectors: the reference.
-    fn reference(pattern: &str, text: &str) -> bool {
-        let p: Vec<char> = pattern.chars().collect();
-        let t: Vec<char> = text.chars().collect();
-        let (mut pi, mut ti) = (0, 0);
-        let mut star: Option<(usize, usize)> = None;
-        while ti < t.len() {
-            match p.get(pi) {
-                Some('*') => {
-                    star = Some((pi, ti));
-                    pi += 1;
-                }
-                Some(&c) if c == '?' || c == t[ti] => {
-                    pi += 1;
-                    ti += 1;
-                }
-                _ => match star {
-                    Some((sp, st)) => {
-                        pi = sp + 1;
-                        ti = st + 1;
-                        star = Some((sp, st + 1));
-                    }
-                    None => return false,
-                },
-            }
-        }
-        p[pi..].iter().all(|&c| c == '*')
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn glob_agrees_with_the_reference(
-            pattern in "[a-cé*?]{0,8}",
-            text in "[a-cé]{0,10}",
-        ) {
-            proptest::prop_assert_eq!(glob_match(&pattern, &text), reference(&pattern, &text));
-        }
     }
 }

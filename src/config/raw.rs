@@ -16,6 +16,7 @@ pub struct RawConfig {
     pub providers: Vec<RawProvider>,
     pub models: Vec<RawModel>,
     pub keys: Vec<RawKey>,
+    pub prices: Vec<RawPrice>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -70,6 +71,21 @@ pub struct RawUsage {
 pub struct RawLimits {
     pub requests_per_minute: Option<u64>,
     pub tokens_per_minute: Option<u64>,
+    pub budget_usd: Option<Number>,
+    pub budget_period: Option<String>,
+}
+
+/// One `[[prices]]` entry: USD per million tokens for the upstream models `match` names.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrice {
+    #[serde(rename = "match")]
+    pub pattern: String,
+    pub input: Number,
+    pub output: Number,
+    pub cache_read: Option<Number>,
+    pub cache_write: Option<Number>,
+    pub cache_write_1h: Option<Number>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -109,6 +125,34 @@ pub struct RawKey {
     pub admin: bool,
     #[serde(default)]
     pub disabled: bool,
+    pub budget_usd: Option<Number>,
+    pub budget_period: Option<String>,
+}
+
+/// A TOML number, integer or float (`budget_usd = 20` and `= 20.5` both read).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Number(pub f64);
+
+impl<'de> Deserialize<'de> for Number {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Number;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a number")
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Number, E> {
+                Ok(Number(v as f64))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Number, E> {
+                Ok(Number(v as f64))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Number, E> {
+                Ok(Number(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// A table of string values, kept in file order (serde maps would sort them).

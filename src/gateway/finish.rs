@@ -7,6 +7,8 @@
 use std::time::Duration;
 
 use super::Gateway;
+use crate::config::model::ProviderKind;
+use crate::cost::{self, Answerer, Usd};
 use crate::error::ApiError;
 use crate::http::Response;
 use crate::outcome::Outcome;
@@ -16,6 +18,8 @@ pub(super) struct Draft {
     pub outcome: Outcome,
     /// The key's `x-ratelimit-*` headers, for whichever response ends the request.
     pub rate_headers: Vec<(&'static str, String)>,
+    /// What is left of the key's budget before this request, when it has one.
+    pub budget_remaining: Option<Usd>,
     /// Set once the request is recorded; a request is recorded exactly once.
     pub recorded: bool,
 }
@@ -25,6 +29,7 @@ impl Draft {
         Draft {
             outcome,
             rate_headers: Vec::new(),
+            budget_remaining: None,
             recorded: false,
         }
     }
@@ -38,8 +43,23 @@ impl Draft {
         Draft {
             outcome: shell,
             rate_headers: Vec::new(),
+            budget_remaining: None,
             recorded: true,
         }
+    }
+}
+
+impl Draft {
+    /// `response` with the key's headers: `x-ratelimit-*` when it has limits,
+    /// `x-noviqi-budget-remaining-usd` when it has a budget.
+    pub fn key_headers(&mut self, mut response: Response) -> Response {
+        for (name, value) in self.rate_headers.drain(..) {
+            response = response.with_header(name, value);
+        }
+        if let Some(remaining) = self.budget_remaining.take() {
+            response = response.with_header("x-noviqi-budget-remaining-usd", remaining.to_string());
+        }
+        response
     }
 }
 
@@ -50,11 +70,8 @@ impl Gateway {
         draft.outcome.status = error.status();
         draft.outcome.error = Some(error.code());
         self.finish(draft);
-        let mut response = error.response(draft.outcome.endpoint.dialect());
-        for (name, value) in draft.rate_headers.drain(..) {
-            response = response.with_header(name, value);
-        }
-        response
+        let response = error.response(draft.outcome.endpoint.dialect());
+        draft.key_headers(response)
     }
 
     /// Ends the request's record and hands it to everything that keeps an account: the key's
@@ -66,6 +83,7 @@ impl Gateway {
         draft.recorded = true;
         let outcome = &mut draft.outcome;
         outcome.end();
+        outcome.cost = self.cost_of(outcome);
         if let (Some(key), Some(usage)) = (&outcome.key, outcome.usage) {
             let tokens = usage.prompt_tokens + usage.completion_tokens;
             if tokens > 0 {
@@ -77,9 +95,31 @@ impl Gateway {
         if log::log_enabled!(log::Level::Info) {
             log::info!("{}", access_line(outcome));
         }
-        if let Some(log) = &self.usage {
-            log.append(outcome);
+        match (&self.usage, outcome.key_name(), outcome.cost) {
+            (Some(log), _, _) => log.append(outcome),
+            (None, Some(key), Some(cost)) => {
+                self.spend.charge(key, outcome.ended_unix_secs(), cost);
+            }
+            (None, _, _) => {}
         }
+    }
+}
+
+impl Gateway {
+    /// What a finished request cost, at the prices in force now.
+    fn cost_of(&self, outcome: &Outcome) -> Option<Usd> {
+        let (Some(provider), Some(upstream_model), Some(usage)) =
+            (&outcome.provider, &outcome.upstream_model, &outcome.usage)
+        else {
+            return None;
+        };
+        let by = Answerer {
+            provider: &provider.name,
+            upstream_model,
+            mock: provider.kind == ProviderKind::Mock,
+        };
+        let runtime = self.runtime();
+        cost::cost_of(&runtime.config.prices, by, usage).map(|(usd, _)| usd)
     }
 }
 

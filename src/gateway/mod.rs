@@ -23,6 +23,7 @@ use parking_lot::RwLock;
 
 use crate::admin::Admin;
 use crate::config::{self, Config, Secrets};
+use crate::cost::spend::Ledger;
 use crate::http::{self, Server, ServerOptions};
 use crate::limits::RateLimiter;
 use crate::limits::lockout::Lockouts;
@@ -85,6 +86,8 @@ pub struct Gateway {
     limiter: RateLimiter,
     lockout: Lockouts,
     usage: Option<UsageLog>,
+    /// Spend per key and day (the usage log charges it; without a log, `finish` does).
+    spend: Arc<Ledger>,
     admin: Admin,
     metrics: Metrics,
     epoch: Instant,
@@ -98,11 +101,17 @@ impl Gateway {
         let admin = Admin::new(&runtime.config.usage);
         let metrics = Metrics::default();
         metrics.configure(&runtime.config);
-        let usage =
-            UsageLog::open(&runtime.config.usage).map_err(|source| StartError::UsageLog {
-                path: runtime.config.usage.path.clone().unwrap_or_default(),
-                source,
-            })?;
+        let usage_error = |source| StartError::UsageLog {
+            path: runtime.config.usage.path.clone().unwrap_or_default(),
+            source,
+        };
+        let spend = match &runtime.config.usage.path {
+            Some(path) => Arc::new(
+                Ledger::restore(path, crate::clock::unix_secs() as i64).map_err(usage_error)?,
+            ),
+            None => Arc::default(),
+        };
+        let usage = UsageLog::open(&runtime.config.usage, spend.clone()).map_err(usage_error)?;
         let mut prefix = [0u8; 4];
         rand::Rng::fill(&mut rand::rng(), &mut prefix[..]);
         Ok(Arc::new(Gateway {
@@ -110,6 +119,7 @@ impl Gateway {
             limiter: RateLimiter::new(),
             lockout: Lockouts::default(),
             usage,
+            spend,
             admin,
             metrics,
             epoch: Instant::now(),

@@ -92,6 +92,19 @@ impl Gateway {
             ApiError::new(Kind::ModelNotFound).with_message(format!("unknown model `{model}`"))
         })?;
         draft.outcome.model_configured = matches!(route, Cow::Borrowed(_));
+        // The budget first: a refused request takes nothing from the key's windows.
+        let budget = key.budget.map(|budget| {
+            let now = crate::clock::unix_secs() as i64;
+            let spent = self.spend.spent(&key.name, budget.period, now);
+            (budget, spent, now)
+        });
+        if let Some((budget, spent, now)) = budget {
+            let remaining = budget.limit.saturating_sub(spent);
+            draft.budget_remaining = Some(remaining);
+            if spent >= budget.limit {
+                return Err(ApiError::budget_exceeded(budget.period.secs_left(now)));
+            }
+        }
         let decision = self
             .limiter
             .check_request(&key.hash, key.limits, self.now());
@@ -156,7 +169,7 @@ impl Gateway {
                     );
                 }
                 Ok(response) => {
-                    draft.outcome.provider = Some(target.provider.name.clone());
+                    draft.outcome.provider = Some(target.provider.clone());
                     draft.outcome.upstream_model = Some(target.upstream_model.clone());
                     return Ok(self.answer(response, &plan, &probe, &model, sent_at, draft));
                 }
@@ -194,6 +207,12 @@ impl Gateway {
                     .drain(..)
                     .map(|(n, v)| (n.into(), v.into())),
             );
+            if let Some(remaining) = draft.budget_remaining.take() {
+                headers.push((
+                    "x-noviqi-budget-remaining-usd".into(),
+                    remaining.to_string().into(),
+                ));
+            }
             let draft = std::mem::replace(draft, draft.detached());
             return relay::stream(self.clone(), upstream, reader, draft, headers);
         }
@@ -228,9 +247,7 @@ impl Gateway {
         if let Some(retry_after) = retry_after {
             response = response.with_header("retry-after", retry_after);
         }
-        for (name, value) in draft.rate_headers.drain(..) {
-            response = response.with_header(name, value);
-        }
+        let response = draft.key_headers(response);
         self.finish(draft);
         response
     }

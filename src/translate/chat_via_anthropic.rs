@@ -537,19 +537,15 @@ impl AnthropicToOpenAiStream {
                     self.id = id.to_owned();
                 }
                 if let Some(u) = anthropic_usage(&data) {
-                    self.usage = u;
+                    self.usage.absorb(u);
                 }
                 self.chunk(json!({"role": "assistant", "content": ""}), None, out);
             }
             "content_block_start" => self.on_block_start(&data, out),
             "content_block_delta" => self.on_block_delta(&data, out),
             "message_delta" => {
-                if let Some(u) = data.get("usage").filter(|u| u.is_object()) {
-                    let prompt = anthropic_usage(&json!({ "usage": u })).unwrap_or_default();
-                    if prompt.prompt_tokens > 0 {
-                        self.usage.prompt_tokens = prompt.prompt_tokens;
-                    }
-                    self.usage.completion_tokens = prompt.completion_tokens;
+                if let Some(u) = anthropic_usage(&data) {
+                    self.usage.absorb(u);
                 }
                 if let Some(r) = data.pointer("/delta/stop_reason").and_then(Value::as_str) {
                     self.chunk(json!({}), Some(finish_reason(Some(r))), out);

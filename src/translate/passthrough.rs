@@ -153,9 +153,7 @@ impl StreamTranslator for AnthropicPassthrough {
                     .and_then(|u| usage_from_json(u.get(), true));
                 if let Some(u) = found {
                     // Each event reports totals so far; the largest seen is the answer's.
-                    self.usage.prompt_tokens = self.usage.prompt_tokens.max(u.prompt_tokens);
-                    self.usage.completion_tokens =
-                        self.usage.completion_tokens.max(u.completion_tokens);
+                    self.usage.absorb(u);
                     self.seen_usage = true;
                 }
             }

@@ -233,11 +233,11 @@ fn tools_to_chat(tools: &[Value]) -> Vec<Value> {
         .collect()
 }
 
-/// Responses `usage` object for token counts (`cached` = prompt tokens read from cache).
-pub(crate) fn responses_usage_value(u: Usage, cached: u64) -> Value {
+/// Responses `usage` object for token counts.
+pub(crate) fn responses_usage_value(u: Usage) -> Value {
     json!({
         "input_tokens": u.prompt_tokens,
-        "input_tokens_details": {"cached_tokens": cached},
+        "input_tokens_details": {"cached_tokens": u.cache_read_tokens},
         "output_tokens": u.completion_tokens,
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": u.prompt_tokens + u.completion_tokens,
@@ -320,15 +320,11 @@ pub fn anthropic_response_to_responses(
     }
     let (status, incomplete) = status_for(str_field(resp, "stop_reason"));
     let usage = anthropic_usage(resp).unwrap_or_default();
-    let cached = resp
-        .pointer("/usage/cache_read_input_tokens")
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
     let mut out = response_object(&response_id(msg_id), model, created);
     out["status"] = json!(status);
     out["incomplete_details"] = incomplete;
     out["output"] = Value::Array(output);
-    out["usage"] = responses_usage_value(usage, cached);
+    out["usage"] = responses_usage_value(usage);
     Ok(out)
 }
 
@@ -356,7 +352,6 @@ pub struct AnthropicToResponsesStream {
     output: Vec<Value>,
     current: Option<(u64, Item)>,
     usage: Usage,
-    cached: u64,
     stop_reason: Option<String>,
     done: bool,
     failed: bool,
@@ -374,7 +369,6 @@ impl AnthropicToResponsesStream {
             output: Vec::new(),
             current: None,
             usage: Usage::default(),
-            cached: 0,
             stop_reason: None,
             done: false,
             failed: false,
@@ -438,7 +432,7 @@ impl AnthropicToResponsesStream {
                 self.close_item(out);
                 let (status, incomplete) = status_for(self.stop_reason.as_deref());
                 let mut resp = self.response(status, incomplete);
-                resp["usage"] = responses_usage_value(self.usage, self.cached);
+                resp["usage"] = responses_usage_value(self.usage);
                 let name = if status == "completed" {
                     "response.completed"
                 } else {
@@ -467,14 +461,7 @@ impl AnthropicToResponsesStream {
             return;
         };
         let counts = anthropic_usage(&json!({ "usage": u })).unwrap_or_default();
-        if counts.prompt_tokens > 0 {
-            self.usage.prompt_tokens = counts.prompt_tokens;
-            self.cached = u
-                .get("cache_read_input_tokens")
-                .and_then(Value::as_u64)
-                .unwrap_or(0);
-        }
-        self.usage.completion_tokens = self.usage.completion_tokens.max(counts.completion_tokens);
+        self.usage.absorb(counts);
     }
 
     fn on_block_start(&mut self, data: &Value, out: &mut Vec<u8>) {

@@ -10,27 +10,57 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-/// Token counts of one exchange, as recorded in the usage log.
+use crate::cost::Usd;
+
+/// Token counts of one exchange, as recorded in the usage log, and the cost the upstream
+/// reported for it, if it did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Usage {
+    /// Every input token, those read from or written to the prompt cache included.
     pub prompt_tokens: u64,
+    /// Every output token, reasoning included.
     pub completion_tokens: u64,
+    /// The part of `prompt_tokens` read from the provider's prompt cache.
+    pub cache_read_tokens: u64,
+    /// The part of `prompt_tokens` written to the provider's prompt cache.
+    pub cache_write_tokens: u64,
+    /// The part of `cache_write_tokens` written to Anthropic's 1-hour cache (priced apart).
+    pub cache_write_1h_tokens: u64,
+    /// The cost the upstream reported itself (OpenRouter's `usage.cost`).
+    pub reported_cost: Option<Usd>,
+}
+
+impl Usage {
+    /// Folds in a later report of the same exchange (Anthropic's `message_start`, then
+    /// `message_delta`): its counts are cumulative, so each counter keeps the larger value.
+    pub fn absorb(&mut self, later: Usage) {
+        self.prompt_tokens = self.prompt_tokens.max(later.prompt_tokens);
+        self.completion_tokens = self.completion_tokens.max(later.completion_tokens);
+        self.cache_read_tokens = self.cache_read_tokens.max(later.cache_read_tokens);
+        self.cache_write_tokens = self.cache_write_tokens.max(later.cache_write_tokens);
+        self.cache_write_1h_tokens = self.cache_write_1h_tokens.max(later.cache_write_1h_tokens);
+        self.reported_cost = later.reported_cost.or(self.reported_cost);
+    }
+
+    /// Input tokens neither read from nor written to the cache.
+    pub fn uncached_prompt_tokens(&self) -> u64 {
+        self.prompt_tokens
+            .saturating_sub(self.cache_read_tokens)
+            .saturating_sub(self.cache_write_tokens)
+    }
 }
 
 /// Usage of an OpenAI body: a `chat.completion`, a stream chunk carrying `usage`, an
-/// embeddings or completions response. `None` when it has no (non-null) `usage` object.
+/// embeddings or completions response, a Responses `response`. `None` when it has no
+/// (non-null) `usage` object.
 pub fn openai_usage(body: &Value) -> Option<Usage> {
     openai_usage_object(body.get("usage")?)
 }
 
 /// [`openai_usage`] of the `usage` object itself.
 pub fn openai_usage_object(usage: &Value) -> Option<Usage> {
-    let u = usage.as_object()?;
-    let n = |k: &str| count(u.get(k).and_then(Value::as_u64));
-    Some(Usage {
-        prompt_tokens: n("prompt_tokens").max(n("input_tokens")),
-        completion_tokens: n("completion_tokens").max(n("output_tokens")),
-    })
+    usage.is_object().then_some(())?;
+    Some(UsageCounts::deserialize(usage).ok()?.openai())
 }
 
 /// Usage of an Anthropic body: a Messages response, a `message_start` event (`message.usage`)
@@ -44,38 +74,73 @@ pub fn anthropic_usage(body: &Value) -> Option<Usage> {
 
 /// [`anthropic_usage`] of the `usage` object itself.
 pub fn anthropic_usage_object(usage: &Value) -> Option<Usage> {
-    let u = usage.as_object()?;
-    let n = |k: &str| count(u.get(k).and_then(Value::as_u64));
-    Some(Usage {
-        prompt_tokens: n("input_tokens")
-            + n("cache_creation_input_tokens")
-            + n("cache_read_input_tokens"),
-        completion_tokens: n("output_tokens"),
-    })
+    usage.is_object().then_some(())?;
+    Some(UsageCounts::deserialize(usage).ok()?.anthropic())
 }
 
 /// Largest token count believed from an upstream: sums of a few such counts can never
 /// overflow (a hostile `u64::MAX` wrapped to a small count, or panicked a debug build).
 pub const MAX_TOKEN_COUNT: u64 = u32::MAX as u64;
 
-/// A counter as read: absent or not a non-negative integer is 0; capped at
-/// [`MAX_TOKEN_COUNT`].
-fn count(value: Option<u64>) -> u64 {
-    value.unwrap_or(0).min(MAX_TOKEN_COUNT)
-}
-
-/// A token count as providers send it; anything but a non-negative integer counts as 0 (as
-/// `Value::as_u64` reads it), capped at [`MAX_TOKEN_COUNT`].
-#[derive(Default)]
+/// A token count as providers send it; anything but a non-negative integer counts as 0,
+/// capped at [`MAX_TOKEN_COUNT`].
+#[derive(Default, Clone, Copy)]
 struct Count(u64);
 
 impl<'de> Deserialize<'de> for Count {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Count, D::Error> {
-        Ok(Count(count(Value::deserialize(d)?.as_u64())))
+        let n = Value::deserialize(d)?.as_u64().unwrap_or(0);
+        Ok(Count(n.min(MAX_TOKEN_COUNT)))
     }
 }
 
-/// The counters of a `usage` object either format uses; any other field is skipped unread.
+/// A cost as a provider reports it: a finite, non-negative number of USD, else none.
+#[derive(Default, Clone, Copy)]
+struct ReportedCost(Option<Usd>);
+
+impl<'de> Deserialize<'de> for ReportedCost {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<ReportedCost, D::Error> {
+        let usd = Value::deserialize(d)?.as_f64().and_then(Usd::from_f64);
+        Ok(ReportedCost(usd))
+    }
+}
+
+/// A nested object read if it has the expected shape, else as absent (a provider's odd
+/// extra never makes the whole `usage` unreadable).
+struct Lenient<T>(Option<T>);
+
+impl<T> Default for Lenient<T> {
+    fn default() -> Self {
+        Lenient(None)
+    }
+}
+
+impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for Lenient<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Lenient<T>, D::Error> {
+        Ok(Lenient(serde_json::from_value(Value::deserialize(d)?).ok()))
+    }
+}
+
+/// `{"cached_tokens": n}`: OpenAI's `prompt_tokens_details`, the Responses API's
+/// `input_tokens_details`.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Details {
+    cached_tokens: Count,
+}
+
+/// Anthropic's split of cache writes by lifetime.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct CacheCreation {
+    ephemeral_5m_input_tokens: Count,
+    ephemeral_1h_input_tokens: Count,
+}
+
+/// The counters of a `usage` object any supported API uses; any other field is skipped
+/// unread. One reader for every shape: OpenAI chat and completions, the Responses API,
+/// Anthropic, and the OpenAI-compatible servers' additions (OpenRouter's `cost`, DeepSeek's
+/// `prompt_cache_hit_tokens`).
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct UsageCounts {
@@ -83,8 +148,61 @@ struct UsageCounts {
     completion_tokens: Count,
     input_tokens: Count,
     output_tokens: Count,
+    prompt_tokens_details: Lenient<Details>,
+    input_tokens_details: Lenient<Details>,
+    prompt_cache_hit_tokens: Count,
     cache_creation_input_tokens: Count,
     cache_read_input_tokens: Count,
+    cache_creation: Lenient<CacheCreation>,
+    cost: ReportedCost,
+}
+
+impl UsageCounts {
+    /// OpenAI's reading: `prompt_tokens` (or the Responses API's `input_tokens`) counts every
+    /// input token, the cached ones among them.
+    fn openai(&self) -> Usage {
+        let prompt = self.prompt_tokens.0.max(self.input_tokens.0);
+        let cached = [&self.prompt_tokens_details.0, &self.input_tokens_details.0]
+            .into_iter()
+            .flatten()
+            .map(|d| d.cached_tokens.0)
+            .max()
+            .unwrap_or(0)
+            .max(self.prompt_cache_hit_tokens.0);
+        Usage {
+            prompt_tokens: prompt,
+            completion_tokens: self.completion_tokens.0.max(self.output_tokens.0),
+            cache_read_tokens: cached.min(prompt),
+            cache_write_tokens: 0,
+            cache_write_1h_tokens: 0,
+            reported_cost: self.cost.0,
+        }
+    }
+
+    /// Anthropic's reading: `input_tokens` counts only the tokens after the last cache
+    /// breakpoint; cache reads and writes come on top.
+    fn anthropic(&self) -> Usage {
+        let written = self.cache_creation_input_tokens.0;
+        let written_1h = self
+            .cache_creation
+            .0
+            .as_ref()
+            .map_or(0, |c| c.ephemeral_1h_input_tokens.0);
+        // When only the split is given, its sum is the total.
+        let split = self.cache_creation.0.as_ref().map_or(0, |c| {
+            c.ephemeral_5m_input_tokens.0 + c.ephemeral_1h_input_tokens.0
+        });
+        let written = written.max(split);
+        let read = self.cache_read_input_tokens.0;
+        Usage {
+            prompt_tokens: self.input_tokens.0 + written + read,
+            completion_tokens: self.output_tokens.0,
+            cache_read_tokens: read,
+            cache_write_tokens: written,
+            cache_write_1h_tokens: written_1h.min(written),
+            reported_cost: self.cost.0,
+        }
+    }
 }
 
 /// [`openai_usage_object`] (or, with `anthropic`, [`anthropic_usage_object`]) of a `usage`
@@ -94,19 +212,11 @@ pub fn usage_from_json(raw: &str, anthropic: bool) -> Option<Usage> {
     if !raw.trim_start().starts_with('{') {
         return None;
     }
-    let u: UsageCounts = serde_json::from_str(raw).ok()?;
+    let counts: UsageCounts = serde_json::from_str(raw).ok()?;
     Some(if anthropic {
-        Usage {
-            prompt_tokens: u.input_tokens.0
-                + u.cache_creation_input_tokens.0
-                + u.cache_read_input_tokens.0,
-            completion_tokens: u.output_tokens.0,
-        }
+        counts.anthropic()
     } else {
-        Usage {
-            prompt_tokens: u.prompt_tokens.0.max(u.input_tokens.0),
-            completion_tokens: u.completion_tokens.0.max(u.output_tokens.0),
-        }
+        counts.openai()
     })
 }
 
@@ -176,7 +286,8 @@ mod tests {
             openai_usage(&o),
             Some(Usage {
                 prompt_tokens: 3,
-                completion_tokens: 4
+                completion_tokens: 4,
+                ..Usage::default()
             })
         );
         assert_eq!(openai_usage(&json!({"usage": null})), None);
@@ -186,7 +297,9 @@ mod tests {
             anthropic_usage(&start),
             Some(Usage {
                 prompt_tokens: 7,
-                completion_tokens: 1
+                completion_tokens: 1,
+                cache_read_tokens: 2,
+                ..Usage::default()
             })
         );
         let delta = json!({"type": "message_delta", "usage": {"output_tokens": 9}});

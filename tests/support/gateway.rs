@@ -196,8 +196,28 @@ prefix = "{prefix}"
             .collect()
     }
 
+    /// Usage log lines of the rotated files (oldest first) and the active one.
+    pub fn usage_all(&self) -> Vec<serde_json::Value> {
+        let mut files: Vec<PathBuf> = (1..)
+            .map(|n| self.dir.path().join(format!("usage.jsonl.{n}")))
+            .take_while(|p| p.exists())
+            .collect();
+        files.reverse();
+        files.push(self.usage_path());
+        files
+            .iter()
+            .flat_map(|p| {
+                std::fs::read_to_string(p)
+                    .unwrap_or_default()
+                    .lines()
+                    .map(|l| serde_json::from_str(l).unwrap())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     pub fn usage_for(&self, request_id: &str) -> serde_json::Value {
-        self.usage()
+        self.usage_all()
             .into_iter()
             .find(|v| v["request_id"] == request_id)
             .unwrap_or_else(|| panic!("no usage line for {request_id}"))

@@ -62,13 +62,31 @@ pub struct Call {
     pub args: Value,
 }
 
-/// Tokens an answer reports. `cached` is part of `input` for OpenAI (`cached_tokens`) and on
-/// top of it for Anthropic (`cache_read_input_tokens`), as each provider counts.
+/// Tokens an answer reports. `cached` (and `written`) are part of `input` for OpenAI
+/// (`cached_tokens`) and on top of it for Anthropic (`cache_read_input_tokens`,
+/// `cache_creation_input_tokens`), as each provider counts; OpenAI reports no writes.
+/// `written_1h` is the part of `written` for Anthropic's 1-hour cache; `cost` is an
+/// OpenRouter-style `usage.cost`.
 #[derive(Clone, Copy, Default)]
 pub struct Usage {
     pub input: u64,
     pub cached: u64,
+    pub written: u64,
+    pub written_1h: u64,
     pub output: u64,
+    pub cost: Option<f64>,
+}
+
+/// Anthropic's usage counters of an answer (the output count is the caller's).
+fn anthropic_usage(u: Usage, output: u64) -> Value {
+    let mut usage = json!({"input_tokens": u.input, "output_tokens": output,
+        "cache_creation_input_tokens": u.written, "cache_read_input_tokens": u.cached});
+    if u.written > 0 {
+        usage["cache_creation"] = json!({
+            "ephemeral_5m_input_tokens": u.written - u.written_1h,
+            "ephemeral_1h_input_tokens": u.written_1h});
+    }
+    usage
 }
 
 pub struct Answer {
@@ -149,11 +167,15 @@ fn chat_finish(a: &Answer) -> &'static str {
 }
 
 fn chat_usage(u: Usage) -> Value {
-    json!({"prompt_tokens": u.input, "completion_tokens": u.output,
+    let mut usage = json!({"prompt_tokens": u.input, "completion_tokens": u.output,
         "total_tokens": u.input + u.output,
         "prompt_tokens_details": {"cached_tokens": u.cached, "audio_tokens": 0},
         "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
-            "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}})
+            "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}});
+    if let Some(cost) = u.cost {
+        usage["cost"] = json!(cost);
+    }
+    usage
 }
 
 /// A `chat.completion`.
@@ -252,11 +274,11 @@ pub fn messages_json(a: &Answer) -> Value {
     for c in &a.calls {
         blocks.push(json!({"type": "tool_use", "id": c.id, "name": c.name, "input": c.args}));
     }
+    let mut usage = anthropic_usage(a.usage, a.usage.output);
+    usage["service_tier"] = json!("standard");
     json!({"id": MESSAGE_ID, "type": "message", "role": "assistant", "model": a.model,
         "content": blocks, "stop_reason": stop_reason(a), "stop_sequence": null,
-        "usage": {"input_tokens": a.usage.input, "output_tokens": a.usage.output,
-                  "cache_creation_input_tokens": 0, "cache_read_input_tokens": a.usage.cached,
-                  "service_tier": "standard"}})
+        "usage": usage})
 }
 
 /// A Messages stream: `message_start`, a text block, a `tool_use` block per call (a `ping`
@@ -268,9 +290,7 @@ pub fn messages_events(a: &Answer) -> Vec<String> {
         &json!({"type": "message_start", "message": {"id": MESSAGE_ID, "type": "message",
             "role": "assistant", "model": a.model, "content": [], "stop_reason": null,
             "stop_sequence": null,
-            "usage": {"input_tokens": a.usage.input, "output_tokens": 1,
-                      "cache_creation_input_tokens": 0,
-                      "cache_read_input_tokens": a.usage.cached}}}),
+            "usage": anthropic_usage(a.usage, 1)}}),
     )];
     let mut blocks: Vec<(Value, Vec<Value>)> = Vec::new();
     if !a.text.is_empty() {

@@ -20,6 +20,9 @@ const USAGE: Usage = Usage {
     input: 9,
     cached: 0,
     output: 20,
+    written: 0,
+    written_1h: 0,
+    cost: None,
 };
 
 pub struct Bench {

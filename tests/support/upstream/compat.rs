@@ -74,23 +74,32 @@ fn answer(mode: Mode, r: &Received) -> Reply {
     let usage = match (mode, wire) {
         (Mode::Live, _) => Usage {
             input,
-            cached: 0,
             output: turn.tokens(),
+            ..Usage::default()
         },
         (Mode::Pinned, Wire::Messages) => Usage {
             input: 1200,
             cached: 300,
             output: 17,
+            written: 0,
+            written_1h: 0,
+            cost: None,
         },
         (Mode::Pinned, Wire::Chat) => Usage {
             input: 900,
             cached: 0,
             output: 12,
+            written: 0,
+            written_1h: 0,
+            cost: None,
         },
         (Mode::Pinned, _) => Usage {
             input: 700,
             cached: 0,
             output: 9,
+            written: 0,
+            written_1h: 0,
+            cost: None,
         },
     };
     let (text, calls) = match turn {

@@ -241,14 +241,15 @@ fn openai_chat(body: &Value) -> Reply {
         .rev()
         .collect();
     let turn = decide(&messages, body["tools"].as_array(), tool_results);
-    let usage = Usage {
+    let marks = Marks::of(&body.to_string());
+    let usage = marks.openai(Usage {
         input: messages
             .iter()
             .map(|m| words(&text_of(&m["content"])))
             .sum(),
-        cached: 0,
         output: turn.tokens(),
-    };
+        ..Usage::default()
+    });
     let model = body["model"].as_str().unwrap_or("");
     let answer = turn.answer(model, usage, |n| format!("call_abc12{n}"));
     if body["stream"] != true {
@@ -290,11 +291,11 @@ fn openai_responses(body: &Value) -> Reply {
         _ => String::new(),
     };
     let text = format!("You said: {prompt}");
-    let usage = Usage {
+    let usage = Marks::of(&body.to_string()).openai(Usage {
         input: words(&prompt),
-        cached: 0,
         output: words(&text),
-    };
+        ..Usage::default()
+    });
     let model = body["model"].as_str().unwrap_or("");
     let answer = Turn::Text(text).answer(model, usage, |_| String::new());
     if body["stream"] != true {
@@ -458,6 +459,51 @@ fn anthropic_invalid(body: &Value, fields: &[&str]) -> Option<String> {
     None
 }
 
+/// Usage a test asks for in its prompt text: `cache:READ:WRITE:WRITE1H` (tokens read from
+/// and written to the prompt cache, the last number the 1-hour part of the writes) and
+/// `cost:USD` (an OpenRouter-style `usage.cost`).
+#[derive(Default)]
+struct Marks {
+    read: u64,
+    written: u64,
+    written_1h: u64,
+    cost: Option<f64>,
+}
+
+impl Marks {
+    fn of(text: &str) -> Marks {
+        let mut marks = Marks::default();
+        let word = |start: &str| {
+            text.split(|c: char| c.is_whitespace() || c == '"' || c == '\\')
+                .find_map(|w| w.strip_prefix(start).map(str::to_owned))
+        };
+        if let Some(spec) = word("cache:") {
+            let n: Vec<u64> = spec.split(':').map(|n| n.parse().unwrap_or(0)).collect();
+            marks.read = n.first().copied().unwrap_or(0);
+            marks.written = n.get(1).copied().unwrap_or(0);
+            marks.written_1h = n.get(2).copied().unwrap_or(0).min(marks.written);
+        }
+        marks.cost = word("cost:").and_then(|c| c.parse().ok());
+        marks
+    }
+
+    /// OpenAI counts cached tokens inside `prompt_tokens` and reports no writes.
+    fn openai(self, mut u: Usage) -> Usage {
+        u.input += self.read;
+        u.cached = self.read;
+        u.cost = self.cost;
+        u
+    }
+
+    /// Anthropic counts cache reads and writes on top of `input_tokens`.
+    fn anthropic(self, mut u: Usage) -> Usage {
+        u.cached = self.read;
+        u.written = self.written;
+        u.written_1h = self.written_1h;
+        u
+    }
+}
+
 fn anthropic_prompt_tokens(body: &Value) -> u64 {
     let system = words(&text_of(&body["system"]));
     let messages: u64 = body["messages"]
@@ -481,11 +527,11 @@ fn anthropic_messages(body: &Value) -> Reply {
         .map(|b| text_of(&b["content"]))
         .collect();
     let turn = decide(&messages, body["tools"].as_array(), tool_results);
-    let usage = Usage {
+    let usage = Marks::of(&body.to_string()).anthropic(Usage {
         input: anthropic_prompt_tokens(body),
-        cached: 0,
         output: turn.tokens(),
-    };
+        ..Usage::default()
+    });
     let model = body["model"].as_str().unwrap_or("");
     let answer = turn.answer(model, usage, |n| format!("toolu_01A09q90qw90lq917835lq{n}"));
     if body["stream"] != true {

@@ -178,6 +178,9 @@ fn answer(wire: Wire, r: &Received, fault: Option<&str>, stall: Duration) -> Rep
             input: prompt,
             cached: 0,
             output: words as u64,
+            written: 0,
+            written_1h: 0,
+            cost: None,
         },
         split_args: false,
     };

@@ -1,0 +1,13 @@
+//! What requests cost: money as exact integers ([`Usd`]), the price table in force (built-in
+//! list prices in [`builtin`], `[[prices]]` overrides, a cost the upstream reports itself),
+//! and the cost of one request from its token counts ([`price`]).
+
+pub mod builtin;
+pub mod money;
+pub mod period;
+pub mod price;
+pub mod spend;
+
+pub use money::Usd;
+pub use period::Period;
+pub use price::{Answerer, Price, PriceRule, Source, cost_of};
