@@ -15,6 +15,8 @@ use std::sync::{Arc, LazyLock};
 use parking_lot::Mutex;
 
 use crate::config::Config;
+use crate::cost::Usd;
+use crate::cost::spend::Ledger;
 use crate::outcome::Outcome;
 
 /// Upper bounds (seconds) of the upstream latency histogram.
@@ -51,12 +53,23 @@ struct Inner {
     keys: HashSet<Arc<str>>,
     models: HashSet<Arc<str>>,
     requests: BTreeMap<Series, u64>,
-    tokens: BTreeMap<(Arc<str>, Arc<str>), (u64, u64)>,
+    /// Tokens and cost by (model, key).
+    tokens: BTreeMap<(Arc<str>, Arc<str>), Tally>,
     rate_limited: u64,
     locked_out: u64,
     admin_login_failures: u64,
     upstream: Histogram,
     overhead: Histogram,
+}
+
+/// What one (model, key) series has used.
+#[derive(Default)]
+struct Tally {
+    prompt: u64,
+    completion: u64,
+    cache_read: u64,
+    cache_write: u64,
+    cost: Usd,
 }
 
 #[derive(Default)]
@@ -134,15 +147,17 @@ impl Metrics {
             series = (OTHER, other(), other(), 0);
         }
         *inner.requests.entry(series.clone()).or_default() += 1;
-        let (prompt_tokens, completion_tokens) = o.tokens();
-        if prompt_tokens > 0 || completion_tokens > 0 {
+        if let Some(usage) = o.usage {
             let mut pair = (series.1, series.2);
             if !inner.tokens.contains_key(&pair) && inner.tokens.len() >= MAX_SERIES {
                 pair = (other(), other());
             }
             let entry = inner.tokens.entry(pair).or_default();
-            entry.0 += prompt_tokens;
-            entry.1 += completion_tokens;
+            entry.prompt += usage.prompt_tokens;
+            entry.completion += usage.completion_tokens;
+            entry.cache_read += usage.cache_read_tokens;
+            entry.cache_write += usage.cache_write_tokens;
+            entry.cost += o.cost.unwrap_or_default();
         }
         match o.error {
             Some("rate_limited") => inner.rate_limited += 1,
@@ -185,6 +200,30 @@ impl Metrics {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// [`Metrics::render`] and `noviqi_budget_remaining_usd` for every key with a budget.
+    pub fn render_with_budgets(&self, config: &Config, spend: &Ledger, now: i64) -> String {
+        let mut out = self.render();
+        header(
+            &mut out,
+            "noviqi_budget_remaining_usd",
+            "What is left of each key's budget in its current period, in USD.",
+            "gauge",
+        );
+        for key in &config.keys {
+            if let Some(budget) = key.budget {
+                let left = budget
+                    .limit
+                    .saturating_sub(spend.spent(&key.name, budget.period, now));
+                let _ = writeln!(
+                    out,
+                    "noviqi_budget_remaining_usd{{key=\"{}\"}} {left}",
+                    escape(&key.name)
+                );
+            }
+        }
+        out
+    }
+
     /// The exposition text.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
@@ -207,11 +246,18 @@ impl Metrics {
         header(
             &mut out,
             "noviqi_tokens_total",
-            "Tokens reported by upstreams, by kind (prompt or completion), model and key.",
+            "Tokens reported by upstreams, by kind (prompt counts them all; cache_read and \
+             cache_write are parts of it), model and key.",
             "counter",
         );
-        for ((model, key), (prompt, completion)) in &inner.tokens {
-            for (kind, n) in [("prompt", prompt), ("completion", completion)] {
+        for ((model, key), t) in &inner.tokens {
+            let kinds = [
+                ("prompt", t.prompt),
+                ("completion", t.completion),
+                ("cache_read", t.cache_read),
+                ("cache_write", t.cache_write),
+            ];
+            for (kind, n) in kinds {
                 let _ = writeln!(
                     out,
                     "noviqi_tokens_total{{kind=\"{kind}\",model=\"{}\",key=\"{}\"}} {n}",
@@ -219,6 +265,22 @@ impl Metrics {
                     escape(key)
                 );
             }
+        }
+        header(
+            &mut out,
+            "noviqi_cost_usd_total",
+            "What answered requests cost, in USD, by model and key (requests of unknown price \
+             add nothing).",
+            "counter",
+        );
+        for ((model, key), t) in &inner.tokens {
+            let _ = writeln!(
+                out,
+                "noviqi_cost_usd_total{{model=\"{}\",key=\"{}\"}} {}",
+                escape(model),
+                escape(key),
+                t.cost
+            );
         }
         inner.upstream.write(
             &mut out,
@@ -345,6 +407,7 @@ mod tests {
         o.usage = Some(crate::translate::Usage {
             prompt_tokens: 3,
             completion_tokens: 4,
+            ..Default::default()
         });
         o
     }

@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::config::model::{MAX_MODEL_NAME_BYTES, UsageSettings};
+use crate::cost::Usd;
 use crate::outcome::Outcome;
 use crate::usage::rotated;
 
@@ -55,6 +56,7 @@ pub struct Sample<'a> {
     pub latency_ms: u64,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    pub cost: Option<Usd>,
 }
 
 impl<'a> Sample<'a> {
@@ -74,6 +76,7 @@ impl<'a> Sample<'a> {
             latency_ms: outcome.latency().as_millis() as u64,
             prompt_tokens,
             completion_tokens,
+            cost: outcome.cost,
         }
     }
 }
@@ -125,11 +128,24 @@ pub struct Cell {
     pub errors: u64,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// What the requests cost (those of unknown price add nothing).
+    pub cost: Usd,
     pub latency: [u32; SLOTS],
+    /// The fastest and slowest request (ms): percentiles never leave this range, so a
+    /// histogram slot's width never invents latency (all lines at 0 ms → p50 0 ms).
+    pub min_ms: u64,
+    pub max_ms: u64,
 }
 
 impl Cell {
     fn add_sample(&mut self, s: &Sample<'_>) {
+        self.min_ms = if self.requests == 0 {
+            s.latency_ms
+        } else {
+            self.min_ms.min(s.latency_ms)
+        };
+        self.max_ms = self.max_ms.max(s.latency_ms);
+        self.cost += s.cost.unwrap_or_default();
         self.requests += 1;
         self.errors += u64::from(s.error.is_some());
         self.prompt_tokens += s.prompt_tokens;
@@ -142,6 +158,15 @@ impl Cell {
     }
 
     fn add(&mut self, other: &Cell) {
+        if other.requests > 0 {
+            self.min_ms = if self.requests == 0 {
+                other.min_ms
+            } else {
+                self.min_ms.min(other.min_ms)
+            };
+            self.max_ms = self.max_ms.max(other.max_ms);
+        }
+        self.cost += other.cost;
         self.requests += other.requests;
         self.errors += other.errors;
         self.prompt_tokens += other.prompt_tokens;
@@ -166,7 +191,8 @@ impl Cell {
                 let lower = if i == 0 { 0 } else { LATENCY_BOUNDS_MS[i - 1] };
                 let upper = LATENCY_BOUNDS_MS.get(i).copied().unwrap_or(lower);
                 let fraction = (target - before) as f64 / count as f64;
-                return Some(lower + ((upper - lower) as f64 * fraction).round() as u64);
+                let estimate = lower + ((upper - lower) as f64 * fraction).round() as u64;
+                return Some(estimate.clamp(self.min_ms, self.max_ms));
             }
             before += count;
         }
@@ -182,6 +208,7 @@ impl Cell {
             },
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
+            "cost_usd": self.cost.as_f64(),
             "p50_ms": self.percentile(0.5),
             "p95_ms": self.percentile(0.95),
         })
@@ -461,6 +488,7 @@ fn series_json(cells: &[Cell]) -> Value {
         "errors": cells.iter().map(|c| c.errors).collect::<Vec<_>>(),
         "prompt_tokens": cells.iter().map(|c| c.prompt_tokens).collect::<Vec<_>>(),
         "completion_tokens": cells.iter().map(|c| c.completion_tokens).collect::<Vec<_>>(),
+        "cost_usd": cells.iter().map(|c| c.cost.as_f64()).collect::<Vec<_>>(),
     })
 }
 
@@ -474,6 +502,9 @@ struct Line {
     latency_ms: u64,
     prompt_tokens: Option<u64>,
     completion_tokens: Option<u64>,
+    /// Absent in lines written before costs were recorded.
+    #[serde(default)]
+    cost_usd: Option<f64>,
     error: Option<String>,
 }
 
@@ -508,6 +539,7 @@ fn read_file(analytics: &Analytics, path: &Path, now: i64, cutoff: i64) -> io::R
                 latency_ms: line.latency_ms,
                 prompt_tokens: line.prompt_tokens.unwrap_or(0),
                 completion_tokens: line.completion_tokens.unwrap_or(0),
+                cost: line.cost_usd.and_then(Usd::from_f64),
             },
             now,
         );
@@ -575,6 +607,7 @@ mod tests {
             latency_ms: ms,
             prompt_tokens: 10,
             completion_tokens: 5,
+            cost: Usd::from_f64(0.001),
         }
     }
 
@@ -691,5 +724,23 @@ mod tests {
         assert_eq!(r["totals"]["completion_tokens"], 9);
         assert_eq!(r["series"]["requests"][22], 1);
         assert_eq!(r["series"]["requests"][23], 2);
+    }
+
+    /// Lines that all say 0 ms give a p50 of 0 ms, not a point inside the first slot.
+    #[test]
+    fn percentiles_stay_within_what_was_seen() {
+        let a = Analytics::default();
+        for _ in 0..10 {
+            a.record(&sample(NOW, "k", "m", 200, 0), NOW);
+        }
+        let r = a.report(Range::Day, NOW, &no_prefix);
+        assert_eq!(r["totals"]["p50_ms"], 0);
+        assert_eq!(r["totals"]["p95_ms"], 0);
+        for _ in 0..10 {
+            a.record(&sample(NOW, "k", "m", 200, 7), NOW);
+        }
+        let r = a.report(Range::Day, NOW, &no_prefix);
+        assert_eq!(r["totals"]["p95_ms"], 7);
+        assert_eq!(r["totals"]["cost_usd"], 0.02);
     }
 }

@@ -39,6 +39,7 @@ use zeroize::Zeroizing;
 use crate::auth::credential;
 use crate::config::Config;
 use crate::config::model::{AdminSettings, Key, UsageSettings};
+use crate::cost::spend::Ledger;
 use crate::crypto::password::Verifier;
 use crate::error::{ApiError, Dialect, Kind};
 use crate::http::{Request, Response};
@@ -62,6 +63,8 @@ pub struct Deps<'a> {
     /// `Secure`.
     pub https: bool,
     pub metrics: &'a Metrics,
+    /// Spend per key (for budgets in `/metrics` and the dashboard).
+    pub spend: &'a Ledger,
     /// The gateway's key authentication (lockout-aware).
     pub authenticate: &'a dyn Fn(&Request<'_>) -> Result<Arc<Key>, ApiError>,
 }
@@ -122,7 +125,7 @@ impl Admin {
             "/admin/assets/app.css" if get => web::asset_css(),
             "/admin/login" if get => web::redirect("/admin"),
             "/admin/api/usage" if get => match self.authorize(deps, settings, req) {
-                Ok(()) => self.usage_api(deps.config, req.query()),
+                Ok(()) => self.usage_api(deps, req.query()),
                 Err(e) => error(&e),
             },
             "/admin"
@@ -157,7 +160,8 @@ impl Admin {
             Ok(()) => Response::bytes(
                 200,
                 "text/plain; version=0.0.4; charset=utf-8",
-                deps.metrics.render(),
+                deps.metrics
+                    .render_with_budgets(deps.config, deps.spend, unix_now()),
             )
             .with_header("cache-control", "no-store"),
             Err(e) => error(&e),
@@ -255,8 +259,10 @@ impl Admin {
         web::redirect("/admin").with_header("set-cookie", web::clear_cookie(deps.https))
     }
 
-    /// `GET /admin/api/usage?range=hour|day|week|month` (default `day`).
-    fn usage_api(&self, config: &Config, query: Option<&str>) -> Response {
+    /// `GET /admin/api/usage?range=hour|day|week|month` (default `day`): the analytics
+    /// report, and `budgets`: per key with a budget, its limit, spend and period end.
+    fn usage_api(&self, deps: &Deps<'_>, query: Option<&str>) -> Response {
+        let config = deps.config;
         let range = query
             .into_iter()
             .flat_map(|q| q.split('&'))
@@ -275,7 +281,24 @@ impl Admin {
                 .find(|k| k.name == name)
                 .map(|k| k.prefix.clone())
         };
-        let report = self.analytics.report(range, unix_now(), &prefix_of);
+        let now = unix_now();
+        let mut report = self.analytics.report(range, now, &prefix_of);
+        let budgets: Vec<serde_json::Value> = config
+            .keys
+            .iter()
+            .filter_map(|key| {
+                let budget = key.budget?;
+                let spent = deps.spend.spent(&key.name, budget.period, now);
+                Some(serde_json::json!({
+                    "key": key.name,
+                    "budget_usd": budget.limit.as_f64(),
+                    "spent_usd": spent.as_f64(),
+                    "period": budget.period.name(),
+                    "resets_at": budget.period.resets_at(now),
+                }))
+            })
+            .collect();
+        report["budgets"] = serde_json::Value::Array(budgets);
         Response::json(200, report.to_string())
     }
 }

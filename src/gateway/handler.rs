@@ -111,6 +111,7 @@ fn route(
             client_ip: ctx.client_ip,
             https: ctx.https,
             metrics: &gateway.metrics,
+            spend: &gateway.spend,
             authenticate: &authenticate,
         };
         return if path == "/metrics" {

@@ -7,6 +7,7 @@ import path from "node:path";
 const url = process.env.NOVIQI_URL;
 const password = process.env.NOVIQI_PASSWORD;
 const expected = process.env.NOVIQI_EXPECT_REQUESTS;
+const apiKey = process.env.NOVIQI_KEY;
 const out = process.env.NOVIQI_OUT;
 const executablePath = process.env.NOVIQI_CHROMIUM || "/usr/bin/chromium";
 
@@ -51,11 +52,48 @@ try {
   const session = cookies.find((c) => c.name === "noviqi_admin");
   check(session && session.httpOnly && session.sameSite === "Strict", "session cookie attributes");
 
+  // Only successful requests so far: no chart claims the range is empty, the error rate's
+  // axis stays near 0 % (it once went to 400 %), and latency under a millisecond says so.
+  const firstTotal = Number((await page.textContent("#total-requests")).trim());
+  check(firstTotal === Number(expected) - 1, `first total ${firstTotal}`);
+  const emptyNotes = await page.locator(".plot text.empty").count();
+  check(emptyNotes === 0, `${emptyNotes} charts say "no requests" over requests`);
+  const errorAxis = await page.locator("#chart-errors text.axis").allTextContents();
+  const percents = errorAxis.filter((t) => t.endsWith("%")).map((t) => parseFloat(t));
+  check(percents.length > 0 && Math.max(...percents) <= 100, `error axis ${errorAxis}`);
+  const p50 = (await page.textContent("#total-p50")).trim();
+  const p50ms = p50 === "< 1 ms" ? 0 : /^\d+ ms$/.test(p50) ? parseInt(p50) : NaN;
+  check(p50ms <= Number(process.env.NOVIQI_MAX_LATENCY_MS),
+    `p50 ${p50} over the slowest usage line (${process.env.NOVIQI_MAX_LATENCY_MS} ms)`);
+
+  // Cost and the budget bar, from the priced mock's answers.
+  const cost = (await page.textContent("#total-cost")).trim();
+  check(/^\$\d/.test(cost) && cost !== "$0", `total cost ${cost}`);
+  check(await page.locator("#chart-cost rect.bar").count() > 0, "no cost bars");
+  const budgetRows = await page.locator("#budgets .budget").count();
+  check(budgetRows === 1, `expected one budget bar, got ${budgetRows}`);
+  const budgetText = await page.textContent("#budgets .budget-text");
+  check(/of \$5\.00 this week/.test(budgetText), `budget text ${budgetText}`);
+  const width = await page.evaluate(
+    () => document.querySelector("#budgets .budget-fill").style.width);
+  check(parseFloat(width) > 0, `budget bar width ${width}`);
+  const costCell = await page.textContent("#table-keys tbody");
+  check(costCell.includes("$"), "key table lacks a cost");
+
+  // One request for an unknown model, then a reload.
+  const miss = await context.request.post(url + "/v1/chat/completions", {
+    headers: { authorization: "Bearer " + apiKey, "content-type": "application/json" },
+    data: JSON.stringify({ model: "nope", messages: [{ role: "user", content: "hi" }] }),
+  });
+  check(miss.status() === 404, `unknown model answered ${miss.status()}`);
+  await page.reload();
+  await page.waitForSelector('body[data-loaded="day"]');
+
   // Charts and totals with the test's traffic.
   const total = (await page.textContent("#total-requests")).trim();
   check(total === expected, `day total ${total}, expected ${expected}`);
   const svgs = await page.locator(".plot svg").count();
-  check(svgs === 4, `expected 4 charts, got ${svgs}`);
+  check(svgs === 5, `expected 5 charts, got ${svgs}`);
   const bars = await page.locator(".plot rect.bar").count();
   check(bars > 0, "no bars drawn");
   const keyRow = await page.textContent("#table-keys tbody");

@@ -34,6 +34,8 @@
 
   function fmtMs(ms) {
     if (ms === null || ms === undefined) return "–";
+    // The usage log counts whole milliseconds: 0 means under one.
+    if (ms < 1) return "< 1 ms";
     if (ms >= 1000) return (ms / 1000).toFixed(ms >= 10000 ? 0 : 1) + " s";
     return (ms < 10 && ms % 1 ? ms.toFixed(1) : Math.round(ms)) + " ms";
   }
@@ -42,6 +44,15 @@
     if (x === null || x === undefined) return "–";
     const p = x * 100;
     return (p === 0 ? "0" : p < 1 ? p.toFixed(2) : p.toFixed(1)) + "%";
+  }
+
+  function fmtUsd(x) {
+    if (x === null || x === undefined) return "–";
+    if (x === 0) return "$0";
+    if (x >= 100) return "$" + x.toFixed(0);
+    if (x >= 1) return "$" + x.toFixed(2);
+    if (x >= 0.01) return "$" + x.toFixed(3);
+    return "$" + x.toPrecision(2);
   }
 
   function fmtTime(t, bucket) {
@@ -62,14 +73,16 @@
   }
 
   // Draws one chart: `series` is [{values, cls}], drawn as bars ("bar") or lines ("line").
-  function chart(id, t, bucket, series, kind, fmt) {
+  // `opts.empty`: the range has no requests (say so over the chart); `opts.floor`: the
+  // smallest axis top (whole things: 4, one per gridline); `opts.ceiling`: the largest (a
+  // rate never goes past 100 %).
+  function chart(id, t, bucket, series, kind, fmt, opts) {
     const box = document.getElementById(id);
     box.replaceChildren();
     const svg = svgEl("svg", { viewBox: `0 0 ${W} ${H}`, role: "img" });
     const n = t.length;
     const all = series.flatMap((s) => s.values.filter((v) => v !== null));
-    // Bars count whole things: at least a step of one.
-    const max = niceMax(Math.max(kind === "bar" ? 4 : 0, ...all));
+    const max = Math.min(opts.ceiling || Infinity, niceMax(Math.max(opts.floor || 0, ...all)));
     const pw = W - LEFT - RIGHT, ph = H - TOP - BOTTOM;
     const x = (i) => LEFT + (pw * i) / n;
     const y = (v) => TOP + ph - (ph * v) / max;
@@ -113,7 +126,7 @@
         if (d) svg.prepend(svgEl("path", { class: "line " + s.cls, d: d }));
       });
     }
-    if (all.every((v) => !v)) {
+    if (opts.empty) {
       svg.append(svgEl("text", { class: "empty", x: W / 2, y: H / 2, "text-anchor": "middle" },
         "no requests in this range"));
     }
@@ -125,7 +138,7 @@
     tbl.replaceChildren();
     const head = el("tr");
     const cols = [label].concat(withPrefix ? ["Prefix"] : [],
-      ["Requests", "Tokens in", "Tokens out", "Error rate", "p50", "p95"]);
+      ["Requests", "Tokens in", "Tokens out", "Cost", "Error rate", "p50", "p95"]);
     cols.forEach((c) => {
       head.append(el("th", c === "Prefix" ? { scope: "col", class: "prefix" } : { scope: "col" }, c));
     });
@@ -143,15 +156,43 @@
       if (withPrefix) tr.append(el("td", { class: "prefix" }, r.prefix ? r.prefix + "…" : ""));
       const tt = r.totals;
       [fmtInt(tt.requests), fmtInt(tt.prompt_tokens), fmtInt(tt.completion_tokens),
-        fmtPct(tt.error_rate), fmtMs(tt.p50_ms), fmtMs(tt.p95_ms)]
+        fmtUsd(tt.cost_usd), fmtPct(tt.error_rate), fmtMs(tt.p50_ms), fmtMs(tt.p95_ms)]
         .forEach((v) => tr.append(el("td", {}, v)));
       tbody.append(tr);
     });
     tbl.append(thead, tbody);
   }
 
+  // One bar per key with a budget: spent / budget in its period, and when it resets.
+  function budgets(list) {
+    const box = document.getElementById("budgets");
+    box.replaceChildren();
+    document.getElementById("budgets-section").hidden = list.length === 0;
+    list.forEach((b) => {
+      const used = b.budget_usd > 0 ? Math.min(1, b.spent_usd / b.budget_usd) : 0;
+      const row = el("div", { class: "budget" });
+      row.append(el("span", { class: "budget-key" }, b.key));
+      const bar = el("div", {
+        class: "budget-bar" + (used >= 1 ? " over" : used >= 0.8 ? " near" : ""),
+        role: "meter", "aria-valuemin": "0", "aria-valuemax": String(b.budget_usd),
+        "aria-valuenow": String(b.spent_usd), "aria-label": "budget of " + b.key,
+      });
+      const fill = el("div", { class: "budget-fill" });
+      // Through the CSSOM: the CSP allows no style attributes.
+      fill.style.width = (used * 100).toFixed(1) + "%";
+      bar.append(fill);
+      row.append(bar);
+      const resets = new Date(b.resets_at).toLocaleDateString(undefined,
+        { month: "short", day: "numeric" });
+      row.append(el("span", { class: "budget-text" },
+        `${fmtUsd(b.spent_usd)} of ${fmtUsd(b.budget_usd)} this ${b.period} · resets ${resets}`));
+      box.append(row);
+    });
+  }
+
   function render(data) {
     const tt = data.totals;
+    document.getElementById("total-cost").textContent = fmtUsd(tt.cost_usd);
     document.getElementById("total-requests").textContent = String(tt.requests);
     document.getElementById("total-prompt").textContent = String(tt.prompt_tokens);
     document.getElementById("total-completion").textContent = String(tt.completion_tokens);
@@ -160,14 +201,21 @@
     document.getElementById("total-p95").textContent = fmtMs(tt.p95_ms);
     const s = data.series, t = data.t, b = data.bucket_secs;
     const rate = s.requests.map((r, i) => (r ? s.errors[i] / r : null));
-    chart("chart-requests", t, b, [{ values: s.requests, cls: "s0" }], "bar", fmtInt);
+    const empty = tt.requests === 0;
+    // Bars count whole things: at least a step of one.
+    chart("chart-requests", t, b, [{ values: s.requests, cls: "s0" }], "bar", fmtInt,
+      { empty, floor: 4 });
     chart("chart-tokens", t, b, [
       { values: s.prompt_tokens, cls: "s0" }, { values: s.completion_tokens, cls: "s1" },
-    ], "bar", fmtInt);
-    chart("chart-errors", t, b, [{ values: rate, cls: "s0" }], "line", fmtPct);
+    ], "bar", fmtInt, { empty, floor: 4 });
+    chart("chart-cost", t, b, [{ values: s.cost_usd, cls: "s0" }], "bar", fmtUsd,
+      { empty, floor: 0.01 });
+    chart("chart-errors", t, b, [{ values: rate, cls: "s0" }], "line", fmtPct,
+      { empty, floor: 0.04, ceiling: 1 });
     chart("chart-latency", t, b, [
       { values: s.p50_ms, cls: "s0" }, { values: s.p95_ms, cls: "s1" },
-    ], "line", fmtMs);
+    ], "line", fmtMs, { empty, floor: 4 });
+    budgets(data.budgets || []);
     table("table-keys", data.by_key, true, "Key");
     table("table-models", data.by_model, false, "Model");
     table("table-status", data.by_status, false, "Status");
