@@ -467,7 +467,8 @@ fn prices(path: &Path) -> CliResult {
 }
 
 fn rates_text(price: &cost::Price) -> String {
-    let per_m = |picos| Usd::from_picos(picos).to_string();
+    // Picos per token are USD per million tokens × 10⁶.
+    let per_m = |picos: u64| Usd::from_picos(picos.saturating_mul(1_000_000)).to_string();
     let rates = |r: &cost::price::Rates| {
         format!(
             "{} {} {} {} {}",

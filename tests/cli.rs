@@ -651,3 +651,73 @@ fn edits_follow_a_symlinked_config_to_its_target() {
     names.sort();
     assert_eq!(names, ["noviqi.key", "noviqi.toml", "real.toml"]);
 }
+
+#[test]
+fn keys_add_with_a_budget_and_prices_in_force() {
+    let (dir, _) = initialised();
+    ok(run(
+        dir.path(),
+        &["keys", "add", "kid", "--budget", "20", "--period", "week"],
+    ));
+    let text = read(dir.path(), "noviqi.toml");
+    assert!(
+        text.contains("budget_usd = 20.0\nbudget_period = \"week\""),
+        "{text}"
+    );
+    ok(run(dir.path(), &["check"]));
+    let err = fails(run(dir.path(), &["keys", "add", "x", "--period", "year"]));
+    assert!(err.contains("day, week or month"), "{err}");
+    let err = fails(run(dir.path(), &["keys", "add", "x", "--budget", "-1"]));
+    assert!(err.contains("--budget"), "{err}");
+
+    // [[prices]] first, in file order, then the built-in table with its sources.
+    let mut config = read(dir.path(), "noviqi.toml");
+    config
+        .push_str("\n[[prices]]\nmatch = \"mock/*\"\ninput = 1.5\noutput = 2\ncache_read = 0.15\n");
+    std::fs::write(dir.path().join("noviqi.toml"), config).unwrap();
+    let out = ok(run(dir.path(), &["prices"]));
+    let lines: Vec<&str> = out.stdout.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(
+        lines[0], "config  mock/*  1.5 2 0.15 1.5 1.5",
+        "{}",
+        out.stdout
+    );
+    assert!(lines.len() > 40);
+    assert!(
+        lines[1..]
+            .iter()
+            .all(|l| l.starts_with("built-in ") && l.contains("https://"))
+    );
+    let err = fails(run(dir.path(), &["prices", "--budget", "3"]));
+    assert!(err.contains("only to `keys add`"), "{err}");
+}
+
+#[test]
+fn bad_prices_and_budgets_name_their_field() {
+    let (dir, _) = initialised();
+    let base = read(dir.path(), "noviqi.toml");
+    for (extra, field) in [
+        (
+            "\n[[prices]]\nmatch = \"a/*\"\ninput = -1\noutput = 1\n",
+            "prices[0].input",
+        ),
+        (
+            "\n[[prices]]\nmatch = \"\"\ninput = 1\noutput = 1\n",
+            "prices[0].match",
+        ),
+        ("\n[[prices]]\nmatch = \"a/*\"\ninput = 1\n", "prices"),
+    ] {
+        std::fs::write(dir.path().join("noviqi.toml"), format!("{base}{extra}")).unwrap();
+        let err = fails(run(dir.path(), &["check"]));
+        assert!(err.contains(field), "{field}: {err}");
+    }
+    let with_limits = base.replacen(
+        "budget_period = \"month\"",
+        "budget_period = \"fortnight\"",
+        1,
+    );
+    assert_ne!(with_limits, base, "the init config sets a budget_period");
+    std::fs::write(dir.path().join("noviqi.toml"), with_limits).unwrap();
+    let err = fails(run(dir.path(), &["check"]));
+    assert!(err.contains("limits.budget_period"), "{err}");
+}
