@@ -36,7 +36,12 @@ fn every_documented_usage_shape_reads_as_expected() {
             "openai" => body_usage(body.to_string().as_bytes(), false).unwrap(),
             other => panic!("{}: unknown format {other}", path.display()),
         };
-        assert_eq!(got, Some(expected(&fixture["expect"])), "{}", path.display());
+        assert_eq!(
+            got,
+            Some(expected(&fixture["expect"])),
+            "{}",
+            path.display()
+        );
         assert!(fixture["source"].as_str().is_some_and(|s| s.len() > 20));
         read += 1;
     }

@@ -97,20 +97,27 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn new(runtime: Runtime) -> Result<Arc<Gateway>, StartError> {
-        // Read the log back before it is opened for appending.
-        let admin = Admin::new(&runtime.config.usage);
-        let metrics = Metrics::default();
-        metrics.configure(&runtime.config);
+        // Read the log back before it is opened for appending: the dashboard's aggregates
+        // (every file) and the spend (the checkpoint and the active file), side by side.
         let usage_error = |source| StartError::UsageLog {
             path: runtime.config.usage.path.clone().unwrap_or_default(),
             source,
         };
-        let spend = match &runtime.config.usage.path {
-            Some(path) => Arc::new(
-                Ledger::restore(path, crate::clock::unix_secs() as i64).map_err(usage_error)?,
-            ),
-            None => Arc::default(),
-        };
+        let settings = &runtime.config.usage;
+        let (admin, spend) = std::thread::scope(|s| {
+            let spend = s.spawn(|| match &settings.path {
+                Some(path) => Ledger::restore(path, crate::clock::unix_secs() as i64),
+                None => Ok(Ledger::default()),
+            });
+            let admin = Admin::new(settings);
+            let spend = spend
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("the spend reader panicked")));
+            (admin, spend)
+        });
+        let spend = Arc::new(spend.map_err(usage_error)?);
+        let metrics = Metrics::default();
+        metrics.configure(&runtime.config);
         let usage = UsageLog::open(&runtime.config.usage, spend.clone()).map_err(usage_error)?;
         let mut prefix = [0u8; 4];
         rand::Rng::fill(&mut rand::rng(), &mut prefix[..]);
