@@ -14,7 +14,7 @@ use serde::ser::{Serialize, SerializeStruct, Serializer};
 
 use crate::clock::Stamp;
 use crate::config::model::{Key, ProviderSettings};
-use crate::cost::Usd;
+use crate::cost::{Pricing, Usd};
 use crate::translate::{Endpoint, Usage};
 
 /// Where the time of a request that reached an upstream went.
@@ -47,6 +47,8 @@ pub struct Outcome {
     /// `None` on success; a short code (the usage log's `error`) otherwise.
     pub error: Option<&'static str>,
     pub usage: Option<Usage>,
+    /// How the target that answered is priced.
+    pub pricing: Option<Pricing>,
     /// What the answer cost; `None` when unknown (no usage, or no price for the model).
     pub cost: Option<Usd>,
     /// Time to the first byte of the body sent to the client.
@@ -85,6 +87,7 @@ impl Outcome {
             status: 0,
             error: None,
             usage: None,
+            pricing: None,
             cost: None,
             ttfb: None,
             timing: None,

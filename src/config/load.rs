@@ -113,7 +113,7 @@ fn lift(
     )?;
     let prices = lift_prices(&raw.prices)?;
     let providers: Vec<Arc<ProviderSettings>> = providers.into_iter().map(Arc::new).collect();
-    let (models, model_index) = lift_models(&raw, &providers)?;
+    let (models, model_index) = lift_models(&raw, &providers, &prices)?;
     let defaults = KeyDefaults {
         limits,
         budget,
@@ -540,7 +540,11 @@ fn rotate_hint(key_file: &Path) -> String {
     }
 }
 
-fn lift_models(raw: &RawConfig, providers: &[Arc<ProviderSettings>]) -> Lifted<ModelTable> {
+fn lift_models(
+    raw: &RawConfig,
+    providers: &[Arc<ProviderSettings>],
+    prices: &[PriceRule],
+) -> Lifted<ModelTable> {
     let mut index = HashMap::new();
     let mut models = Vec::with_capacity(raw.models.len());
     for (i, m) in raw.models.iter().enumerate() {
@@ -588,10 +592,7 @@ fn lift_models(raw: &RawConfig, providers: &[Arc<ProviderSettings>]) -> Lifted<M
                     ),
                 ));
             };
-            targets.push(Target {
-                provider: provider.clone(),
-                upstream_model: upstream.to_owned(),
-            });
+            targets.push(Target::new(provider.clone(), upstream.to_owned(), prices));
         }
         models.push(ModelRoute {
             name: m.name.clone(),

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use ipnet::IpNet;
 
-use crate::cost::{Period, PriceRule, Usd};
+use crate::cost::{Answerer, Period, PriceRule, Pricing, Usd};
 use crate::crypto::apikey::KeyHash;
 use crate::crypto::secret::SecretString;
 use crate::glob::glob_match;
@@ -182,6 +182,30 @@ pub struct ModelRoute {
 pub struct Target {
     pub provider: Arc<ProviderSettings>,
     pub upstream_model: String,
+    /// How its answers are priced, resolved from `[[prices]]` and the built-in table.
+    pub pricing: Pricing,
+}
+
+impl Target {
+    pub fn new(
+        provider: Arc<ProviderSettings>,
+        upstream_model: String,
+        prices: &[PriceRule],
+    ) -> Target {
+        let pricing = Pricing::resolve(
+            prices,
+            Answerer {
+                provider: &provider.name,
+                upstream_model: &upstream_model,
+                mock: provider.kind == ProviderKind::Mock,
+            },
+        );
+        Target {
+            provider,
+            upstream_model,
+            pricing,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -227,10 +251,11 @@ impl Config {
         let provider = self.provider(provider)?.clone();
         Some(Cow::Owned(ModelRoute {
             name: model.to_owned(),
-            targets: vec![Target {
+            targets: vec![Target::new(
                 provider,
-                upstream_model: upstream_model.to_owned(),
-            }],
+                upstream_model.to_owned(),
+                &self.prices,
+            )],
         }))
     }
 }

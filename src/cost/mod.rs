@@ -10,4 +10,4 @@ pub mod spend;
 
 pub use money::Usd;
 pub use period::Period;
-pub use price::{Answerer, Price, PriceRule, Source, cost_of};
+pub use price::{Answerer, Price, PriceRule, Pricing, Source, cost_of};

@@ -133,28 +133,58 @@ pub struct Answerer<'a> {
     pub mock: bool,
 }
 
-/// The cost of a request, with the config's `[[prices]]` overrides: `None` when no price is
-/// known.
-pub fn cost_of(overrides: &[PriceRule], by: Answerer<'_>, usage: &Usage) -> Option<(Usd, Source)> {
-    let Answerer {
-        provider,
-        upstream_model,
-        mock,
-    } = by;
-    if !overrides.is_empty() {
-        let name = format!("{provider}/{upstream_model}");
-        if let Some(rule) = overrides.iter().find(|r| glob_match(&r.pattern, &name)) {
-            return Some((rule.price.cost(usage), Source::Config));
+/// The part of the price decision that depends only on the config: resolved once per
+/// target when the config loads (no glob runs on a request), finished per request by
+/// [`Pricing::cost`], which may still find a cost the upstream reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pricing {
+    /// A `[[prices]]` entry matched.
+    Config(Price),
+    /// The built-in `mock`, with no `[[prices]]` entry: free.
+    Free,
+    /// Only the built-in table's price, if it has one: an upstream's own report comes first.
+    BuiltIn(Option<&'static Price>),
+}
+
+impl Pricing {
+    /// The contract's order: `[[prices]]`, then (the mock is free), then the upstream's own
+    /// cost, then the built-in table.
+    pub fn resolve(overrides: &[PriceRule], by: Answerer<'_>) -> Pricing {
+        let Answerer {
+            provider,
+            upstream_model,
+            mock,
+        } = by;
+        if !overrides.is_empty() {
+            let name = format!("{provider}/{upstream_model}");
+            if let Some(rule) = overrides.iter().find(|r| glob_match(&r.pattern, &name)) {
+                return Pricing::Config(rule.price);
+            }
+        }
+        if mock {
+            // Free unless a `[[prices]]` entry prices it (a demo of what costs would look like).
+            return Pricing::Free;
+        }
+        Pricing::BuiltIn(super::builtin::find(upstream_model).map(|e| &e.price))
+    }
+
+    /// What `usage` costs: `None` when no price is known.
+    pub fn cost(&self, usage: &Usage) -> Option<(Usd, Source)> {
+        match self {
+            Pricing::Config(price) => Some((price.cost(usage), Source::Config)),
+            Pricing::Free => Some((Usd::ZERO, Source::Free)),
+            Pricing::BuiltIn(price) => match usage.reported_cost {
+                Some(reported) => Some((reported, Source::Upstream)),
+                None => price.map(|p| (p.cost(usage), Source::BuiltIn)),
+            },
         }
     }
-    if mock {
-        // Free unless a `[[prices]]` entry prices it (a demo of what costs would look like).
-        return Some((Usd::ZERO, Source::Free));
-    }
-    if let Some(reported) = usage.reported_cost {
-        return Some((reported, Source::Upstream));
-    }
-    super::builtin::find(upstream_model).map(|entry| (entry.price.cost(usage), Source::BuiltIn))
+}
+
+/// The cost of a request, with the config's `[[prices]]` overrides: `None` when no price is
+/// known. ([`Pricing::resolve`] then [`Pricing::cost`].)
+pub fn cost_of(overrides: &[PriceRule], by: Answerer<'_>, usage: &Usage) -> Option<(Usd, Source)> {
+    Pricing::resolve(overrides, by).cost(usage)
 }
 
 #[cfg(test)]

@@ -7,8 +7,7 @@
 use std::time::Duration;
 
 use super::Gateway;
-use crate::config::model::ProviderKind;
-use crate::cost::{self, Answerer, Usd};
+use crate::cost::Usd;
 use crate::error::ApiError;
 use crate::http::Response;
 use crate::outcome::Outcome;
@@ -83,7 +82,10 @@ impl Gateway {
         draft.recorded = true;
         let outcome = &mut draft.outcome;
         outcome.end();
-        outcome.cost = self.cost_of(outcome);
+        outcome.cost = match (outcome.pricing, &outcome.usage) {
+            (Some(pricing), Some(usage)) => pricing.cost(usage).map(|(usd, _)| usd),
+            _ => None,
+        };
         if let (Some(key), Some(usage)) = (&outcome.key, outcome.usage) {
             let tokens = usage.prompt_tokens + usage.completion_tokens;
             if tokens > 0 {
@@ -102,24 +104,6 @@ impl Gateway {
             }
             (None, _, _) => {}
         }
-    }
-}
-
-impl Gateway {
-    /// What a finished request cost, at the prices in force now.
-    fn cost_of(&self, outcome: &Outcome) -> Option<Usd> {
-        let (Some(provider), Some(upstream_model), Some(usage)) =
-            (&outcome.provider, &outcome.upstream_model, &outcome.usage)
-        else {
-            return None;
-        };
-        let by = Answerer {
-            provider: &provider.name,
-            upstream_model,
-            mock: provider.kind == ProviderKind::Mock,
-        };
-        let runtime = self.runtime();
-        cost::cost_of(&runtime.config.prices, by, usage).map(|(usd, _)| usd)
     }
 }
 

@@ -171,6 +171,7 @@ impl Gateway {
                 Ok(response) => {
                     draft.outcome.provider = Some(target.provider.clone());
                     draft.outcome.upstream_model = Some(target.upstream_model.clone());
+                    draft.outcome.pricing = Some(target.pricing);
                     return Ok(self.answer(response, &plan, &probe, &model, sent_at, draft));
                 }
             }

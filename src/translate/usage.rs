@@ -105,36 +105,91 @@ impl<'de> Deserialize<'de> for ReportedCost {
     }
 }
 
-/// A nested object read if it has the expected shape, else as absent (a provider's odd
-/// extra never makes the whole `usage` unreadable).
-struct Lenient<T>(Option<T>);
+/// A nested object of counters, read in one pass without building it: the counters named
+/// by `N` (see [`Fields`]), each as [`Count`] reads it; any other field is skipped, and a
+/// value that is not an object counts as absent (a provider's odd extra never makes the
+/// whole `usage` unreadable).
+struct Counters<N: Fields>(Option<[u64; 2]>, std::marker::PhantomData<N>);
 
-impl<T> Default for Lenient<T> {
+/// The (at most two) counter names of a [`Counters`] object.
+trait Fields {
+    const NAMES: [&'static str; 2];
+}
+
+impl<N: Fields> Default for Counters<N> {
     fn default() -> Self {
-        Lenient(None)
+        Counters(None, std::marker::PhantomData)
     }
 }
 
-impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for Lenient<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Lenient<T>, D::Error> {
-        Ok(Lenient(serde_json::from_value(Value::deserialize(d)?).ok()))
+impl<N: Fields> Counters<N> {
+    fn get(&self, i: usize) -> u64 {
+        self.0.map_or(0, |c| c[i])
+    }
+}
+
+impl<'de, N: Fields> Deserialize<'de> for Counters<N> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Counters<N>, D::Error> {
+        use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+        struct V<N>(std::marker::PhantomData<N>);
+        impl<'de, N: Fields> Visitor<'de> for V<N> {
+            type Value = Option<[u64; 2]>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of token counts")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = [0; 2];
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match N::NAMES.iter().position(|n| *n == key) {
+                        Some(i) => out[i] = map.next_value::<Count>()?.0,
+                        None => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(Some(out))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(None)
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+        }
+        let counts = d.deserialize_any(V::<N>(std::marker::PhantomData))?;
+        Ok(Counters(counts, std::marker::PhantomData))
     }
 }
 
 /// `{"cached_tokens": n}`: OpenAI's `prompt_tokens_details`, the Responses API's
 /// `input_tokens_details`.
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Details {
-    cached_tokens: Count,
+struct Details;
+
+impl Fields for Details {
+    const NAMES: [&'static str; 2] = ["cached_tokens", ""];
 }
 
 /// Anthropic's split of cache writes by lifetime.
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct CacheCreation {
-    ephemeral_5m_input_tokens: Count,
-    ephemeral_1h_input_tokens: Count,
+struct CacheCreation;
+
+impl Fields for CacheCreation {
+    const NAMES: [&'static str; 2] = ["ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens"];
 }
 
 /// The counters of a `usage` object any supported API uses; any other field is skipped
@@ -148,12 +203,12 @@ struct UsageCounts {
     completion_tokens: Count,
     input_tokens: Count,
     output_tokens: Count,
-    prompt_tokens_details: Lenient<Details>,
-    input_tokens_details: Lenient<Details>,
+    prompt_tokens_details: Counters<Details>,
+    input_tokens_details: Counters<Details>,
     prompt_cache_hit_tokens: Count,
     cache_creation_input_tokens: Count,
     cache_read_input_tokens: Count,
-    cache_creation: Lenient<CacheCreation>,
+    cache_creation: Counters<CacheCreation>,
     cost: ReportedCost,
 }
 
@@ -162,12 +217,10 @@ impl UsageCounts {
     /// input token, the cached ones among them.
     fn openai(&self) -> Usage {
         let prompt = self.prompt_tokens.0.max(self.input_tokens.0);
-        let cached = [&self.prompt_tokens_details.0, &self.input_tokens_details.0]
-            .into_iter()
-            .flatten()
-            .map(|d| d.cached_tokens.0)
-            .max()
-            .unwrap_or(0)
+        let cached = self
+            .prompt_tokens_details
+            .get(0)
+            .max(self.input_tokens_details.get(0))
             .max(self.prompt_cache_hit_tokens.0);
         Usage {
             prompt_tokens: prompt,
@@ -182,17 +235,10 @@ impl UsageCounts {
     /// Anthropic's reading: `input_tokens` counts only the tokens after the last cache
     /// breakpoint; cache reads and writes come on top.
     fn anthropic(&self) -> Usage {
-        let written = self.cache_creation_input_tokens.0;
-        let written_1h = self
-            .cache_creation
-            .0
-            .as_ref()
-            .map_or(0, |c| c.ephemeral_1h_input_tokens.0);
+        let written_1h = self.cache_creation.get(1);
         // When only the split is given, its sum is the total.
-        let split = self.cache_creation.0.as_ref().map_or(0, |c| {
-            c.ephemeral_5m_input_tokens.0 + c.ephemeral_1h_input_tokens.0
-        });
-        let written = written.max(split);
+        let split = self.cache_creation.get(0) + written_1h;
+        let written = self.cache_creation_input_tokens.0.max(split);
         let read = self.cache_read_input_tokens.0;
         Usage {
             prompt_tokens: self.input_tokens.0 + written + read,
@@ -307,5 +353,28 @@ mod tests {
             anthropic_usage(&delta).map(|u| u.completion_tokens),
             Some(9)
         );
+    }
+
+    /// An odd nested value (a string, an array, null, a number) reads as absent: the rest of
+    /// the usage still counts.
+    #[test]
+    fn odd_details_do_not_hide_the_counts() {
+        for odd in [
+            json!("x"),
+            json!([1, {"cached_tokens": 9}]),
+            json!(null),
+            json!(7),
+        ] {
+            let u = json!({"prompt_tokens": 10, "completion_tokens": 2,
+                "prompt_tokens_details": odd, "cache_creation": odd});
+            let got = usage_from_json(&u.to_string(), false).unwrap();
+            assert_eq!((got.prompt_tokens, got.cache_read_tokens), (10, 0), "{u}");
+            let got = usage_from_json(&u.to_string(), true).unwrap();
+            assert_eq!(got.cache_write_tokens, 0, "{u}");
+        }
+        let u = json!({"input_tokens": 1, "cache_creation": {"x": {"y": 1},
+            "ephemeral_1h_input_tokens": 4, "ephemeral_5m_input_tokens": "3"}});
+        let got = usage_from_json(&u.to_string(), true).unwrap();
+        assert_eq!((got.cache_write_tokens, got.cache_write_1h_tokens), (4, 4));
     }
 }
