@@ -92,6 +92,17 @@ fn null_stream_options_still_asks_for_usage() {
     assert_eq!(out["stream_options"]["include_usage"], true);
 }
 
+/// Found by `rewrite`: `"model": null` read as no model at all, so the splice added a second
+/// `model` key before it, and the null (the last one) stayed in force.
+#[test]
+fn a_null_model_is_replaced_by_the_splice() {
+    let body = br#"{"model":null}"#;
+    let p = probe(body).unwrap();
+    assert_eq!(p.model, None);
+    let out: Value = serde_json::from_slice(&rewrite(body, &p, "u", false).unwrap()).unwrap();
+    assert_eq!(out, json!({"model": "u"}));
+}
+
 /// Found by `stream_anthropic_to_openai`'s output bound: the upstream's message id is
 /// repeated in every chunk, so a huge id turns each small delta into a huge chunk.
 #[test]

@@ -27,7 +27,8 @@ pub struct Probe {
 
 #[derive(Deserialize)]
 struct RawProbe<'a> {
-    #[serde(borrow, default)]
+    /// `Some("null")` for an explicit null: no model, but a span the splice must replace.
+    #[serde(borrow, default, deserialize_with = "present")]
     model: Option<&'a RawValue>,
     #[serde(borrow, default)]
     stream: Option<&'a RawValue>,
@@ -59,6 +60,9 @@ pub fn probe(body: &[u8]) -> Result<Probe, ApiError> {
         ApiError::bad_request(format!("malformed JSON body: {}", describe(&e)), None)
     })?;
     let (model, model_span) = match raw.model {
+        // `"model": null` is no model (a 400 for the gateway), but its bytes are where a
+        // splice puts one: adding a second `model` key would leave the null in force.
+        Some(value) if value.get() == "null" => (None, span_of(body, value.get())),
         Some(value) => {
             let model: String = serde_json::from_str(value.get())
                 .map_err(|_| ApiError::bad_request("`model` must be a string", Some("model")))?;
