@@ -7,7 +7,7 @@
 //! with the log.
 //!
 //! Rotation would drop old lines, so before the usage log moves its active file aside it
-//! writes a checkpoint, `<usage log>.spend`, atomically: the totals so far, and which file
+//! writes a checkpoint, [`checkpoint_path`] (`noviqi-usage-spend.json`), atomically: the totals so far, and which file
 //! and how many of its bytes they cover. At start the ledger is the checkpoint plus the
 //! lines of the active file past that point (all of them when the active file is a newer
 //! one), so only the active file is ever read. Days older than [`KEEP_DAYS`] are dropped.
@@ -209,11 +209,14 @@ impl Ledger {
     }
 }
 
-/// `<usage log>.spend`.
+/// `<usage log without its extension>-spend.json` beside the log (`noviqi-usage.jsonl` →
+/// `noviqi-usage-spend.json`): not a name that `<usage log>*` matches, so tools that read
+/// the log and its rotated files never take it for one.
 pub fn checkpoint_path(log: &Path) -> PathBuf {
-    let mut name = log.as_os_str().to_owned();
-    name.push(".spend");
-    PathBuf::from(name)
+    let stem = log.file_stem().unwrap_or(log.as_os_str());
+    let mut name = stem.to_owned();
+    name.push("-spend.json");
+    log.with_file_name(name)
 }
 
 fn skip_line(reader: &mut impl BufRead) -> io::Result<()> {
@@ -378,6 +381,17 @@ mod tests {
         }
         assert_eq!(utc_day("not a time"), None);
         assert_eq!(utc_day("2026-13-04T00:00:00Z"), None);
+    }
+
+    #[test]
+    fn the_checkpoint_is_not_named_like_a_usage_file() {
+        let at = |p: &str| checkpoint_path(Path::new(p));
+        assert_eq!(
+            at("/d/noviqi-usage.jsonl"),
+            Path::new("/d/noviqi-usage-spend.json")
+        );
+        assert_eq!(at("usage"), Path::new("usage-spend.json"));
+        assert!(!at("/d/u.jsonl").to_string_lossy().starts_with("/d/u.jsonl"));
     }
 
     impl Ledger {
