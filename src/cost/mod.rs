@@ -6,8 +6,12 @@ pub mod builtin;
 pub mod money;
 pub mod period;
 pub mod price;
+pub mod pricing;
 pub mod spend;
+mod tokens;
 
 pub use money::Usd;
 pub use period::Period;
-pub use price::{Answerer, Price, PriceRule, Pricing, Source, cost_of};
+pub use price::{Price, PriceRule};
+pub use pricing::{Answerer, Pricing, Source, cost_of};
+pub use tokens::Usage;

@@ -29,6 +29,7 @@ pub mod rewrite;
 pub mod stream;
 pub mod usage;
 
+pub use crate::cost::Usage;
 pub use chat_via_anthropic::{
     AnthropicToOpenAiStream, anthropic_response_to_chat, chat_request_to_anthropic,
 };
@@ -42,8 +43,8 @@ pub use responses_via_anthropic::{
 };
 pub use stream::{Step, StreamReader, StreamTranslator};
 pub use usage::{
-    MAX_TOKEN_COUNT, Usage, anthropic_usage, anthropic_usage_object, openai_usage,
-    openai_usage_object, usage_from_json,
+    MAX_TOKEN_COUNT, anthropic_usage, anthropic_usage_object, openai_usage, openai_usage_object,
+    usage_from_json,
 };
 
 use serde_json::Value;

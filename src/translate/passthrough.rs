@@ -19,7 +19,8 @@ use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 
 use super::stream::StreamTranslator;
-use super::usage::{Usage, usage_from_json};
+use super::usage::usage_from_json;
+use crate::cost::Usage;
 use crate::error::{ApiError, Dialect, Kind};
 use crate::sse::{SseEvent, write_event};
 

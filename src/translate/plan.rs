@@ -10,12 +10,13 @@ use serde_json::Value;
 
 use super::rewrite::{self, Probe};
 use super::stream::{StreamReader, StreamTranslator};
-use super::usage::{Usage, anthropic_usage, body_usage, openai_usage};
+use super::usage::{anthropic_usage, body_usage, openai_usage};
 use super::{
     AnthropicToOpenAiStream, AnthropicToResponsesStream, OpenAiToAnthropicStream, TranslateError,
     passthrough,
 };
 use crate::config::model::ProviderKind;
+use crate::cost::Usage;
 use crate::error::{ApiError, Dialect, Kind};
 
 /// The client-facing endpoints that reach an upstream.

@@ -10,7 +10,7 @@
 //! error frame in the client's format, never an invented `[DONE]` or `message_stop`. State
 //! owned: per stream, the parser's partial line and event and the translator's state.
 
-use super::usage::Usage;
+use crate::cost::Usage;
 use crate::error::Kind;
 use crate::sse::{SseEvent, SseParser};
 
