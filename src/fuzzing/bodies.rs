@@ -68,16 +68,6 @@ pub fn rewrite(data: &[u8]) {
     }
 }
 
-/// The client endpoints and provider kinds [`plan::plan`] is asked about.
-const ENDPOINTS: [Endpoint; 6] = [
-    Endpoint::Chat,
-    Endpoint::Completions,
-    Endpoint::Embeddings,
-    Endpoint::Responses,
-    Endpoint::Messages,
-    Endpoint::CountTokens,
-];
-
 /// Runs one request translator on `data` (when it is JSON) and checks it gives an object.
 fn request_translator(data: &[u8], f: fn(&Value) -> Result<Value, translate::TranslateError>) {
     let Ok(req) = serde_json::from_slice::<Value>(data) else {
@@ -101,7 +91,7 @@ pub fn plan(data: &[u8]) {
     // The probe skips unchecked what it does not read (invalid UTF-8 in a string there is the
     // upstream's to refuse), so only a body that is JSON must stay JSON.
     let json = serde_json::from_slice::<Value>(data).is_ok();
-    for endpoint in ENDPOINTS {
+    for endpoint in Endpoint::ALL {
         for kind in [
             config::model::ProviderKind::OpenAi,
             config::model::ProviderKind::Anthropic,

@@ -31,6 +31,16 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    /// Every endpoint, in declaration order.
+    pub const ALL: [Endpoint; 6] = [
+        Endpoint::Chat,
+        Endpoint::Completions,
+        Endpoint::Embeddings,
+        Endpoint::Responses,
+        Endpoint::Messages,
+        Endpoint::CountTokens,
+    ];
+
     pub fn from_path(path: &str) -> Option<Endpoint> {
         Some(match path {
             "/v1/chat/completions" => Endpoint::Chat,
@@ -269,14 +279,7 @@ mod tests {
     fn working_memory_factor_follows_the_plan() {
         let body = br#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi"}],"input":"hi"}"#;
         let probe = rewrite::probe(body).unwrap();
-        for endpoint in [
-            Endpoint::Chat,
-            Endpoint::Completions,
-            Endpoint::Embeddings,
-            Endpoint::Responses,
-            Endpoint::Messages,
-            Endpoint::CountTokens,
-        ] {
+        for endpoint in Endpoint::ALL {
             for kind in [
                 ProviderKind::OpenAi,
                 ProviderKind::Anthropic,
