@@ -22,6 +22,7 @@ pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod outcome;
+pub mod routing;
 pub mod sse;
 pub mod translate;
 pub mod upstream;

@@ -315,3 +315,98 @@ fn server_hardening_fields_are_lifted_and_checked() {
         "{text}"
     );
 }
+
+#[test]
+fn routing_fields_are_lifted_with_their_defaults() {
+    use noviqi::routing::{Policy, Strategy};
+    let c = load(
+        r#"
+        [[providers]]
+        name = "p"
+        kind = "mock"
+        [[models]]
+        name = "plain"
+        targets = ["p/a", "p/b"]
+        [[models]]
+        name = "w"
+        targets = ["p/a", "p/b"]
+        strategy = "weighted"
+        weights = [3, 1]
+        cooldown_failures = 0
+        cooldown_secs = 5
+        [[models]]
+        name = "rr"
+        targets = ["p/a"]
+        strategy = "round_robin"
+        [[models]]
+        name = "lb"
+        targets = ["p/a"]
+        strategy = "least_busy"
+        "#,
+    )
+    .unwrap();
+    assert_eq!(c.models[0].strategy, Strategy::Fallback);
+    assert_eq!(c.models[0].policy, Policy::default());
+    assert_eq!(
+        (Policy::default().failures, Policy::default().cooldown),
+        (3, Duration::from_secs(30))
+    );
+    assert_eq!(c.models[1].strategy, Strategy::Weighted(vec![3, 1]));
+    assert_eq!(
+        c.models[1].policy,
+        Policy {
+            failures: 0,
+            cooldown: Duration::from_secs(5)
+        }
+    );
+    assert_eq!(c.models[2].strategy, Strategy::RoundRobin);
+    assert_eq!(c.models[3].strategy, Strategy::LeastBusy);
+    assert_eq!(&*c.models[0].targets[1].name, "p/b");
+}
+
+#[test]
+fn routing_rules_are_enforced() {
+    let m = "[[providers]]\nname = \"p\"\nkind = \"mock\"\n[[models]]\nname = \"m\"\ntargets = [\"p/a\", \"p/b\"]\n";
+    let e = refused(
+        &format!("{m}strategy = \"random\"\n"),
+        "models[0].strategy",
+        "round_robin",
+    );
+    assert_eq!(e.location.unwrap().0, 7, "the line of `strategy`");
+    refused(
+        &format!("{m}strategy = \"weighted\"\n"),
+        "models[0].weights",
+        "one positive integer per target",
+    );
+    let e = refused(
+        &format!("{m}strategy = \"weighted\"\nweights = [1]\n"),
+        "models[0].weights",
+        "1 weights for 2 targets",
+    );
+    assert_eq!(e.location.unwrap().0, 8, "the line of `weights`");
+    refused(
+        &format!("{m}strategy = \"weighted\"\nweights = [1, 0]\n"),
+        "models[0].weights",
+        "weight 0",
+    );
+    refused(
+        &format!("{m}strategy = \"weighted\"\nweights = [1, -2]\n"),
+        "models[0].weights",
+        "weight -2",
+    );
+    refused(
+        &format!("{m}weights = [1, 1]\n"),
+        "models[0].weights",
+        "only apply with strategy",
+    );
+    refused(
+        &format!("{m}cooldown_secs = 0\n"),
+        "models[0].cooldown_secs",
+        "between 1",
+    );
+    refused(
+        "[[providers]]\nname = \"p\"\nkind = \"mock\"\n[[models]]\nname = \"m\"\ntargets = [\"p/a\", \"p/a\"]\n",
+        "models[0].targets[1]",
+        "listed twice",
+    );
+}

@@ -14,11 +14,17 @@ use ipnet::IpNet;
 
 use super::error::{ConfigError, Problem, Seg};
 use super::model::*;
-use super::raw::{Number, RawConfig, RawKey, RawPrice, RawProvider};
+use super::raw::{Number, RawConfig, RawKey, RawModel, RawPrice, RawProvider};
 use crate::cost::price::{Price, RatesUsd};
 use crate::cost::{Period, PriceRule, Usd};
 use crate::crypto::apikey::KeyHash;
 use crate::crypto::secret::{self, MasterKey, SecretString};
+use crate::routing::{Policy, Strategy};
+
+/// Largest `weights` entry (a ratio, so no real config comes near it).
+const MAX_WEIGHT: u32 = 1_000_000;
+/// Longest `cooldown_secs` (a day).
+const MAX_COOLDOWN_SECS: u64 = 86_400;
 
 /// Whether `load` decrypts provider credentials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -592,14 +598,94 @@ fn lift_models(
                     ),
                 ));
             };
+            if m.targets[..j].contains(t) {
+                return Err(Problem::new(
+                    &at,
+                    format!("target `{t}` is listed twice; a request never tries a target twice"),
+                ));
+            }
             targets.push(Target::new(provider.clone(), upstream.to_owned(), prices));
         }
         models.push(ModelRoute {
             name: m.name.clone(),
+            strategy: lift_strategy(m, &key)?,
+            policy: lift_policy(m, &key)?,
             targets,
         });
     }
     Ok((models, index))
+}
+
+/// `strategy` (default `fallback`) and, for `weighted` only, `weights`.
+fn lift_strategy(m: &RawModel, key: &dyn Fn(&'static str) -> [Seg; 3]) -> Lifted<Strategy> {
+    let strategy = match m.strategy.as_deref() {
+        None | Some("fallback") => Strategy::Fallback,
+        Some("round_robin") => Strategy::RoundRobin,
+        Some("least_busy") => Strategy::LeastBusy,
+        Some("weighted") => {
+            let Some(weights) = &m.weights else {
+                return Err(Problem::new(
+                    &key("weights"),
+                    "strategy = \"weighted\" needs `weights`: one positive integer per target",
+                ));
+            };
+            if weights.len() != m.targets.len() {
+                return Err(Problem::new(
+                    &key("weights"),
+                    format!(
+                        "has {} weights for {} targets; give one weight per target, in the same order",
+                        weights.len(),
+                        m.targets.len()
+                    ),
+                ));
+            }
+            let mut checked = Vec::with_capacity(weights.len());
+            for &w in weights {
+                match u32::try_from(w) {
+                    Ok(w @ 1..=MAX_WEIGHT) => checked.push(w),
+                    _ => {
+                        return Err(Problem::new(
+                            &key("weights"),
+                            format!("weight {w} is not between 1 and {MAX_WEIGHT}"),
+                        ));
+                    }
+                }
+            }
+            Strategy::Weighted(checked)
+        }
+        Some(other) => {
+            return Err(Problem::new(
+                &key("strategy"),
+                format!("`{other}` is not a strategy; use {}", Strategy::NAMES),
+            ));
+        }
+    };
+    if m.weights.is_some() && !matches!(strategy, Strategy::Weighted(_)) {
+        return Err(Problem::new(
+            &key("weights"),
+            "weights only apply with strategy = \"weighted\"",
+        ));
+    }
+    Ok(strategy)
+}
+
+/// `cooldown_failures` (default 3; 0 = never) and `cooldown_secs` (default 30).
+fn lift_policy(m: &RawModel, key: &dyn Fn(&'static str) -> [Seg; 3]) -> Lifted<Policy> {
+    let default = Policy::default();
+    let cooldown = match m.cooldown_secs {
+        None => default.cooldown,
+        Some(secs @ 1..=MAX_COOLDOWN_SECS) => Duration::from_secs(secs),
+        Some(secs) => {
+            return Err(Problem::new(
+                &key("cooldown_secs"),
+                format!("{secs} is not between 1 and {MAX_COOLDOWN_SECS}"),
+            ));
+        }
+    };
+    Ok(Policy {
+        failures: m.cooldown_failures.unwrap_or(default.failures),
+        cooldown,
+    })
 }
 
 /// `budget_period`: `day`, `week` or `month`; absent = `default`.

@@ -18,6 +18,7 @@ use crate::cost::{Answerer, Period, PriceRule, Pricing, Usd};
 use crate::crypto::apikey::KeyHash;
 use crate::crypto::secret::SecretString;
 use crate::glob::glob_match;
+use crate::routing::{Policy, Strategy};
 
 /// Longest model name a client may send (longer is a 400): names are stored in the usage log
 /// and the dashboard's tables, and no real model name comes close.
@@ -170,16 +171,22 @@ impl ProviderSettings {
     }
 }
 
-/// A `[[models]]` entry: the name clients send and the targets tried in order.
+/// A `[[models]]` entry: the name clients send, its targets and how it picks among them.
 #[derive(Debug, Clone)]
 pub struct ModelRoute {
     pub name: String,
-    /// Never empty.
+    /// Never empty; no target twice.
     pub targets: Vec<Target>,
+    /// `Weighted` has one positive weight per target.
+    pub strategy: Strategy,
+    /// When a failing target is skipped, and for how long.
+    pub policy: Policy,
 }
 
 #[derive(Debug, Clone)]
 pub struct Target {
+    /// `provider/upstream_model`: the target's name in metrics, logs and the dashboard.
+    pub name: Arc<str>,
     pub provider: Arc<ProviderSettings>,
     pub upstream_model: String,
     /// How its answers are priced, resolved from `[[prices]]` and the built-in table.
@@ -201,6 +208,7 @@ impl Target {
             },
         );
         Target {
+            name: format!("{}/{upstream_model}", provider.name).into(),
             provider,
             upstream_model,
             pricing,
@@ -238,6 +246,11 @@ impl Config {
         self.providers.iter().find(|p| p.name == name)
     }
 
+    /// The position in `models` of the entry named `model`.
+    pub fn model_position(&self, model: &str) -> Option<usize> {
+        self.model_index.get(model).copied()
+    }
+
     /// The targets for a client's model name: a `[[models]]` entry of that exact name, else the
     /// `provider/model` form (split at the first `/`). `None` when neither applies.
     pub fn route(&self, model: &str) -> Option<Cow<'_, ModelRoute>> {
@@ -256,6 +269,8 @@ impl Config {
                 upstream_model.to_owned(),
                 &self.prices,
             )],
+            strategy: Strategy::Fallback,
+            policy: Policy::default(),
         }))
     }
 }

@@ -107,6 +107,10 @@ pub struct RawProvider {
 pub struct RawModel {
     pub name: String,
     pub targets: Vec<String>,
+    pub strategy: Option<String>,
+    pub weights: Option<Vec<i64>>,
+    pub cooldown_failures: Option<u32>,
+    pub cooldown_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

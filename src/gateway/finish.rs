@@ -11,6 +11,7 @@ use crate::cost::Usd;
 use crate::error::ApiError;
 use crate::http::Response;
 use crate::outcome::Outcome;
+use crate::routing::Attempt;
 
 /// One request's record while it is being answered, with what only the answer needs.
 pub(super) struct Draft {
@@ -21,6 +22,9 @@ pub(super) struct Draft {
     pub budget_remaining: Option<Usd>,
     /// Set once the request is recorded; a request is recorded exactly once.
     pub recorded: bool,
+    /// The target answering, counted in flight until the draft drops (after a stream's last
+    /// byte).
+    pub attempt: Option<Attempt>,
 }
 
 impl Draft {
@@ -30,6 +34,7 @@ impl Draft {
             rate_headers: Vec::new(),
             budget_remaining: None,
             recorded: false,
+            attempt: None,
         }
     }
 
@@ -44,6 +49,7 @@ impl Draft {
             rate_headers: Vec::new(),
             budget_remaining: None,
             recorded: true,
+            attempt: None,
         }
     }
 }

@@ -28,13 +28,17 @@ use crate::http::{self, Server, ServerOptions};
 use crate::limits::RateLimiter;
 use crate::limits::lockout::Lockouts;
 use crate::metrics::Metrics;
+use crate::routing::{RouteTable, Targets};
 use crate::upstream::{SetupError, Upstreams};
 use crate::usage::UsageLog;
 
-/// One loaded config and the upstream clients built for it.
+/// One loaded config, the upstream clients built for it and its routes' state.
 pub struct Runtime {
     pub config: Config,
     pub upstreams: Upstreams,
+    /// Bound to the gateway's [`Targets`] when the runtime is installed
+    /// ([`Gateway::new`], [`Gateway::replace_runtime`]); empty until then.
+    routes: RouteTable,
 }
 
 /// Why `noviqi serve` could not start (or keep running).
@@ -76,7 +80,11 @@ impl std::error::Error for StartError {}
 impl Runtime {
     pub fn new(config: Config) -> Result<Runtime, SetupError> {
         let upstreams = Upstreams::new(&config)?;
-        Ok(Runtime { config, upstreams })
+        Ok(Runtime {
+            config,
+            upstreams,
+            routes: RouteTable::default(),
+        })
     }
 }
 
@@ -90,13 +98,15 @@ pub struct Gateway {
     spend: Arc<Ledger>,
     admin: Admin,
     metrics: Metrics,
+    /// Every configured target's health and load; survives reloads.
+    targets: Targets,
     epoch: Instant,
     id_prefix: String,
     next_id: AtomicU64,
 }
 
 impl Gateway {
-    pub fn new(runtime: Runtime) -> Result<Arc<Gateway>, StartError> {
+    pub fn new(mut runtime: Runtime) -> Result<Arc<Gateway>, StartError> {
         // Read the log back before it is opened for appending: the dashboard's aggregates
         // (every file) and the spend (the checkpoint and the active file), side by side.
         let usage_error = |source| StartError::UsageLog {
@@ -121,6 +131,8 @@ impl Gateway {
         let usage = UsageLog::open(&runtime.config.usage, spend.clone()).map_err(usage_error)?;
         let mut prefix = [0u8; 4];
         rand::Rng::fill(&mut rand::rng(), &mut prefix[..]);
+        let targets = Targets::default();
+        runtime.routes = targets.bind(&runtime.config);
         Ok(Arc::new(Gateway {
             runtime: RwLock::new(Arc::new(runtime)),
             limiter: RateLimiter::new(),
@@ -129,6 +141,7 @@ impl Gateway {
             spend,
             admin,
             metrics,
+            targets,
             epoch: Instant::now(),
             id_prefix: hex::encode(prefix),
             next_id: AtomicU64::new(1),
@@ -140,11 +153,13 @@ impl Gateway {
         self.runtime.read().clone()
     }
 
-    /// Swaps in a freshly loaded runtime; state of keys that no longer exist is dropped.
-    pub fn replace_runtime(&self, runtime: Runtime) {
+    /// Swaps in a freshly loaded runtime; state of keys and targets that no longer exist is
+    /// dropped.
+    pub fn replace_runtime(&self, mut runtime: Runtime) {
         let live: std::collections::HashSet<_> =
             runtime.config.keys.iter().map(|k| k.hash).collect();
         self.metrics.configure(&runtime.config);
+        runtime.routes = self.targets.bind(&runtime.config);
         *self.runtime.write() = Arc::new(runtime);
         self.limiter.retain_keys(|hash| live.contains(hash));
     }

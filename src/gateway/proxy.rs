@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 use std::io::Read;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::finish::{Draft, server_timing};
 use super::handler::Ctx;
@@ -18,6 +18,7 @@ use crate::config::model::MAX_MODEL_NAME_BYTES;
 use crate::error::{ApiError, Kind};
 use crate::http::{BodyError, Request, Response};
 use crate::outcome::{Outcome, Timing};
+use crate::routing::{First, Verdict};
 use crate::translate::plan::{self, Endpoint, Plan};
 use crate::translate::rewrite::{self, Probe};
 use crate::upstream::{Method, UpstreamError, UpstreamRequest, UpstreamResponse};
@@ -129,10 +130,28 @@ impl Gateway {
             .chain([("content-type", "application/json")])
             .collect();
 
-        let mut last_error = None;
+        // The strategy picks the first target; the others follow in config order, each only
+        // if it is open when its turn comes.
+        let states = config
+            .model_position(&model)
+            .and_then(|i| runtime.routes.get(i));
         let count = route.targets.len();
-        for (i, target) in route.targets.iter().enumerate() {
-            let is_last = i + 1 == count;
+        let first = states.map_or(First::default(), |s| s.first(self.now()));
+        let order = std::iter::once(first.index).chain((0..count).filter(|&i| i != first.index));
+        let mut tried = 0;
+        let mut last_error = None;
+        for i in order {
+            let Some(target) = route.targets.get(i) else {
+                continue;
+            };
+            let attempt = match states {
+                Some(s) => match s.start(i, self.now(), tried == 0 && first.force) {
+                    Some(attempt) => Some(attempt),
+                    None => continue,
+                },
+                None => None,
+            };
+            tried += 1;
             let plan = plan::plan(
                 endpoint,
                 target.provider.kind,
@@ -151,27 +170,50 @@ impl Gateway {
                 headers: &forwarded,
                 body: &plan.body,
             });
+            let mut attempt = attempt;
+            let verdict = match &outcome {
+                Ok(response) => Verdict::of_status(response.status),
+                Err(e) => verdict_of(e),
+            };
+            if let Some(attempt) = &mut attempt {
+                let retry_after = match &outcome {
+                    Ok(response) if verdict == Verdict::RateLimited => {
+                        response.header("retry-after").and_then(retry_after)
+                    }
+                    _ => None,
+                };
+                attempt.report(verdict, self.now(), retry_after);
+            }
+            // Whether a target after this one in the order is open, so this answer need not be
+            // the client's.
+            let more = || {
+                let now = self.now();
+                (0..count)
+                    .filter(|&j| j != first.index && (i == first.index || j > i))
+                    .any(|j| states.is_none_or(|s| s.is_open(j, now)))
+            };
             match outcome {
                 Err(e) => {
                     log::warn!(
-                        "request {}: provider {} failed: {e}",
+                        "request {}: target {} failed: {e}",
                         draft.outcome.request_id,
-                        target.provider.name
+                        target.name
                     );
                     last_error = Some(upstream_error(&target.provider.name, &e));
                 }
-                Ok(response) if !is_last && (response.status == 429 || response.status >= 500) => {
+                Ok(_) if verdict.is_failure() && more() => {
                     log::warn!(
-                        "request {}: provider {} answered {}, trying the next target",
+                        "request {}: target {} answered {}, trying the next target",
                         draft.outcome.request_id,
-                        target.provider.name,
-                        response.status
+                        target.name,
+                        verdict.label()
                     );
                 }
                 Ok(response) => {
                     draft.outcome.provider = Some(target.provider.clone());
                     draft.outcome.upstream_model = Some(target.upstream_model.clone());
                     draft.outcome.pricing = Some(target.pricing);
+                    draft.attempt = attempt;
                     return Ok(self.answer(response, &plan, &probe, &model, sent_at, draft));
                 }
             }
@@ -287,6 +329,31 @@ fn read_whole(upstream: UpstreamResponse) -> Result<Vec<u8>, ApiError> {
         }
         Ok(_) => Ok(bytes),
     }
+}
+
+/// How a call that got no answer head failed.
+fn verdict_of(e: &UpstreamError) -> Verdict {
+    match e {
+        UpstreamError::Timeout(_) => Verdict::Timeout,
+        UpstreamError::Unreachable(_) => Verdict::Unreachable,
+        UpstreamError::Unreadable(_) => Verdict::Unreadable,
+    }
+}
+
+/// Longest wait a 429's `Retry-After` can impose on a target (an hour).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// A `Retry-After` value, in seconds or as an HTTP date, capped at [`MAX_RETRY_AFTER`].
+fn retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => httpdate::parse_http_date(value)
+            .ok()?
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 fn upstream_error(provider: &str, e: &UpstreamError) -> ApiError {
