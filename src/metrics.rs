@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::cost::Usd;
 use crate::cost::spend::Ledger;
 use crate::outcome::Outcome;
+use crate::routing::{State, TargetView, Verdict};
 
 /// Upper bounds (seconds) of the upstream latency histogram.
 const UPSTREAM_BUCKETS: &[f64] = &[
@@ -200,9 +201,17 @@ impl Metrics {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// [`Metrics::render`] and `noviqi_budget_remaining_usd` for every key with a budget.
-    pub fn render_with_budgets(&self, config: &Config, spend: &Ledger, now: i64) -> String {
+    /// [`Metrics::render`], `noviqi_budget_remaining_usd` for every key with a budget and the
+    /// targets' gauges and counters.
+    pub fn render_all(
+        &self,
+        config: &Config,
+        spend: &Ledger,
+        targets: &[TargetView],
+        now: i64,
+    ) -> String {
         let mut out = self.render();
+        render_targets(&mut out, targets);
         header(
             &mut out,
             "noviqi_budget_remaining_usd",
@@ -341,6 +350,56 @@ impl Metrics {
             self.active_streams.load(Ordering::Relaxed).max(0)
         );
         out
+    }
+}
+
+/// `noviqi_target_up`, `noviqi_target_inflight` and `noviqi_upstream_requests_total`, one
+/// series per configured target (the config bounds them).
+fn render_targets(out: &mut String, targets: &[TargetView]) {
+    header(
+        out,
+        "noviqi_target_up",
+        "1 when the target takes requests, 0 while it cools down after consecutive failures.",
+        "gauge",
+    );
+    for t in targets {
+        let up = u8::from(t.state == State::Healthy);
+        let _ = writeln!(
+            out,
+            "noviqi_target_up{{target=\"{}\"}} {up}",
+            escape(&t.name)
+        );
+    }
+    header(
+        out,
+        "noviqi_target_inflight",
+        "Requests in flight at the target (a stream until its last byte).",
+        "gauge",
+    );
+    for t in targets {
+        let _ = writeln!(
+            out,
+            "noviqi_target_inflight{{target=\"{}\"}} {}",
+            escape(&t.name),
+            t.inflight
+        );
+    }
+    header(
+        out,
+        "noviqi_upstream_requests_total",
+        "Attempts at each target by outcome (ok, client_error, rate_limited, server_error, \
+         timeout, unreachable, unreadable); fallback attempts included.",
+        "counter",
+    );
+    for t in targets {
+        for (verdict, n) in Verdict::ALL.iter().zip(t.attempts) {
+            let _ = writeln!(
+                out,
+                "noviqi_upstream_requests_total{{target=\"{}\",outcome=\"{}\"}} {n}",
+                escape(&t.name),
+                verdict.label()
+            );
+        }
     }
 }
 

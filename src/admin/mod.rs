@@ -45,6 +45,7 @@ use crate::error::{ApiError, Dialect, Kind};
 use crate::http::{Request, Response};
 use crate::limits::lockout::{self, Lockouts};
 use crate::metrics::Metrics;
+use crate::routing::Targets;
 
 use analytics::{Analytics, Range, Sample};
 use session::Sessions;
@@ -65,6 +66,8 @@ pub struct Deps<'a> {
     pub metrics: &'a Metrics,
     /// Spend per key (for budgets in `/metrics` and the dashboard).
     pub spend: &'a Ledger,
+    /// Every configured target's health and load.
+    pub targets: &'a Targets,
     /// The gateway's key authentication (lockout-aware).
     pub authenticate: &'a dyn Fn(&Request<'_>) -> Result<Arc<Key>, ApiError>,
 }
@@ -160,8 +163,12 @@ impl Admin {
             Ok(()) => Response::bytes(
                 200,
                 "text/plain; version=0.0.4; charset=utf-8",
-                deps.metrics
-                    .render_with_budgets(deps.config, deps.spend, unix_now()),
+                deps.metrics.render_all(
+                    deps.config,
+                    deps.spend,
+                    &deps.targets.views(deps.now),
+                    unix_now(),
+                ),
             )
             .with_header("cache-control", "no-store"),
             Err(e) => error(&e),

@@ -112,6 +112,7 @@ fn route(
             https: ctx.https,
             metrics: &gateway.metrics,
             spend: &gateway.spend,
+            targets: &gateway.targets,
             authenticate: &authenticate,
         };
         return if path == "/metrics" {
