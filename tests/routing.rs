@@ -353,3 +353,48 @@ fn cooldowns_survive_a_reload_for_targets_that_remain() {
     }
     assert_eq!(dead.connections(), 1, "still cooling after the reload");
 }
+
+#[test]
+fn the_dashboard_shows_each_target_with_its_state_and_attempts() {
+    let dead = refusing();
+    let up = upstream();
+    let (admin, admin_entry) = admin_key();
+    let mut env = TestEnv::new();
+    env.start(
+        "",
+        &format!(
+            "{}{}{}[[models]]\nname = \"m\"\ntargets = [\"dead/x\", \"up/x\"]\ncooldown_failures = 1\ncooldown_secs = 600\n{admin_entry}",
+            support::gateway::admin_table("correct horse", 3600),
+            provider("dead", &dead.url()),
+            provider("up", &up.url())
+        ),
+    );
+    for _ in 0..3 {
+        assert_eq!(send(&env), "up");
+    }
+    let reply = env.get(
+        "/admin/api/usage?range=hour",
+        &[("authorization", &format!("Bearer {admin}"))],
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let report = reply.json();
+    let targets = report["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 2, "{report}");
+    let (dead_row, up_row) = (&targets[0], &targets[1]);
+    assert_eq!(dead_row["name"], "dead/x");
+    assert_eq!(dead_row["state"], "cooling");
+    assert!(dead_row["cooling_secs"].as_u64().unwrap() > 500);
+    assert_eq!(
+        (dead_row["requests"].as_u64(), dead_row["errors"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(up_row["name"], "up/x");
+    assert_eq!(up_row["state"], "up");
+    assert_eq!(
+        (up_row["requests"].as_u64(), up_row["errors"].as_u64()),
+        (Some(3), Some(0))
+    );
+    assert!(up_row["p50_ms"].is_u64());
+    assert_eq!(up_row["inflight"], 0);
+    assert!(report.get("by_target").is_none());
+}

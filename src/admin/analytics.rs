@@ -292,6 +292,11 @@ struct Inner {
     models: Names,
     minutes: Tier,
     hours: Tier,
+    /// Attempts at targets (fallback attempts included), by target name and failed-or-not;
+    /// live only, not read back (the usage log records the answering target alone).
+    targets: Names,
+    target_minutes: Tier,
+    target_hours: Tier,
 }
 
 /// The aggregator; shared by every connection thread.
@@ -307,6 +312,9 @@ impl Default for Analytics {
                 models: Names::new(),
                 minutes: Tier::new(60, 120),
                 hours: Tier::new(3600, HOURS_KEPT),
+                targets: Names::new(),
+                target_minutes: Tier::new(60, 120),
+                target_hours: Tier::new(3600, HOURS_KEPT),
             }),
         }
     }
@@ -343,6 +351,27 @@ impl Analytics {
         );
         inner.minutes.add(now, cell, sample);
         inner.hours.add(now, cell, sample);
+    }
+
+    /// Counts one attempt at `target` that ended at `now` (unix seconds) after `latency_ms`
+    /// (to the answer's head, or to the failure).
+    pub fn record_attempt(&self, target: &str, failed: bool, latency_ms: u64, now: i64) {
+        let sample = Sample {
+            ts: now,
+            key: None,
+            model: Some(target),
+            status: 0,
+            error: failed.then_some("upstream"),
+            latency_ms,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            cost: None,
+        };
+        let mut inner = self.inner.lock();
+        let inner = &mut *inner;
+        let cell = (inner.targets.intern(target), 0, u8::from(failed));
+        inner.target_minutes.add(now, cell, &sample);
+        inner.target_hours.add(now, cell, &sample);
     }
 
     /// Reads the usage log back: the rotated files oldest first, then the live one. Lines that
@@ -422,6 +451,21 @@ impl Analytics {
             .into_iter()
             .map(|(m, g)| g.json(inner.models.name(m)))
             .collect();
+        let target_tier = if width == 60 {
+            &inner.target_minutes
+        } else {
+            &inner.target_hours
+        };
+        let mut by_target: BTreeMap<u16, Cell> = BTreeMap::new();
+        for cells in target_tier.buckets.range(first..=last).map(|(_, c)| c) {
+            for (&(t, _, _), cell) in cells {
+                by_target.entry(t).or_default().add(cell);
+            }
+        }
+        let targets: serde_json::Map<String, Value> = by_target
+            .iter()
+            .map(|(&t, cell)| (inner.targets.name(t).to_owned(), cell.totals_json()))
+            .collect();
         drop(inner);
         let statuses: Vec<Value> = by_status
             .into_iter()
@@ -441,6 +485,7 @@ impl Analytics {
             "by_key": keys,
             "by_model": models,
             "by_status": statuses,
+            "by_target": targets,
         })
     }
 }
@@ -640,6 +685,21 @@ mod tests {
         assert_eq!(hour["totals"]["requests"], 2);
         assert_eq!(hour["bucket_secs"], 60);
         assert_eq!(hour["series"]["requests"][58], 2, "10:29:40 and 10:29:50");
+    }
+
+    #[test]
+    fn attempts_are_reported_by_target_apart_from_requests() {
+        let a = Analytics::default();
+        a.record_attempt("a/x", false, 40, NOW - 10);
+        a.record_attempt("a/x", true, 3, NOW - 5);
+        a.record_attempt("b/x", false, 100, NOW - 2 * 3600);
+        let hour = a.report(Range::Hour, NOW, &no_prefix);
+        assert_eq!(hour["totals"]["requests"], 0, "attempts are not requests");
+        assert_eq!(hour["by_target"]["a/x"]["requests"], 2);
+        assert_eq!(hour["by_target"]["a/x"]["errors"], 1);
+        assert!(hour["by_target"].get("b/x").is_none(), "two hours ago");
+        let day = a.report(Range::Day, NOW, &no_prefix);
+        assert_eq!(day["by_target"]["b/x"]["p50_ms"], 100);
     }
 
     #[test]

@@ -45,7 +45,7 @@ use crate::error::{ApiError, Dialect, Kind};
 use crate::http::{Request, Response};
 use crate::limits::lockout::{self, Lockouts};
 use crate::metrics::Metrics;
-use crate::routing::Targets;
+use crate::routing::{State, TargetView, Targets};
 
 use analytics::{Analytics, Range, Sample};
 use session::Sessions;
@@ -102,6 +102,13 @@ impl Admin {
     pub fn record(&self, outcome: &crate::outcome::Outcome) {
         let sample = Sample::of(outcome);
         self.analytics.record(&sample, unix_now().max(sample.ts));
+    }
+
+    /// Counts one attempt at a configured target for the dashboard's targets table.
+    pub fn record_attempt(&self, target: &str, failed: bool, latency: Duration) {
+        let ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+        self.analytics
+            .record_attempt(target, failed, ms, unix_now());
     }
 
     /// Answers any request under `/admin`.
@@ -306,8 +313,41 @@ impl Admin {
             })
             .collect();
         report["budgets"] = serde_json::Value::Array(budgets);
+        report["targets"] = targets_json(&deps.targets.views(deps.now), deps.now, &report);
+        if let Some(fields) = report.as_object_mut() {
+            fields.remove("by_target");
+        }
         Response::json(200, report.to_string())
     }
+}
+
+/// Every configured target with its state now and its attempts over the report's range.
+fn targets_json(
+    views: &[TargetView],
+    now: Duration,
+    report: &serde_json::Value,
+) -> serde_json::Value {
+    let rows = views
+        .iter()
+        .map(|v| {
+            let (state, cooling_secs) = match v.state {
+                State::Healthy => ("up", None),
+                State::Cooling { until } => ("cooling", Some(until.saturating_sub(now).as_secs())),
+                State::Trial => ("trial", None),
+            };
+            let totals = &report["by_target"][&*v.name];
+            serde_json::json!({
+                "name": &*v.name,
+                "state": state,
+                "cooling_secs": cooling_secs,
+                "inflight": v.inflight,
+                "requests": totals["requests"].as_u64().unwrap_or(0),
+                "errors": totals["errors"].as_u64().unwrap_or(0),
+                "p50_ms": totals["p50_ms"],
+            })
+        })
+        .collect();
+    serde_json::Value::Array(rows)
 }
 
 /// An `admin = true` key in `Authorization`/`x-api-key`; 401 without one, 403 for others.

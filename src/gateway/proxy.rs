@@ -183,6 +183,11 @@ impl Gateway {
                     _ => None,
                 };
                 attempt.report(verdict, self.now(), retry_after);
+                self.admin.record_attempt(
+                    attempt.target(),
+                    verdict.is_failure(),
+                    sent_at.elapsed(),
+                );
             }
             // Whether a target after this one in the order is open, so this answer need not be
             // the client's.

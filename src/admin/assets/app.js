@@ -190,6 +190,32 @@
     });
   }
 
+  // One row per configured target: its state now, and its attempts over the range
+  // (fallback attempts included; latency to the answer's head).
+  function targets(list) {
+    document.getElementById("targets-section").hidden = list.length === 0;
+    const tbl = document.getElementById("table-targets");
+    tbl.replaceChildren();
+    const thead = el("thead");
+    const head = el("tr");
+    ["Target", "State", "In flight", "Requests", "Errors", "Latency p50"].forEach((c) =>
+      head.append(el("th", { scope: "col" }, c)));
+    thead.append(head);
+    const tbody = el("tbody");
+    list.forEach((t) => {
+      const tr = el("tr");
+      tr.append(el("td", {}, t.name));
+      const state = t.state === "cooling"
+        ? `cooling down (${t.cooling_secs} s left)`
+        : t.state === "trial" ? "trial request out" : "up";
+      tr.append(el("td", { class: "state-" + t.state }, state));
+      [fmtInt(t.inflight), fmtInt(t.requests), fmtInt(t.errors), fmtMs(t.p50_ms)]
+        .forEach((v) => tr.append(el("td", {}, v)));
+      tbody.append(tr);
+    });
+    tbl.append(thead, tbody);
+  }
+
   function render(data) {
     const tt = data.totals;
     document.getElementById("total-cost").textContent = fmtUsd(tt.cost_usd);
@@ -216,6 +242,7 @@
       { values: s.p50_ms, cls: "s0" }, { values: s.p95_ms, cls: "s1" },
     ], "line", fmtMs, { empty, floor: 4 });
     budgets(data.budgets || []);
+    targets(data.targets || []);
     table("table-keys", data.by_key, true, "Key");
     table("table-models", data.by_model, false, "Model");
     table("table-status", data.by_status, false, "Status");
