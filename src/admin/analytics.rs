@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
 use std::path::Path;
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use serde::Deserialize;
@@ -269,10 +270,18 @@ impl Tier {
     }
 
     fn add(&mut self, now: i64, key: CellKey, sample: &Sample<'_>) {
+        if let Some(cell) = self.cell(now, key, sample.ts) {
+            cell.add_sample(sample);
+        }
+    }
+
+    /// The cell for `key` in the bucket holding `ts`; `None` when that bucket is past keeping.
+    /// Dropping the buckets past keeping happens here, when a new bucket starts.
+    fn cell(&mut self, now: i64, key: CellKey, ts: i64) -> Option<&mut Cell> {
         let oldest = (now.div_euclid(self.width) - self.keep + 1) * self.width;
-        let start = sample.ts.div_euclid(self.width) * self.width;
+        let start = ts.div_euclid(self.width) * self.width;
         if start < oldest {
-            return;
+            return None;
         }
         if !self.buckets.contains_key(&start) {
             self.buckets = self.buckets.split_off(&oldest);
@@ -283,7 +292,36 @@ impl Tier {
         } else {
             key
         };
-        cells.entry(key).or_default().add_sample(sample);
+        Some(cells.entry(key).or_default())
+    }
+}
+
+/// One target's attempts in the current minute, folded into the target tiers when the minute
+/// ends or a report is made: an attempt costs one add to this cell rather than two bucket
+/// lookups (the tiers' cost, paid once a minute per target).
+struct Pending {
+    target: Arc<str>,
+    /// Unix seconds of the minute's start.
+    minute: i64,
+    cell: Cell,
+}
+
+impl Inner {
+    /// Moves `pending[i]`'s cell into the target tiers.
+    fn flush(&mut self, i: usize, now: i64) {
+        let Some(p) = self.pending.get_mut(i) else {
+            return;
+        };
+        if p.cell.requests == 0 {
+            return;
+        }
+        let cell = std::mem::take(&mut p.cell);
+        let key = (self.targets.intern(&p.target), 0, 0);
+        for tier in [&mut self.target_minutes, &mut self.target_hours] {
+            if let Some(total) = tier.cell(now, key, p.minute) {
+                total.add(&cell);
+            }
+        }
     }
 }
 
@@ -292,11 +330,13 @@ struct Inner {
     models: Names,
     minutes: Tier,
     hours: Tier,
-    /// Attempts at targets (fallback attempts included), by target name and failed-or-not;
-    /// live only, not read back (the usage log records the answering target alone).
+    /// Attempts at targets (fallback attempts included), by target name; live only, not read
+    /// back (the usage log records the answering target alone).
     targets: Names,
     target_minutes: Tier,
     target_hours: Tier,
+    /// At most [`MAX_NAMES`] targets' current minutes.
+    pending: Vec<Pending>,
 }
 
 /// The aggregator; shared by every connection thread.
@@ -315,6 +355,7 @@ impl Default for Analytics {
                 targets: Names::new(),
                 target_minutes: Tier::new(60, 120),
                 target_hours: Tier::new(3600, HOURS_KEPT),
+                pending: Vec::new(),
             }),
         }
     }
@@ -355,11 +396,11 @@ impl Analytics {
 
     /// Counts one attempt at `target` that ended at `now` (unix seconds) after `latency_ms`
     /// (to the answer's head, or to the failure).
-    pub fn record_attempt(&self, target: &str, failed: bool, latency_ms: u64, now: i64) {
+    pub fn record_attempt(&self, target: &Arc<str>, failed: bool, latency_ms: u64, now: i64) {
         let sample = Sample {
             ts: now,
             key: None,
-            model: Some(target),
+            model: None,
             status: 0,
             error: failed.then_some("upstream"),
             latency_ms,
@@ -367,11 +408,39 @@ impl Analytics {
             completion_tokens: 0,
             cost: None,
         };
+        let minute = now.div_euclid(60) * 60;
         let mut inner = self.inner.lock();
         let inner = &mut *inner;
-        let cell = (inner.targets.intern(target), 0, u8::from(failed));
-        inner.target_minutes.add(now, cell, &sample);
-        inner.target_hours.add(now, cell, &sample);
+        let found = inner
+            .pending
+            .iter()
+            .position(|p| Arc::ptr_eq(&p.target, target))
+            .or_else(|| inner.pending.iter().position(|p| p.target == *target));
+        let i = match found {
+            Some(i) => i,
+            None if inner.pending.len() < MAX_NAMES => {
+                inner.pending.push(Pending {
+                    target: target.clone(),
+                    minute,
+                    cell: Cell::default(),
+                });
+                inner.pending.len() - 1
+            }
+            None => {
+                // More targets than names: counted as (other), straight into the tiers.
+                for tier in [&mut inner.target_minutes, &mut inner.target_hours] {
+                    tier.add(now, (0, 0, 0), &sample);
+                }
+                return;
+            }
+        };
+        if inner.pending.get(i).is_some_and(|p| p.minute != minute) {
+            inner.flush(i, now);
+        }
+        if let Some(p) = inner.pending.get_mut(i) {
+            p.minute = minute;
+            p.cell.add_sample(&sample);
+        }
     }
 
     /// Reads the usage log back: the rotated files oldest first, then the live one. Lines that
@@ -408,7 +477,7 @@ impl Analytics {
         let (width, n) = range.shape();
         let last = now.div_euclid(width) * width;
         let first = last - (n as i64 - 1) * width;
-        let inner = self.inner.lock();
+        let mut inner = self.inner.lock();
         let tier = if width == 60 {
             &inner.minutes
         } else {
@@ -451,6 +520,9 @@ impl Analytics {
             .into_iter()
             .map(|(m, g)| g.json(inner.models.name(m)))
             .collect();
+        for i in 0..inner.pending.len() {
+            inner.flush(i, now);
+        }
         let target_tier = if width == 60 {
             &inner.target_minutes
         } else {
@@ -690,9 +762,11 @@ mod tests {
     #[test]
     fn attempts_are_reported_by_target_apart_from_requests() {
         let a = Analytics::default();
-        a.record_attempt("a/x", false, 40, NOW - 10);
-        a.record_attempt("a/x", true, 3, NOW - 5);
-        a.record_attempt("b/x", false, 100, NOW - 2 * 3600);
+        let (ax, bx): (Arc<str>, Arc<str>) = ("a/x".into(), "b/x".into());
+        a.record_attempt(&bx, false, 100, NOW - 2 * 3600);
+        a.record_attempt(&ax, false, 40, NOW - 70);
+        // A different Arc with the same name is the same target.
+        a.record_attempt(&"a/x".into(), true, 3, NOW - 5);
         let hour = a.report(Range::Hour, NOW, &no_prefix);
         assert_eq!(hour["totals"]["requests"], 0, "attempts are not requests");
         assert_eq!(hour["by_target"]["a/x"]["requests"], 2);

@@ -105,7 +105,7 @@ impl Admin {
     }
 
     /// Counts one attempt at a configured target for the dashboard's targets table.
-    pub fn record_attempt(&self, target: &str, failed: bool, latency: Duration) {
+    pub fn record_attempt(&self, target: &Arc<str>, failed: bool, latency: Duration) {
         let ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
         self.analytics
             .record_attempt(target, failed, ms, unix_now());

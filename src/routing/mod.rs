@@ -315,7 +315,8 @@ pub struct Attempt {
 }
 
 impl Attempt {
-    pub fn target(&self) -> &str {
+    /// The target's name (the same `Arc` for as long as the target stays configured).
+    pub fn target(&self) -> &Arc<str> {
         &self.target.name
     }
 
