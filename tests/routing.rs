@@ -398,3 +398,30 @@ fn the_dashboard_shows_each_target_with_its_state_and_attempts() {
     assert_eq!(up_row["inflight"], 0);
     assert!(report.get("by_target").is_none());
 }
+
+#[test]
+fn a_failing_answer_is_the_clients_when_every_later_target_is_cooling() {
+    let failing = FakeUpstream::start(|_r: &Received| {
+        Reply::json(503, json!({"error": {"message": "busy"}}))
+    });
+    let dead = refusing();
+    let mut env = TestEnv::new();
+    env.start(
+        "",
+        &format!(
+            "{}{}[[models]]\nname = \"m\"\ntargets = [\"failing/x\", \"dead/x\"]\ncooldown_failures = 1\ncooldown_secs = 600\n",
+            provider("failing", &failing.url()),
+            provider("dead", &dead.url())
+        ),
+    );
+    // Both fail; the last target's failure is the client's.
+    let reply = env.post("/v1/chat/completions", &chat("hi", false));
+    assert_eq!(reply.status, 502, "{}", reply.body);
+    // Both are cooling now: failing/x is forced as the one ending first, dead/x is skipped,
+    // and failing/x's own answer reaches the client.
+    let reply = env.post("/v1/chat/completions", &chat("hi", false));
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert!(reply.body.contains("busy"), "{}", reply.body);
+    assert_eq!(dead.connections(), 1);
+    assert_eq!(failing.received().len(), 2);
+}

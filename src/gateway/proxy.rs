@@ -15,10 +15,11 @@ use super::handler::Ctx;
 use super::relay;
 use super::{Gateway, Runtime};
 use crate::config::model::MAX_MODEL_NAME_BYTES;
+use crate::config::model::Target;
 use crate::error::{ApiError, Kind};
 use crate::http::{BodyError, Request, Response};
 use crate::outcome::{Outcome, Timing};
-use crate::routing::{First, Verdict};
+use crate::routing::{Attempt, First, Verdict};
 use crate::translate::plan::{self, Endpoint, Plan};
 use crate::translate::rewrite::{self, Probe};
 use crate::upstream::{Method, UpstreamError, UpstreamRequest, UpstreamResponse};
@@ -140,11 +141,14 @@ impl Gateway {
         let order = std::iter::once(first.index).chain((0..count).filter(|&i| i != first.index));
         let mut tried = 0;
         let mut last_error = None;
+        // A failing answer (429, 5xx) kept while a later target may still take the request:
+        // if none does, it is the client's.
+        let mut held: Option<Answer<'_>> = None;
         for i in order {
             let Some(target) = route.targets.get(i) else {
                 continue;
             };
-            let attempt = match states {
+            let mut attempt = match states {
                 Some(s) => match s.start(i, self.now(), tried == 0 && first.force) {
                     Some(attempt) => Some(attempt),
                     None => continue,
@@ -152,6 +156,8 @@ impl Gateway {
                 None => None,
             };
             tried += 1;
+            held = None;
+            last_error = None;
             let plan = plan::plan(
                 endpoint,
                 target.provider.kind,
@@ -170,7 +176,6 @@ impl Gateway {
                 headers: &forwarded,
                 body: &plan.body,
             });
-            let mut attempt = attempt;
             let verdict = match &outcome {
                 Ok(response) => Verdict::of_status(response.status),
                 Err(e) => verdict_of(e),
@@ -183,20 +188,10 @@ impl Gateway {
                     _ => None,
                 };
                 attempt.report(verdict, self.now(), retry_after);
-                self.admin.record_attempt(
-                    attempt.target(),
-                    verdict.is_failure(),
-                    sent_at.elapsed(),
-                );
+                let failed = verdict.is_failure();
+                self.admin
+                    .record_attempt(attempt.target(), failed, sent_at.elapsed());
             }
-            // Whether a target after this one in the order is open, so this answer need not be
-            // the client's.
-            let more = || {
-                let now = self.now();
-                (0..count)
-                    .filter(|&j| j != first.index && (i == first.index || j > i))
-                    .any(|j| states.is_none_or(|s| s.is_open(j, now)))
-            };
             match outcome {
                 Err(e) => {
                     log::warn!(
@@ -206,36 +201,53 @@ impl Gateway {
                     );
                     last_error = Some(upstream_error(&target.provider.name, &e));
                 }
-                Ok(_) if verdict.is_failure() && more() => {
+                Ok(response) => {
+                    let answer = Answer {
+                        target,
+                        response,
+                        plan,
+                        sent_at,
+                        attempt,
+                    };
+                    if !verdict.is_failure() || tried == count {
+                        return Ok(self.answer(answer, &probe, &model, draft));
+                    }
                     log::warn!(
                         "request {}: target {} answered {}, trying the next target",
                         draft.outcome.request_id,
                         target.name,
                         verdict.label()
                     );
-                }
-                Ok(response) => {
-                    draft.outcome.provider = Some(target.provider.clone());
-                    draft.outcome.upstream_model = Some(target.upstream_model.clone());
-                    draft.outcome.pricing = Some(target.pricing);
-                    draft.attempt = attempt;
-                    return Ok(self.answer(response, &plan, &probe, &model, sent_at, draft));
+                    held = Some(answer);
                 }
             }
         }
-        Err(last_error.unwrap_or_else(ApiError::internal))
+        match held {
+            Some(answer) => Ok(self.answer(answer, &probe, &model, draft)),
+            None => Err(last_error.unwrap_or_else(ApiError::internal)),
+        }
     }
 
-    /// Turns the upstream's answer into the client's response.
+    /// Turns a target's answer into the client's response.
     fn answer(
         self: &Arc<Self>,
-        upstream: UpstreamResponse,
-        plan: &Plan,
+        answer: Answer<'_>,
         probe: &Probe,
         model: &str,
-        sent_at: Instant,
         draft: &mut Draft,
     ) -> Response {
+        let Answer {
+            target,
+            response: upstream,
+            plan,
+            sent_at,
+            attempt,
+        } = answer;
+        let plan = &plan;
+        draft.outcome.provider = Some(target.provider.clone());
+        draft.outcome.upstream_model = Some(target.upstream_model.clone());
+        draft.outcome.pricing = Some(target.pricing);
+        draft.attempt = attempt;
         let timing = draft.timing_since(sent_at);
         let success = (200..300).contains(&upstream.status);
         if success && upstream.is_event_stream() {
@@ -299,6 +311,16 @@ impl Gateway {
         self.finish(draft);
         response
     }
+}
+
+/// One target's answer head, with what it takes to turn it into the client's response.
+struct Answer<'r> {
+    target: &'r Target,
+    response: UpstreamResponse,
+    plan: Plan,
+    sent_at: Instant,
+    /// Counts the target in flight until the draft that takes it drops.
+    attempt: Option<Attempt>,
 }
 
 impl Draft {
@@ -373,4 +395,24 @@ fn upstream_error(provider: &str, e: &UpstreamError) -> ApiError {
         UpstreamError::Unreadable(_) => Kind::UpstreamUnreadable,
     };
     ApiError::upstream(kind, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date_capped_at_an_hour() {
+        assert_eq!(retry_after("5"), Some(Duration::from_secs(5)));
+        assert_eq!(retry_after(" 12 "), Some(Duration::from_secs(12)));
+        assert_eq!(retry_after("0"), Some(Duration::ZERO));
+        assert_eq!(retry_after("99999999"), Some(MAX_RETRY_AFTER));
+        assert_eq!(retry_after("soon"), None);
+        assert_eq!(retry_after("-5"), None);
+        let in_a_minute = std::time::SystemTime::now() + Duration::from_secs(61);
+        let wait = retry_after(&httpdate::fmt_http_date(in_a_minute));
+        assert!(wait.is_some_and(|w| w > Duration::from_secs(55) && w <= Duration::from_secs(61)));
+        let past = httpdate::fmt_http_date(std::time::UNIX_EPOCH + Duration::from_secs(1));
+        assert_eq!(retry_after(&past), Some(Duration::ZERO));
+    }
 }
