@@ -371,11 +371,11 @@ mod tests {
         let d = rl.check_request(&key(2), lim, s(2.0));
         let pairs = d.headers.header_pairs();
         assert_eq!(header(&pairs, "x-ratelimit-remaining-tokens"), Some("600"));
-        assert_eq!(header(&pairs, "x-ratelimit-reset-tokens"), Some("1m0s"));
+        assert_eq!(header(&pairs, "x-ratelimit-reset-tokens"), Some("59.2s"));
         rl.record_tokens(&key(2), 700, s(3.0));
         let d = rl.check_request(&key(2), lim, s(4.0));
         assert!(!d.allowed);
-        // The 1.2 s bucket (400) stops counting at 62 s; 700 < 1000 after that.
+        // The 400 of 1.2 s stop counting at 61.2 s; 700 < 1000 after that.
         assert_eq!(d.retry_after_secs, Some(58));
         let pairs = d.headers.header_pairs();
         assert_eq!(header(&pairs, "x-ratelimit-remaining-tokens"), Some("0"));

@@ -24,16 +24,18 @@
 //! # Tokens: a bucketed sum
 //!
 //! Token counts arrive when a response completes, so they are summed into aligned one-second
-//! buckets `b = ⌊now / 1 s⌋`. Bucket `b` counts while `(b + 1)·1 s + T > now`: tokens recorded
-//! at time `t` count for at least 60 s and at most 61 s (the rounding is always strict, never
-//! lenient). A request is refused while
+//! buckets `b = ⌊now / 1 s⌋`, each remembering the newest time `tᵇ` it was added to. Bucket `b`
+//! counts while `tᵇ + T > now`: tokens recorded at time `t` count for at least 60 s and at most
+//! 61 s (the rounding is always strict, never lenient), and a wait for a bucket to leave,
+//! `tᵇ + T − now`, is never more than `T` — so a `Retry-After` for this window never exceeds
+//! 60. A request is refused while
 //!
 //! ```text
 //!     S = Σ tokens of live buckets ≥ M          (M = tokens_per_minute)
 //! ```
 //!
 //! and may retry when enough of the oldest buckets have expired for `S < M`. A running sum
-//! keeps the check O(1) amortised. At most 61 buckets of 16 bytes are live: under 1 KB per key
+//! keeps the check O(1) amortised. At most 61 buckets of 24 bytes are live: under 1.5 KB per key
 //! whatever `M` is.
 //!
 //! # Clock
@@ -153,11 +155,28 @@ fn effective(limit: u32) -> usize {
     limit.min(MAX_REQUESTS_PER_WINDOW) as usize
 }
 
+/// One second's tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Bucket {
+    /// `⌊t / 1 s⌋`.
+    index: u64,
+    tokens: u64,
+    /// The newest time (ns) tokens were added to it: it counts until this + 60 s.
+    newest: u64,
+}
+
+impl Bucket {
+    /// The instant the bucket stops counting.
+    fn expiry(&self) -> u64 {
+        self.newest.saturating_add(WINDOW_NANOS)
+    }
+}
+
 /// The token sum of one key over one-second buckets, oldest first.
 #[derive(Debug, Default)]
 pub struct TokenWindow {
-    /// (bucket index `⌊t / 1 s⌋`, tokens recorded in it); indices strictly increase.
-    buckets: VecDeque<(u64, u64)>,
+    /// Indices (and newest times) strictly increase.
+    buckets: VecDeque<Bucket>,
     sum: u64,
 }
 
@@ -173,11 +192,18 @@ impl TokenWindow {
         if tokens == 0 {
             return;
         }
-        let bucket = now / BUCKET_NANOS;
+        let index = now / BUCKET_NANOS;
         match self.buckets.back_mut() {
             // `>=`: a late-arriving earlier stamp joins the newest bucket (strict side).
-            Some((last, sum)) if *last >= bucket => *sum = sum.saturating_add(tokens),
-            _ => self.buckets.push_back((bucket, tokens)),
+            Some(last) if last.index >= index => {
+                last.tokens = last.tokens.saturating_add(tokens);
+                last.newest = last.newest.max(now);
+            }
+            _ => self.buckets.push_back(Bucket {
+                index,
+                tokens,
+                newest: now,
+            }),
         }
         self.sum = self.sum.saturating_add(tokens);
         while self.buckets.len() > MAX_TOKEN_BUCKETS {
@@ -201,12 +227,12 @@ impl TokenWindow {
     pub fn status(&mut self, limit: u64, now: Duration) -> WindowStatus {
         let now = nanos(now);
         self.expire(now);
-        let until = |bucket: u64| Duration::from_nanos(expiry(bucket).saturating_sub(now));
+        let until = |b: &Bucket| Duration::from_nanos(b.expiry().saturating_sub(now));
         let retry_after = if self.sum >= limit {
             let mut left = self.sum;
             let mut at = None;
-            for &(bucket, tokens) in &self.buckets {
-                left -= tokens.min(left);
+            for bucket in &self.buckets {
+                left -= bucket.tokens.min(left);
                 if left < limit {
                     at = Some(until(bucket));
                     break;
@@ -219,17 +245,14 @@ impl TokenWindow {
         WindowStatus {
             limit,
             remaining: limit.saturating_sub(self.sum),
-            reset: self
-                .buckets
-                .back()
-                .map_or(Duration::ZERO, |&(b, _)| until(b)),
+            reset: self.buckets.back().map_or(Duration::ZERO, until),
             retry_after,
         }
     }
 
     fn expire(&mut self, now: u64) {
-        while let Some(&(bucket, _)) = self.buckets.front() {
-            if expiry(bucket) <= now {
+        while let Some(bucket) = self.buckets.front() {
+            if bucket.expiry() <= now {
                 self.pop_oldest();
             } else {
                 break;
@@ -238,18 +261,10 @@ impl TokenWindow {
     }
 
     fn pop_oldest(&mut self) {
-        if let Some((_, tokens)) = self.buckets.pop_front() {
-            self.sum = self.sum.saturating_sub(tokens);
+        if let Some(bucket) = self.buckets.pop_front() {
+            self.sum = self.sum.saturating_sub(bucket.tokens);
         }
     }
-}
-
-/// The instant bucket `b` stops counting: its end plus the window.
-fn expiry(bucket: u64) -> u64 {
-    bucket
-        .saturating_add(1)
-        .saturating_mul(BUCKET_NANOS)
-        .saturating_add(WINDOW_NANOS)
 }
 
 #[cfg(test)]
@@ -258,6 +273,10 @@ mod tests {
 
     fn s(secs: f64) -> Duration {
         Duration::from_secs_f64(secs)
+    }
+
+    fn ms(ms: u64) -> Duration {
+        Duration::from_millis(ms)
     }
 
     fn try_admit(w: &mut RequestWindow, limit: u32, now: Duration) -> bool {
@@ -359,18 +378,18 @@ mod tests {
         w.record(600, s(10.2));
         assert!(w.admits(1000, s(11.0)));
         w.record(500, s(20.7));
-        // 1100 >= 1000: refused until the 10.x bucket expires at 11 + 60 = 71 s.
+        // 1100 >= 1000: refused until the 600 recorded at 10.2 s leave at 70.2 s.
         assert!(!w.admits(1000, s(21.0)));
         let st = w.status(1000, s(21.0));
         assert_eq!(st.remaining, 0);
-        assert_eq!(st.retry_after, Some(s(50.0)));
-        assert_eq!(st.reset, s(60.0)); // bucket 20 ends at 21, + 60 = 81
-        assert!(!w.admits(1000, Duration::from_nanos(70_999_999_999)));
-        assert!(w.admits(1000, s(71.0)));
+        assert_eq!(st.retry_after, Some(ms(49_200)));
+        assert_eq!(st.reset, ms(59_700)); // the 500 of 20.7 s leave at 80.7 s
+        assert!(!w.admits(1000, ms(70_199)));
+        assert!(w.admits(1000, ms(70_200)));
         assert_eq!(w.sum(s(71.0)), 500);
         assert_eq!(w.status(1000, s(71.0)).remaining, 500);
-        assert_eq!(w.sum(s(81.0)), 0);
-        assert_eq!(w.status(1000, s(81.0)).reset, Duration::ZERO);
+        assert_eq!(w.sum(ms(80_700)), 0);
+        assert_eq!(w.status(1000, ms(80_700)).reset, Duration::ZERO);
     }
 
     #[test]
@@ -399,8 +418,26 @@ mod tests {
         w.record(50, s(0.0));
         w.record(50, s(1.0));
         w.record(50, s(2.0));
-        // 150 against 60: after buckets 0 and 1 leave (at 62 s) 50 < 60.
-        assert_eq!(w.status(60, s(3.0)).retry_after, Some(s(59.0)));
-        assert_eq!(w.status(150, s(3.0)).retry_after, Some(s(58.0)));
+        // 150 against 60: after buckets 0 and 1 leave (at 61 s) 50 < 60.
+        assert_eq!(w.status(60, s(3.0)).retry_after, Some(s(58.0)));
+        assert_eq!(w.status(150, s(3.0)).retry_after, Some(s(57.0)));
+    }
+
+    #[test]
+    fn a_token_wait_never_exceeds_the_window() {
+        // Issue 17: one-second buckets once counted until their end + 60 s, so tokens
+        // recorded early in a second could ask for a 61 s wait.
+        let mut w = TokenWindow::new();
+        w.record(10, ms(5_001));
+        w.record(10, ms(5_999));
+        let st = w.status(20, ms(5_999));
+        assert_eq!(st.retry_after, Some(s(60.0)));
+        assert_eq!(
+            crate::limits::retry_after_secs(st.retry_after.unwrap_or_default()),
+            60
+        );
+        // Strict: the early tokens still count until 60 s after the bucket's newest.
+        assert!(!w.admits(20, ms(65_998)));
+        assert!(w.admits(20, ms(65_999)));
     }
 }
