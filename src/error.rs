@@ -83,6 +83,8 @@ pub enum Kind {
     Overloaded,
     /// Every connection slot is taken: retry shortly.
     Busy,
+    /// `[cluster] on_redis_error = "closed"` and Redis cannot be reached.
+    ClusterUnavailable,
     Internal,
 }
 
@@ -112,7 +114,7 @@ impl Kind {
             | Kind::UpstreamUnreadable
             | Kind::UpstreamTruncated
             | Kind::UpstreamTooLarge => 502,
-            Kind::Overloaded | Kind::Busy => 503,
+            Kind::Overloaded | Kind::Busy | Kind::ClusterUnavailable => 503,
             Kind::UpstreamTimeout => 504,
         }
     }
@@ -147,6 +149,7 @@ impl Kind {
             Kind::UpstreamTimeout => "upstream_timeout",
             Kind::Overloaded => "server_overloaded",
             Kind::Busy => "server_busy",
+            Kind::ClusterUnavailable => "cluster_unavailable",
             Kind::Internal => "internal_error",
         }
     }
@@ -194,6 +197,7 @@ impl Kind {
             Kind::UpstreamTimeout => "the upstream stopped answering",
             Kind::Overloaded => "server overloaded, try again",
             Kind::Busy => "server busy, try again",
+            Kind::ClusterUnavailable => "the gateway's shared state is unreachable, try again",
             Kind::Internal => "internal error",
         }
     }
@@ -212,6 +216,7 @@ impl ApiError {
     pub fn new(kind: Kind) -> ApiError {
         let retry_after = match kind {
             Kind::Overloaded | Kind::Busy | Kind::TooManyConnections => Some(1),
+            Kind::ClusterUnavailable => Some(5),
             _ => None,
         };
         ApiError {

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod cli;
 pub mod clientip;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod cost;
 pub mod crypto;

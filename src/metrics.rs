@@ -14,6 +14,7 @@ use std::sync::{Arc, LazyLock};
 
 use parking_lot::Mutex;
 
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::cost::Usd;
 use crate::cost::spend::Ledger;
@@ -208,10 +209,27 @@ impl Metrics {
         config: &Config,
         spend: &Ledger,
         targets: &[TargetView],
+        cluster: Option<&Cluster>,
         now: i64,
     ) -> String {
         let mut out = self.render();
         render_targets(&mut out, targets);
+        if let Some(cluster) = cluster {
+            header(
+                &mut out,
+                "noviqi_cluster_up",
+                "1 while Redis answers, 0 while this instance cannot reach it.",
+                "gauge",
+            );
+            let _ = writeln!(out, "noviqi_cluster_up {}", u8::from(cluster.is_up()));
+            header(
+                &mut out,
+                "noviqi_cluster_errors_total",
+                "Redis calls that failed or were not made because Redis was down.",
+                "counter",
+            );
+            let _ = writeln!(out, "noviqi_cluster_errors_total {}", cluster.errors());
+        }
         header(
             &mut out,
             "noviqi_budget_remaining_usd",

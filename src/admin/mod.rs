@@ -37,6 +37,7 @@ use parking_lot::Mutex;
 use zeroize::Zeroizing;
 
 use crate::auth::credential;
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::config::model::{AdminSettings, Key, UsageSettings};
 use crate::cost::spend::Ledger;
@@ -68,6 +69,8 @@ pub struct Deps<'a> {
     pub spend: &'a Ledger,
     /// Every configured target's health and load.
     pub targets: &'a Targets,
+    /// Shared state with the other instances, when clustered.
+    pub cluster: Option<&'a Cluster>,
     /// The gateway's key authentication (lockout-aware).
     pub authenticate: &'a dyn Fn(&Request<'_>) -> Result<Arc<Key>, ApiError>,
 }
@@ -174,6 +177,7 @@ impl Admin {
                     deps.config,
                     deps.spend,
                     &deps.targets.views(deps.now),
+                    deps.cluster,
                     unix_now(),
                 ),
             )

@@ -191,8 +191,8 @@ pub fn set_admin_password_hash(text: &str, phc: &str) -> Result<String, EditErro
     Ok(doc.to_string())
 }
 
-/// Re-encrypts every `providers[].api_key = "enc:v1:…"` from `old` to `new`. Fails, changing
-/// nothing, if any value does not decrypt under `old`.
+/// Re-encrypts every `providers[].api_key = "enc:v1:…"` and `cluster.password` from `old` to
+/// `new`. Fails, changing nothing, if any value does not decrypt under `old`.
 pub fn reencrypt(
     text: &str,
     old: &MasterKey,
@@ -200,11 +200,20 @@ pub fn reencrypt(
 ) -> Result<(String, usize), EditError> {
     let mut doc = parse(text)?;
     let mut count = 0;
+    if let Some(cluster) = doc.get_mut("cluster").and_then(Item::as_table_mut)
+        && let Some(current) = cluster.get("password").and_then(Item::as_str)
+    {
+        let plain = secret::decrypt(old, current)
+            .map_err(|e| err(format!("cluster.password: {e}; nothing was changed")))?;
+        let fresh = secret::encrypt(new, plain.expose().as_bytes());
+        set_keep_decor(cluster, "password", &fresh);
+        count += 1;
+    }
     let Some(providers) = doc
         .get_mut("providers")
         .and_then(Item::as_array_of_tables_mut)
     else {
-        return Ok((doc.to_string(), 0));
+        return Ok((doc.to_string(), count));
     };
     for (i, table) in providers.iter_mut().enumerate() {
         let Some(current) = table.get("api_key").and_then(Item::as_str) else {

@@ -57,11 +57,21 @@ pub fn load_str(text: &str, path: &Path, secrets: Secrets) -> Result<Config, Con
         .map_err(|p| ConfigError::from_problem(path, text, p))?;
     let security =
         lift_security(&raw, &dir).map_err(|p| ConfigError::from_problem(path, text, p))?;
+    let mut cluster = super::cluster::lift_cluster(raw.cluster.as_ref())
+        .map_err(|p| ConfigError::from_problem(path, text, p))?;
     if secrets == Secrets::Decrypt {
-        fill_credentials(&mut providers, &security.master_key_file)
+        let mut master = None;
+        fill_credentials(&mut providers, &mut master, &security.master_key_file)
             .map_err(|p| ConfigError::from_problem(path, text, p))?;
+        if let Some(cluster) = &mut cluster {
+            super::cluster::fill_password(cluster, &mut master, &security.master_key_file)
+                .map_err(|p| ConfigError::from_problem(path, text, p))?;
+        }
     }
-    lift(raw, path, &dir, providers, security).map_err(|p| ConfigError::from_problem(path, text, p))
+    let mut config = lift(raw, path, &dir, providers, security)
+        .map_err(|p| ConfigError::from_problem(path, text, p))?;
+    config.cluster = cluster;
+    Ok(config)
 }
 
 /// The folder relative paths in the config resolve against.
@@ -138,6 +148,7 @@ fn lift(
         providers,
         models,
         keys,
+        cluster: None,
         key_index,
         model_index,
     })
@@ -493,8 +504,11 @@ fn lift_provider(p: &RawProvider, i: usize, dir: &Path) -> Lifted<ProviderSettin
     })
 }
 
-fn fill_credentials(providers: &mut [ProviderSettings], key_file: &Path) -> Lifted<()> {
-    let mut master: Option<MasterKey> = None;
+fn fill_credentials(
+    providers: &mut [ProviderSettings],
+    master: &mut Option<MasterKey>,
+    key_file: &Path,
+) -> Lifted<()> {
     for (i, p) in providers.iter_mut().enumerate() {
         let field = |k| [Seg::Key("providers"), Seg::Index(i), Seg::Key(k)];
         p.api_key = match &p.credential_source {
@@ -519,7 +533,7 @@ fn fill_credentials(providers: &mut [ProviderSettings], key_file: &Path) -> Lift
                             e.to_string(),
                         )
                     })?;
-                    master = Some(loaded);
+                    *master = Some(loaded);
                 }
                 let Some(mk) = master.as_ref() else { continue };
                 Some(secret::decrypt(mk, value).map_err(|e| {

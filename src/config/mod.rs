@@ -1,6 +1,7 @@
 //! Configuration: one TOML file parsed into raw serde structs (`raw`), lifted once into the
 //! typed, validated `model` by `load`; `edit` rewrites the file keeping comments and layout; `rotate` replaces the master key.
 
+pub mod cluster;
 pub mod edit;
 mod error;
 pub mod load;

@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use ipnet::IpNet;
 
+pub use super::cluster::{ClusterSettings, OnRedisError};
 use crate::cost::{Answerer, Period, PriceRule, Pricing, Usd};
 use crate::crypto::apikey::KeyHash;
 use crate::crypto::secret::SecretString;
@@ -46,6 +47,8 @@ pub struct Config {
     pub models: Vec<ModelRoute>,
     /// In file order; names and hashes are unique.
     pub keys: Vec<Arc<Key>>,
+    /// `[cluster]`: shared state in Redis; `None` = this instance alone.
+    pub cluster: Option<ClusterSettings>,
     /// Index into `keys` by hash, for the per-request lookup.
     pub(crate) key_index: HashMap<KeyHash, usize>,
     /// Index into `models` by name.

@@ -17,6 +17,18 @@ pub struct RawConfig {
     pub models: Vec<RawModel>,
     pub keys: Vec<RawKey>,
     pub prices: Vec<RawPrice>,
+    pub cluster: Option<RawCluster>,
+}
+
+/// `[cluster]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    pub redis_url: String,
+    pub password: Option<String>,
+    pub password_env: Option<String>,
+    pub key_prefix: Option<String>,
+    pub on_redis_error: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

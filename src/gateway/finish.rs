@@ -110,6 +110,22 @@ impl Gateway {
             }
             (None, _, _) => {}
         }
+        if let (Some(cluster), Some(key)) = (&self.cluster, &outcome.key) {
+            let tokens = match (key.limits.tokens_per_minute, outcome.usage) {
+                (Some(_), Some(u)) => u.prompt_tokens + u.completion_tokens,
+                _ => 0,
+            };
+            // This instance's whole spend for the period, from its ledger (which the usage
+            // log keeps exact): writing it again is harmless, so a lost write heals itself.
+            let spend = key.budget.filter(|_| outcome.cost.is_some()).map(|budget| {
+                let now = outcome.ended_unix_secs();
+                let mine = self.spend.spent(&key.name, budget.period, now);
+                (crate::cluster::Spend { budget, now }, mine)
+            });
+            if tokens > 0 || spend.is_some() {
+                cluster.settle(&key.hash, tokens, spend);
+            }
+        }
     }
 }
 

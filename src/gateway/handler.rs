@@ -113,6 +113,7 @@ fn route(
             metrics: &gateway.metrics,
             spend: &gateway.spend,
             targets: &gateway.targets,
+            cluster: gateway.cluster.as_deref(),
             authenticate: &authenticate,
         };
         return if path == "/metrics" {

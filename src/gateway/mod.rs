@@ -7,6 +7,7 @@
 //! key hash and address), the usage log, the dashboard's sessions and analytics, the metrics,
 //! and the request-id counter.
 
+mod admit;
 mod finish;
 mod handler;
 mod proxy;
@@ -22,6 +23,7 @@ use std::time::{Duration, Instant};
 use parking_lot::RwLock;
 
 use crate::admin::Admin;
+use crate::cluster::Cluster;
 use crate::config::{self, Config, Secrets};
 use crate::cost::spend::Ledger;
 use crate::http::{self, Server, ServerOptions};
@@ -57,6 +59,7 @@ pub enum StartError {
     },
     Signals(std::io::Error),
     Server(std::io::Error),
+    Cluster(String),
 }
 
 impl std::fmt::Display for StartError {
@@ -71,6 +74,7 @@ impl std::fmt::Display for StartError {
             StartError::Listen { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
             StartError::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
             StartError::Server(e) => write!(f, "server error: {e}"),
+            StartError::Cluster(e) => write!(f, "cannot set up the cluster: {e}"),
         }
     }
 }
@@ -100,6 +104,9 @@ pub struct Gateway {
     metrics: Metrics,
     /// Every configured target's health and load; survives reloads.
     targets: Targets,
+    /// Shared state with the other instances (`[cluster]`); `None` = this instance alone.
+    /// Built at start: a reload that changes `[cluster]` takes effect on restart.
+    cluster: Option<Arc<Cluster>>,
     epoch: Instant,
     id_prefix: String,
     next_id: AtomicU64,
@@ -133,6 +140,16 @@ impl Gateway {
         rand::Rng::fill(&mut rand::rng(), &mut prefix[..]);
         let targets = Targets::default();
         runtime.routes = targets.bind(&runtime.config);
+        let cluster = match &runtime.config.cluster {
+            Some(settings) => Some(
+                Cluster::new(
+                    settings,
+                    crate::cluster::instance_id(settings_path(&runtime)),
+                )
+                .map_err(StartError::Cluster)?,
+            ),
+            None => None,
+        };
         Ok(Arc::new(Gateway {
             runtime: RwLock::new(Arc::new(runtime)),
             limiter: RateLimiter::new(),
@@ -142,6 +159,7 @@ impl Gateway {
             admin,
             metrics,
             targets,
+            cluster,
             epoch: Instant::now(),
             id_prefix: hex::encode(prefix),
             next_id: AtomicU64::new(1),
@@ -186,12 +204,20 @@ impl Gateway {
         )
     }
 
-    /// Flushes the usage log; called once at shutdown.
+    /// Flushes the usage log and the cluster's queued updates; called once at shutdown.
     pub fn close(&self) {
         if let Some(usage) = &self.usage {
             usage.close();
         }
+        if let Some(cluster) = &self.cluster {
+            cluster.close();
+        }
     }
+}
+
+/// The usage log's path, which (with the host name) names this instance in the cluster.
+fn settings_path(runtime: &Runtime) -> Option<&Path> {
+    runtime.config.usage.path.as_deref()
 }
 
 /// The HTTP layer's options from the `[server]` table.

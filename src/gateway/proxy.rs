@@ -94,28 +94,7 @@ impl Gateway {
             ApiError::new(Kind::ModelNotFound).with_message(format!("unknown model `{model}`"))
         })?;
         draft.outcome.model_configured = matches!(route, Cow::Borrowed(_));
-        // The budget first: a refused request takes nothing from the key's windows.
-        let budget = key.budget.map(|budget| {
-            let now = crate::clock::unix_secs() as i64;
-            let spent = self.spend.spent(&key.name, budget.period, now);
-            (budget, spent, now)
-        });
-        if let Some((budget, spent, now)) = budget {
-            let remaining = budget.limit.saturating_sub(spent);
-            draft.budget_remaining = Some(remaining);
-            if spent >= budget.limit {
-                return Err(ApiError::budget_exceeded(budget.period.secs_left(now)));
-            }
-        }
-        let decision = self
-            .limiter
-            .check_request(&key.hash, key.limits, self.now());
-        draft.rate_headers = decision.headers.header_pairs();
-        if !decision.allowed {
-            return Err(ApiError::rate_limited(
-                decision.retry_after_secs.unwrap_or(1),
-            ));
-        }
+        self.admit(&key, draft)?;
         // Translation's working memory counts against max_buffered_bytes like the body does.
         let factor = route
             .targets

@@ -3,6 +3,7 @@
 //!   recording what it received), also run by the example servers behind `scripts/`;
 //! - [`gateway`]: the real `noviqi serve` on 127.0.0.1:0 with a temp config, and a client;
 //! - [`http`]: noviqi's HTTP layer with a closure handler, and a raw HTTP/1.1 client;
+//! - [`redis`]: a `redis-server` of the test's own on a free port;
 //! - [`eventually`]: the one way a test waits for something to happen.
 //!
 //! Each test file uses part of it, hence the `dead_code` allowance.
@@ -13,6 +14,7 @@
 
 pub mod gateway;
 pub mod http;
+pub mod redis;
 pub mod upstream;
 
 use std::time::{Duration, Instant};

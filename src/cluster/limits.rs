@@ -1,0 +1,177 @@
+//! A gateway key's limits across the cluster: budget, request window and token window checked
+//! in one [`super::scripts::ADMIT`] round trip; tokens and spend written afterwards by the writer.
+//!
+//! The answer is turned into the same [`Decision`] the in-process limiter gives, so clients see
+//! the same `x-ratelimit-*` headers and `Retry-After` whichever instance answers.
+
+use std::time::Duration;
+
+use super::{Cluster, ClusterError};
+use crate::config::model::{Budget, Limits};
+use crate::cost::Usd;
+use crate::crypto::apikey::KeyHash;
+use crate::limits::window::{MAX_REQUESTS_PER_WINDOW, WINDOW, WindowStatus};
+use crate::limits::{Decision, RateHeaders, retry_after_secs};
+
+/// Pico-dollars in the low half of a split sum.
+const HALF: u64 = 1_000_000_000;
+
+/// What the cluster decided for one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterDecision {
+    /// The rate windows' verdict and headers (not counted when over budget).
+    pub rate: Decision,
+    /// The key's spend this period across the cluster, when it has a budget.
+    pub spent: Option<Usd>,
+    /// The budget is used up: refused, nothing counted.
+    pub over_budget: bool,
+}
+
+/// A key's budget as the cluster sees it: the limit and where its spend is kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Spend {
+    pub budget: Budget,
+    /// Unix seconds now (picks the period).
+    pub now: i64,
+}
+
+/// The reply of [`super::scripts::ADMIT`].
+type AdmitReply = (u8, u8, u64, u64, u64, u64, u64, u64, u64, u64, u64);
+
+impl Cluster {
+    /// Checks `key`'s budget and windows and counts the request when it is admitted.
+    pub fn admit(
+        &self,
+        key: &KeyHash,
+        limits: Limits,
+        spend: Option<Spend>,
+    ) -> Result<ClusterDecision, ClusterError> {
+        let rpm = limits
+            .requests_per_minute
+            .map_or(0, |l| l.min(MAX_REQUESTS_PER_WINDOW));
+        let tpm = limits.tokens_per_minute.unwrap_or(0);
+        let (budget_key, limit_hi, limit_lo) = match spend {
+            Some(s) => {
+                let picos = s.budget.limit.picos();
+                (
+                    self.budget_key(key, s),
+                    (picos / HALF).to_string(),
+                    (picos % HALF).to_string(),
+                )
+            }
+            None => (self.key_of(key, "b"), String::new(), String::new()),
+        };
+        let member = self.member();
+        let reply: AdmitReply = self.with(|con, scripts| {
+            scripts
+                .admit
+                .key(self.key_of(key, "r"))
+                .key(self.key_of(key, "tt"))
+                .key(self.key_of(key, "ts"))
+                .key(&budget_key)
+                .arg(rpm)
+                .arg(tpm)
+                .arg(&limit_hi)
+                .arg(&limit_lo)
+                .arg(&member)
+                .invoke(con)
+        })?;
+        Ok(decide(reply, rpm, tpm, spend.is_some()))
+    }
+
+    /// Records what a completed response of `key` leaves: `tokens` (0 = none) in its token
+    /// window, and `mine`, this instance's whole spend for the period of `spend`. One round trip;
+    /// a failure is counted and logged at debug level (the window then misses these tokens; the
+    /// spend is written whole again with the next charge).
+    pub fn settle(&self, key: &KeyHash, tokens: u64, spend: Option<(Spend, Usd)>) {
+        let (budget_key, picos, expire_at) = match spend {
+            Some((s, mine)) => {
+                let end = s.budget.period.days(s.now).end * 86_400;
+                // A day past the period's end: a late write never keeps it for long.
+                (
+                    self.budget_key(key, s),
+                    mine.picos().to_string(),
+                    end + 86_400,
+                )
+            }
+            None => (self.key_of(key, "b"), String::new(), 0),
+        };
+        let written = self.with(|con, scripts| {
+            scripts
+                .settle
+                .key(self.key_of(key, "tt"))
+                .key(self.key_of(key, "ts"))
+                .key(&budget_key)
+                .arg(tokens)
+                .arg(&self.instance)
+                .arg(&picos)
+                .arg(expire_at)
+                .invoke::<i64>(con)
+        });
+        if let Err(e) = written {
+            log::debug!("cluster: a response's tokens and spend were not recorded: {e}");
+        }
+    }
+
+    fn budget_key(&self, key: &KeyHash, spend: Spend) -> String {
+        let period = spend.budget.period;
+        let first = period.days(spend.now).start;
+        self.key_of(key, &format!("b:{}:{first}", period.name()))
+    }
+}
+
+/// The script's reply as the limiter's [`Decision`].
+fn decide(reply: AdmitReply, rpm: u32, tpm: u64, budgeted: bool) -> ClusterDecision {
+    let (allowed, over, now, count, oldest, newest, tsum, tretry, tnewest, hi, lo) = reply;
+    let allowed = allowed == 1;
+    let window = micros(WINDOW);
+    // Time from `now` until `at + window` (0 when past).
+    let until = |at: u64| Duration::from_micros((at + window).saturating_sub(now));
+    let mut requests = (rpm > 0).then(|| WindowStatus {
+        limit: u64::from(rpm),
+        remaining: u64::from(rpm).saturating_sub(count),
+        reset: if count > 0 {
+            until(newest)
+        } else {
+            Duration::ZERO
+        },
+        retry_after: (count >= u64::from(rpm)).then(|| until(oldest)),
+    });
+    let tokens = (tpm > 0).then(|| WindowStatus {
+        limit: tpm,
+        remaining: tpm.saturating_sub(tsum),
+        reset: if tsum > 0 {
+            until(tnewest)
+        } else {
+            Duration::ZERO
+        },
+        retry_after: (tsum >= tpm && tretry > 0).then(|| until(tretry)),
+    });
+    let retry_after_secs = if allowed {
+        None
+    } else {
+        if let Some(r) = requests.as_mut() {
+            r.remaining = 0;
+        }
+        let wait = [requests, tokens]
+            .iter()
+            .flatten()
+            .filter_map(|s| s.retry_after)
+            .max()
+            .unwrap_or(Duration::ZERO);
+        Some(retry_after_secs(wait))
+    };
+    ClusterDecision {
+        rate: Decision {
+            allowed,
+            retry_after_secs,
+            headers: RateHeaders { requests, tokens },
+        },
+        spent: budgeted.then(|| Usd::from_picos(hi.saturating_mul(HALF).saturating_add(lo))),
+        over_budget: over == 1,
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,237 @@
+//! Several instances as one gateway: the state that must be exact across replicas lives in
+//! Redis (or Valkey), changed only by the atomic scripts in [`scripts`], on the server's clock.
+//!
+//! State owned here: a bounded pool of Redis connections (every command under a timeout),
+//! whether Redis is up, the error count, and the reconnect thread ([`prober`]). When Redis
+//! cannot be reached the caller applies `on_redis_error`: `local` enforces with this
+//! instance's own tables, `closed` refuses proxied requests. Requests never wait for a
+//! reconnect: while Redis is down, calls fail at once and the prober tries it with backoff;
+//! one line is logged when it goes down and one when it is back.
+//!
+//! Keys: `<prefix>{k:<32 hex of the key's hash>}:…` for a gateway key's windows and budget (one
+//! hash tag, so a script touching several of them works on Redis Cluster too).
+
+mod limits;
+mod prober;
+pub mod scripts;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use redis::{Connection, IntoConnectionInfo};
+
+pub use limits::{ClusterDecision, Spend};
+
+use crate::config::model::{ClusterSettings, OnRedisError};
+use crate::crypto::apikey::KeyHash;
+
+/// Connecting, and every command, gives up after this long.
+pub const TIMEOUT: Duration = Duration::from_millis(500);
+/// Idle connections kept for reuse.
+const MAX_IDLE: usize = 32;
+
+/// Why a call to Redis failed (never holds the password or the URL's credentials).
+#[derive(Debug)]
+pub struct ClusterError(String);
+
+impl std::fmt::Display for ClusterError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ClusterError {}
+
+impl From<redis::RedisError> for ClusterError {
+    fn from(e: redis::RedisError) -> Self {
+        // The kind and the server's message: no connection info, so no credentials.
+        let detail = e.detail().unwrap_or("");
+        ClusterError(format!("{:?} {detail}", e.kind()).trim().to_owned())
+    }
+}
+
+/// The scripts, ready to run by SHA-1.
+struct Scripts {
+    admit: redis::Script,
+    settle: redis::Script,
+}
+
+/// The shared state's client.
+pub struct Cluster {
+    client: redis::Client,
+    prefix: String,
+    policy: OnRedisError,
+    /// Identifies this instance's share of shared sums (its spend): stable across restarts of
+    /// the same instance (its host name and usage log).
+    instance: String,
+    idle: Mutex<Vec<Connection>>,
+    up: AtomicBool,
+    errors: AtomicU64,
+    scripts: Scripts,
+    prober: prober::Prober,
+    /// A request counter for unique window members.
+    next: AtomicU64,
+}
+
+impl Cluster {
+    /// A client for `settings` (no connection is made yet); `instance` names this instance's
+    /// share of shared sums.
+    pub fn new(settings: &ClusterSettings, instance: String) -> Result<Arc<Cluster>, String> {
+        let mut info = settings
+            .redis_url
+            .as_str()
+            .into_connection_info()
+            .map_err(|e| format!("cluster.redis_url: {}", ClusterError::from(e)))?;
+        if let Some(password) = &settings.password {
+            let redis = info
+                .redis_settings()
+                .clone()
+                .set_password(password.expose());
+            info = info.set_redis_settings(redis);
+        }
+        let client = redis::Client::open(info)
+            .map_err(|e| format!("cluster.redis_url: {}", ClusterError::from(e)))?;
+        let cluster = Arc::new(Cluster {
+            client,
+            prefix: settings.key_prefix.clone(),
+            policy: settings.on_redis_error,
+            instance,
+            idle: Mutex::new(Vec::new()),
+            up: AtomicBool::new(true),
+            errors: AtomicU64::new(0),
+            scripts: Scripts {
+                admit: redis::Script::new(scripts::ADMIT),
+                settle: redis::Script::new(scripts::SETTLE),
+            },
+            prober: prober::Prober::default(),
+            next: AtomicU64::new(0),
+        });
+        prober::start(&cluster);
+        Ok(cluster)
+    }
+
+    pub fn policy(&self) -> OnRedisError {
+        self.policy
+    }
+
+    /// Whether the last call reached Redis.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    /// Calls that failed since start.
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+
+    /// Stops the reconnect thread.
+    pub fn close(&self) {
+        self.prober.close();
+    }
+
+    /// Runs `f` on a pooled connection. While Redis is marked down this fails at once (the
+    /// writer thread probes and marks it up again).
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection, &Scripts) -> redis::RedisResult<T>,
+    ) -> Result<T, ClusterError> {
+        if !self.is_up() {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+            return Err(ClusterError("Redis is unreachable".to_owned()));
+        }
+        let pooled = self.idle.lock().pop();
+        let mut con = match pooled {
+            Some(con) => con,
+            None => match self.connect() {
+                Ok(con) => con,
+                Err(e) => return Err(self.failed(e)),
+            },
+        };
+        match f(&mut con, &self.scripts) {
+            Ok(value) => {
+                let mut idle = self.idle.lock();
+                if idle.len() < MAX_IDLE {
+                    idle.push(con);
+                }
+                Ok(value)
+            }
+            Err(e) => Err(self.failed(e.into())),
+        }
+    }
+
+    /// A new connection with its timeouts set and the scripts loaded (so pipelined `EVALSHA`s
+    /// find them; a server restart breaks the connection, and the next one loads them again).
+    fn connect(&self) -> Result<Connection, ClusterError> {
+        let mut con = self.client.get_connection_with_timeout(TIMEOUT)?;
+        con.set_read_timeout(Some(TIMEOUT))?;
+        con.set_write_timeout(Some(TIMEOUT))?;
+        for script in [&self.scripts.admit, &self.scripts.settle] {
+            script.prepare_invoke().load(&mut con)?;
+        }
+        Ok(con)
+    }
+
+    /// Counts a failure; the first after a success marks Redis down and logs one line.
+    fn failed(&self, e: ClusterError) -> ClusterError {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        if self.up.swap(false, Ordering::Relaxed) {
+            self.idle.lock().clear();
+            let policy = match self.policy {
+                OnRedisError::Local => "enforcing limits with this instance's own state",
+                OnRedisError::Closed => "refusing proxied requests (on_redis_error = \"closed\")",
+            };
+            log::warn!("cluster: Redis is unreachable ({e}); {policy} until it is back");
+        }
+        e
+    }
+
+    /// Whether Redis answers a PING now; marks it up (and logs one line) when it does again.
+    fn probe(&self) -> bool {
+        let ok = self
+            .connect()
+            .and_then(|mut con| {
+                redis::cmd("PING").query::<String>(&mut con)?;
+                Ok(con)
+            })
+            .map(|con| {
+                let mut idle = self.idle.lock();
+                if idle.len() < MAX_IDLE {
+                    idle.push(con);
+                }
+            })
+            .is_ok();
+        if ok && !self.up.swap(true, Ordering::Relaxed) {
+            log::info!("cluster: Redis is reachable again; shared state is back in use");
+        }
+        ok
+    }
+
+    /// `<prefix>{k:<hash>}:<what>`: one hash tag per gateway key.
+    fn key_of(&self, hash: &KeyHash, what: &str) -> String {
+        let short = hex::encode(&hash.0[..16]);
+        format!("{}{{k:{short}}}:{what}", self.prefix)
+    }
+
+    fn member(&self) -> String {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        format!("{}:{n}", self.instance)
+    }
+}
+
+/// A stable name for this instance's share: a hash of the host name and the usage log's path.
+pub fn instance_id(usage_path: Option<&std::path::Path>) -> String {
+    use sha2::Digest;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(host.trim().as_bytes());
+    hasher.update([0]);
+    if let Some(path) = usage_path {
+        let path = std::fs::canonicalize(path.parent().unwrap_or(path))
+            .map(|dir| dir.join(path.file_name().unwrap_or_default()))
+            .unwrap_or_else(|_| path.to_owned());
+        hasher.update(path.as_os_str().as_encoded_bytes());
+    }
+    hex::encode(&hasher.finalize()[..8])
+}

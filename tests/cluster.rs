@@ -1,0 +1,215 @@
+//! Several `noviqi serve` instances sharing one `redis-server` (started by the test on a free
+//! loopback port): limits and budgets exact across them, and what happens when Redis goes away.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use support::eventually;
+use support::gateway::{MOCK_PROVIDER, TestEnv};
+use support::redis::RedisServer;
+
+/// One instance in front of `redis`, using `key_of`'s gateway key when given (so several
+/// instances share one key), with `extra` (tables such as `[limits]`) and `policy`.
+fn instance(redis: &RedisServer, key_of: Option<&TestEnv>, policy: &str, extra: &str) -> TestEnv {
+    let mut env = TestEnv::new();
+    if let Some(other) = key_of {
+        env.key = other.key.clone();
+        env.key_hash = other.key_hash.clone();
+    }
+    // The `[[keys]]` entry comes last in the config, so the price table comes before it.
+    let rest = format!(
+        "{extra}\n[cluster]\nredis_url = \"{}\"\non_redis_error = \"{policy}\"\n\n\
+         [[prices]]\nmatch = \"mock/*\"\ninput = 1000\noutput = 1000\n\n{MOCK_PROVIDER}",
+        redis.url()
+    );
+    env.start("", &rest);
+    env
+}
+
+/// Three instances sharing one key.
+fn three(redis: &RedisServer, policy: &str, extra: &str) -> Vec<TestEnv> {
+    let first = instance(redis, None, policy, extra);
+    let second = instance(redis, Some(&first), policy, extra);
+    let third = instance(redis, Some(&first), policy, extra);
+    vec![first, second, third]
+}
+
+/// A chat request of three words (the mock answers 3 prompt and 3 completion tokens).
+fn chat(env: &TestEnv) -> u16 {
+    let body = json!({"model": "mock", "messages": [{"role": "user", "content": "one two three"}]});
+    env.post("/v1/chat/completions", &body.to_string()).status
+}
+
+/// An `admin = true` key (for `/metrics`): its `[[keys]]` entry and the key.
+fn admin_key() -> (String, String) {
+    let (key, hash) = noviqi::crypto::apikey::generate();
+    let entry = format!(
+        "[[keys]]\nname = \"ops\"\nhash = \"{hash}\"\nprefix = \"{}\"\nadmin = true\n\n",
+        &key[..12]
+    );
+    (key.to_string(), entry)
+}
+
+fn metric(env: &TestEnv, admin: &str, name: &str) -> Option<f64> {
+    let reply = env.get("/metrics", &[("authorization", &format!("Bearer {admin}"))]);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn a_request_limit_is_exact_across_three_instances() {
+    let redis = RedisServer::start();
+    let envs = Arc::new(three(
+        &redis,
+        "local",
+        "[limits]\nrequests_per_minute = 30\n",
+    ));
+    let threads: Vec<_> = (0..30)
+        .map(|t| {
+            let envs = envs.clone();
+            std::thread::spawn(move || {
+                (0..10)
+                    .map(|i| chat(&envs[(t + i) % 3]))
+                    .collect::<Vec<u16>>()
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    let admitted = statuses.iter().filter(|&&s| s == 200).count();
+    let limited = statuses.iter().filter(|&&s| s == 429).count();
+    assert_eq!((admitted, limited), (30, 270), "{statuses:?}");
+    // Each instance alone would have admitted 30 of its own 100.
+    for env in envs.iter() {
+        assert_eq!(chat(env), 429);
+    }
+}
+
+#[test]
+fn a_token_limit_is_shared_across_instances() {
+    let redis = RedisServer::start();
+    let envs = three(&redis, "local", "[limits]\ntokens_per_minute = 20\n");
+    // 6 tokens per request: 0, 6, 12 and 18 are under 20, so four are admitted, one per
+    // instance in turn, and then every instance refuses.
+    for i in 0..4 {
+        assert_eq!(chat(&envs[i % 3]), 200, "request {i}");
+    }
+    for env in &envs {
+        let reply = env.post(
+            "/v1/chat/completions",
+            &json!({"model": "mock", "messages": [{"role": "user", "content": "x"}]}).to_string(),
+        );
+        assert_eq!(reply.status, 429, "{}", reply.body);
+        assert_eq!(reply.header("x-ratelimit-remaining-tokens"), Some("0"));
+        let retry: u64 = reply.header("retry-after").unwrap().parse().unwrap();
+        assert!((1..=60).contains(&retry), "{retry}");
+    }
+}
+
+#[test]
+fn a_budget_spent_through_two_instances_is_refused_on_the_third() {
+    let redis = RedisServer::start();
+    // $1000 per million tokens both ways: 6 tokens cost $0.006; the budget is two requests.
+    let envs = three(&redis, "local", "[limits]\nbudget_usd = 0.012\n");
+    assert_eq!(chat(&envs[0]), 200);
+    assert_eq!(chat(&envs[1]), 200);
+    let reply = envs[2].post(
+        "/v1/chat/completions",
+        &json!({"model": "mock", "messages": [{"role": "user", "content": "hi"}]}).to_string(),
+    );
+    assert_eq!(reply.status, 429, "{}", reply.body);
+    assert!(reply.body.contains("budget_exceeded"), "{}", reply.body);
+    assert_eq!(reply.header("x-noviqi-budget-remaining-usd"), Some("0"));
+    // Each instance alone has spent only its own share.
+    assert_eq!(chat(&envs[0]), 429);
+}
+
+#[test]
+fn with_redis_gone_local_keeps_serving_and_recovers_without_restart() {
+    let mut redis = RedisServer::start();
+    let (admin, entry) = admin_key();
+    let env = instance(
+        &redis,
+        None,
+        "local",
+        &format!("[limits]\nrequests_per_minute = 1000\n\n{entry}"),
+    );
+    assert_eq!(chat(&env), 200);
+    assert_eq!(metric(&env, &admin, "noviqi_cluster_up"), Some(1.0));
+    redis.kill();
+    for _ in 0..5 {
+        assert_eq!(chat(&env), 200, "local policy keeps serving");
+    }
+    assert_eq!(metric(&env, &admin, "noviqi_cluster_up"), Some(0.0));
+    assert!(metric(&env, &admin, "noviqi_cluster_errors_total").unwrap() >= 1.0);
+    assert_eq!(
+        env.stderr().matches("Redis is unreachable").count(),
+        1,
+        "one line, not one per request"
+    );
+    redis.restart();
+    assert!(eventually(Duration::from_secs(15), || metric(
+        &env,
+        &admin,
+        "noviqi_cluster_up"
+    ) == Some(1.0)));
+    assert!(env.stderr().contains("Redis is reachable again"));
+    assert_eq!(chat(&env), 200);
+    // Shared again: the admission above is in the fresh Redis's window.
+    assert_eq!(
+        redis.command(&["DBSIZE"]).as_deref().map(|r| r != ":0"),
+        Some(true)
+    );
+}
+
+#[test]
+fn with_redis_gone_closed_refuses_proxied_requests_but_stays_healthy() {
+    let mut redis = RedisServer::start();
+    let env = instance(
+        &redis,
+        None,
+        "closed",
+        "[limits]\nrequests_per_minute = 1000\n",
+    );
+    assert_eq!(chat(&env), 200);
+    redis.kill();
+    let body = json!({"model": "mock", "messages": [{"role": "user", "content": "hi"}]});
+    let reply = env.post("/v1/chat/completions", &body.to_string());
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert!(reply.body.contains("cluster_unavailable"), "{}", reply.body);
+    assert!(reply.header("retry-after").is_some());
+    assert_eq!(env.get("/healthz", &[]).status, 200);
+    redis.restart();
+    assert!(eventually(Duration::from_secs(15), || chat(&env) == 200));
+}
+
+#[test]
+fn the_redis_password_never_reaches_a_log() {
+    let redis = RedisServer::start();
+    assert_eq!(
+        redis.command(&["CONFIG", "SET", "requirepass", "s3cret-redis-pw"]),
+        Some("+OK".to_owned())
+    );
+    let mut env = TestEnv::new();
+    env.rust_log = "trace";
+    let password = env.encrypt("s3cret-redis-pw");
+    let (admin, entry) = admin_key();
+    let rest = format!(
+        "[limits]\nrequests_per_minute = 5\n\n{entry}[cluster]\nredis_url = \"{}\"\npassword = \"{password}\"\n\n{MOCK_PROVIDER}",
+        redis.url()
+    );
+    env.start("", &rest);
+    assert_eq!(chat(&env), 200);
+    assert_eq!(metric(&env, &admin, "noviqi_cluster_up"), Some(1.0));
+    assert!(!env.stderr().contains("s3cret-redis-pw"));
+}
