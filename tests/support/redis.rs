@@ -77,15 +77,47 @@ impl RedisServer {
         self.command(&["PING"]).is_some_and(|r| r == "+PONG")
     }
 
+    /// Sends one command; the reply's values, flattened (simple and bulk strings, integers,
+    /// and the items of an array one level deep).
+    pub fn query(&self, args: &[&str]) -> Vec<String> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream.write_all(encode(args).as_bytes()).unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let head = line.trim_end().to_owned();
+        let mut read_value = |first: &str, reader: &mut BufReader<TcpStream>| -> String {
+            match first.as_bytes().first() {
+                Some(b'$') => {
+                    let mut value = String::new();
+                    reader.read_line(&mut value).unwrap();
+                    value.trim_end().to_owned()
+                }
+                _ => first[1..].to_owned(),
+            }
+        };
+        if let Some(n) = head.strip_prefix('*') {
+            let n: usize = n.parse().unwrap_or(0);
+            (0..n)
+                .map(|_| {
+                    let mut item = String::new();
+                    reader.read_line(&mut item).unwrap();
+                    read_value(item.trim_end(), &mut reader)
+                })
+                .collect()
+        } else {
+            vec![read_value(&head, &mut reader)]
+        }
+    }
+
     /// Sends one command; the first line of the reply (`None` when unreachable).
     pub fn command(&self, args: &[&str]) -> Option<String> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        let mut out = format!("*{}\r\n", args.len());
-        for a in args {
-            out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-        }
-        stream.write_all(out.as_bytes()).ok()?;
+        stream.write_all(encode(args).as_bytes()).ok()?;
         let mut line = String::new();
         BufReader::new(stream).read_line(&mut line).ok()?;
         Some(line.trim_end().to_owned())
@@ -96,6 +128,14 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+fn encode(args: &[&str]) -> String {
+    let mut out = format!("*{}\r\n", args.len());
+    for a in args {
+        out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    out
 }
 
 fn free_port() -> u16 {
