@@ -89,7 +89,7 @@ impl RedisServer {
         let mut line = String::new();
         reader.read_line(&mut line).unwrap();
         let head = line.trim_end().to_owned();
-        let mut read_value = |first: &str, reader: &mut BufReader<TcpStream>| -> String {
+        let read_value = |first: &str, reader: &mut BufReader<TcpStream>| -> String {
             match first.as_bytes().first() {
                 Some(b'$') => {
                     let mut value = String::new();
