@@ -20,12 +20,15 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::cluster::Cluster;
+use crate::cluster::lockouts::{Failure, Streak};
 use crate::config::Config;
 use crate::config::model::Key;
+use crate::config::model::SecuritySettings;
 use crate::crypto::apikey::KeyHash;
 use crate::error::{ApiError, Kind};
 use crate::http::Request;
-use crate::limits::lockout::Lockouts;
+use crate::limits::lockout::{AddrKey, Lockouts, log_locked};
 
 /// The key presented by the request: `Authorization: Bearer <key>`, else `x-api-key`.
 pub fn credential<'r>(req: &'r Request<'_>) -> Option<&'r str> {
@@ -41,9 +44,12 @@ pub fn credential<'r>(req: &'r Request<'_>) -> Option<&'r str> {
 }
 
 /// Authenticates the request's key for a client at `ip`; `now` is the lockout tables' clock.
+/// With a cluster, failures are counted there (and its locks reach `lockout` through the
+/// prober); the check itself stays local.
 pub fn authenticate(
     config: &Config,
     lockout: &Lockouts,
+    cluster: Option<&Cluster>,
     req: &Request<'_>,
     ip: IpAddr,
     now: Duration,
@@ -56,8 +62,7 @@ pub fn authenticate(
         return Err(ApiError::new(Kind::MissingKey));
     };
     let Some(key) = config.key_by_hash(&KeyHash::of(presented)).cloned() else {
-        // The lockout table logs the one line when this locks the address.
-        lockout.keys.record_failure(ip, security, now);
+        count_key_failure(lockout, cluster, ip, security, now);
         return Err(ApiError::new(Kind::InvalidKey));
     };
     if key.disabled {
@@ -69,6 +74,39 @@ pub fn authenticate(
     if !key.allows_ip(ip) {
         return Err(ApiError::new(Kind::IpNotAllowed));
     }
-    lockout.keys.record_success(ip);
+    let had_failures = lockout.keys.record_success(ip);
+    if let (Some(cluster), true) = (cluster, had_failures) {
+        let _ = cluster.clear_streak(AddrKey::of(ip), Streak::Keys, false);
+    }
     Ok(key)
+}
+
+/// A presented key that matches none: counted in the cluster when there is one (falling back
+/// to this instance's table when Redis is down), else here. The one log line of a new lock is
+/// written by whichever counted it.
+fn count_key_failure(
+    lockout: &Lockouts,
+    cluster: Option<&Cluster>,
+    ip: IpAddr,
+    security: &SecuritySettings,
+    now: Duration,
+) {
+    if security.lockout_max_failures == 0 {
+        return;
+    }
+    let Some(cluster) = cluster else {
+        lockout.keys.record_failure(ip, security, now);
+        return;
+    };
+    match cluster.count_failure(AddrKey::of(ip), Streak::Keys, security) {
+        Ok(Failure::Counted(Some(length))) => {
+            lockout.keys.lock(AddrKey::of(ip), now, now + length);
+            log_locked(ip, security, "failed attempts");
+        }
+        Ok(Failure::AlreadyLocked(left)) => lockout.keys.lock(AddrKey::of(ip), now, now + left),
+        Ok(Failure::Counted(None)) => {}
+        Err(_) => {
+            lockout.keys.record_failure(ip, security, now);
+        }
+    }
 }

@@ -16,6 +16,17 @@ use support::redis::RedisServer;
 /// One instance in front of `redis`, using `key_of`'s gateway key when given (so several
 /// instances share one key), with `extra` (tables such as `[limits]`) and `policy`.
 fn instance(redis: &RedisServer, key_of: Option<&TestEnv>, policy: &str, extra: &str) -> TestEnv {
+    instance_with(redis, key_of, policy, "", extra)
+}
+
+/// [`instance`] with extra `[security]` lines.
+fn instance_with(
+    redis: &RedisServer,
+    key_of: Option<&TestEnv>,
+    policy: &str,
+    security: &str,
+    extra: &str,
+) -> TestEnv {
     let mut env = TestEnv::new();
     if let Some(other) = key_of {
         env.key = other.key.clone();
@@ -27,7 +38,7 @@ fn instance(redis: &RedisServer, key_of: Option<&TestEnv>, policy: &str, extra: 
          [[prices]]\nmatch = \"mock/*\"\ninput = 1000\noutput = 1000\n\n{MOCK_PROVIDER}",
         redis.url()
     );
-    env.start("", &rest);
+    env.start_full("", security, "", &rest);
     env
 }
 
@@ -212,4 +223,32 @@ fn the_redis_password_never_reaches_a_log() {
     assert_eq!(chat(&env), 200);
     assert_eq!(metric(&env, &admin, "noviqi_cluster_up"), Some(1.0));
     assert!(!env.stderr().contains("s3cret-redis-pw"));
+}
+
+#[test]
+fn a_lockout_earned_through_one_instance_holds_on_the_others() {
+    let redis = RedisServer::start();
+    let security = "lockout_max_failures = 3\nlockout_window_secs = 60\nlockout_secs = 120\n";
+    let a = instance_with(&redis, None, "local", security, "");
+    let b = instance_with(&redis, Some(&a), "local", security, "");
+    let c = instance_with(&redis, Some(&a), "local", security, "");
+    assert_eq!(chat(&b), 200);
+    // One wrong key at each instance: one streak, so the third locks the address.
+    let bad = [("authorization", "Bearer nvq_wrong")];
+    for env in [&a, &b, &c] {
+        assert_eq!(env.get("/v1/models", &bad).status, 401);
+    }
+    // The right key is refused everywhere: at once where it locked, within the poll elsewhere.
+    assert_eq!(chat(&c), 429);
+    for env in [&a, &b] {
+        assert!(eventually(Duration::from_secs(5), || chat(env) == 429));
+        let reply = env.get(
+            "/v1/models",
+            &[("authorization", &format!("Bearer {}", env.key))],
+        );
+        assert_eq!(reply.status, 429);
+        let retry: u64 = reply.header("retry-after").unwrap().parse().unwrap();
+        assert!((100..=120).contains(&retry), "{retry}");
+    }
+    assert_eq!(c.stderr().matches("locked for 120s").count(), 1);
 }

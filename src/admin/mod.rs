@@ -38,6 +38,7 @@ use zeroize::Zeroizing;
 
 use crate::auth::credential;
 use crate::cluster::Cluster;
+use crate::cluster::lockouts::{Failure, Streak};
 use crate::config::Config;
 use crate::config::model::{AdminSettings, Key, UsageSettings};
 use crate::cost::spend::Ledger;
@@ -227,7 +228,7 @@ impl Admin {
                     .with_header("retry-after", "1");
             };
             // Counted before it is verified; cleared below when right.
-            let admitted = match deps.lockout.logins.admit(ip, security, deps.now) {
+            let admitted = match admit_login(deps, ip) {
                 Ok(admitted) => admitted,
                 Err(wait) => return locked_out(deps, wait.0),
             };
@@ -235,14 +236,20 @@ impl Admin {
             if !ok && admitted.locked {
                 lockout::log_locked(ip, security, "failed admin logins");
             }
-            ok
+            (ok, admitted.locked)
         };
+        let (verified, locked_by_this) = verified;
         if !verified {
             deps.metrics.admin_login_failed();
             log::warn!("admin login failed from {ip}");
             return web::login_page(401, Some("Wrong password."));
         }
         deps.lockout.logins.record_success(ip);
+        if let Some(cluster) = deps.cluster {
+            // The attempt that reached the limit locked the address before it was verified;
+            // right after all, it takes the lock away again, as in one instance.
+            let _ = cluster.clear_streak(lockout::AddrKey::of(ip), Streak::Logins, locked_by_this);
+        }
         let session = self.sessions.create(
             &settings.password_hash,
             settings.session_ttl,
@@ -367,6 +374,31 @@ fn authorize_key(deps: &Deps<'_>, req: &Request<'_>) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::new(Kind::NotAdmin))
+    }
+}
+
+/// Counts a login attempt from `ip` before it is verified: in the cluster when there is one
+/// (this instance's table when Redis is down), else here. `Err` when the address is locked.
+fn admit_login(deps: &Deps<'_>, ip: IpAddr) -> Result<lockout::Admitted, lockout::RetryAfterSecs> {
+    let security = &deps.config.security;
+    let local = || deps.lockout.logins.admit(ip, security, deps.now);
+    let Some(cluster) = deps.cluster.filter(|_| security.lockout_max_failures > 0) else {
+        return local();
+    };
+    let addr = lockout::AddrKey::of(ip);
+    match cluster.count_failure(addr, Streak::Logins, security) {
+        Ok(Failure::AlreadyLocked(left)) => {
+            deps.lockout.logins.lock(addr, deps.now, deps.now + left);
+            Err(lockout::RetryAfterSecs(crate::limits::retry_after_secs(
+                left,
+            )))
+        }
+        Ok(Failure::Counted(Some(length))) => {
+            deps.lockout.logins.lock(addr, deps.now, deps.now + length);
+            Ok(lockout::Admitted { locked: true })
+        }
+        Ok(Failure::Counted(None)) => Ok(lockout::Admitted { locked: false }),
+        Err(_) => local(),
     }
 }
 

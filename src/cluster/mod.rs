@@ -12,6 +12,7 @@
 //! hash tag, so a script touching several of them works on Redis Cluster too).
 
 mod limits;
+pub mod lockouts;
 mod prober;
 pub mod scripts;
 
@@ -56,6 +57,8 @@ impl From<redis::RedisError> for ClusterError {
 struct Scripts {
     admit: redis::Script,
     settle: redis::Script,
+    fail: redis::Script,
+    locks: redis::Script,
 }
 
 /// The shared state's client.
@@ -73,7 +76,13 @@ pub struct Cluster {
     prober: prober::Prober,
     /// A request counter for unique window members.
     next: AtomicU64,
+    /// Run by the prober every [`lockouts::POLL`] while Redis is up: copies shared state that
+    /// requests read locally (locks) into the gateway's tables.
+    sync: Mutex<Option<SyncHook>>,
 }
+
+/// See [`Cluster::set_sync`].
+pub type SyncHook = Box<dyn Fn(&Cluster) + Send + Sync>;
 
 impl Cluster {
     /// A client for `settings` (no connection is made yet); `instance` names this instance's
@@ -104,9 +113,12 @@ impl Cluster {
             scripts: Scripts {
                 admit: redis::Script::new(scripts::ADMIT),
                 settle: redis::Script::new(scripts::SETTLE),
+                fail: redis::Script::new(scripts::FAIL),
+                locks: redis::Script::new(scripts::LOCKS),
             },
             prober: prober::Prober::default(),
             next: AtomicU64::new(0),
+            sync: Mutex::new(None),
         });
         prober::start(&cluster);
         Ok(cluster)
@@ -124,6 +136,17 @@ impl Cluster {
     /// Calls that failed since start.
     pub fn errors(&self) -> u64 {
         self.errors.load(Ordering::Relaxed)
+    }
+
+    /// Installs what the prober runs every [`lockouts::POLL`] while Redis is up.
+    pub fn set_sync(&self, hook: SyncHook) {
+        *self.sync.lock() = Some(hook);
+    }
+
+    fn run_sync(&self) {
+        if let Some(hook) = self.sync.lock().as_ref() {
+            hook(self);
+        }
     }
 
     /// Stops the reconnect thread.
@@ -167,7 +190,13 @@ impl Cluster {
         let mut con = self.client.get_connection_with_timeout(TIMEOUT)?;
         con.set_read_timeout(Some(TIMEOUT))?;
         con.set_write_timeout(Some(TIMEOUT))?;
-        for script in [&self.scripts.admit, &self.scripts.settle] {
+        let Scripts {
+            admit,
+            settle,
+            fail,
+            locks,
+        } = &self.scripts;
+        for script in [admit, settle, fail, locks] {
             script.prepare_invoke().load(&mut con)?;
         }
         Ok(con)

@@ -1,5 +1,7 @@
-//! Reconnecting: while Redis is marked down, one thread tries it with backoff (1 s doubling to
-//! 10 s) so that requests never wait on a connect; the first success marks it up again.
+//! Reconnecting and syncing: while Redis is marked down, one thread tries it with backoff (1 s
+//! doubling to 10 s) so that requests never wait on a connect; the first success marks it up
+//! again. While it is up, the same thread runs the gateway's sync hook (copying the cluster's
+//! locks into the local tables) every half second.
 //!
 //! State owned here: the thread and its stop flag.
 
@@ -55,6 +57,7 @@ fn run(cluster: &Weak<Cluster>) {
         if c.is_up() {
             backoff = Duration::from_secs(1);
             next = Instant::now() + backoff;
+            c.run_sync();
         } else if Instant::now() >= next {
             backoff = if c.probe() {
                 Duration::from_secs(1)
@@ -65,9 +68,7 @@ fn run(cluster: &Weak<Cluster>) {
         }
         let mut guard = c.prober.lock.lock();
         if !c.prober.stop.load(Ordering::Relaxed) {
-            c.prober
-                .wake
-                .wait_for(&mut guard, Duration::from_millis(250));
+            c.prober.wake.wait_for(&mut guard, super::lockouts::POLL);
         }
     }
 }

@@ -123,3 +123,43 @@ if ARGV[3] ~= '' then
 end
 return 1
 "#;
+
+/// `fail`: one failure from an address (a wrong key, or a login attempt counted before it is
+/// verified), in a true sliding window of `lockout_window_secs`; the failure that reaches the
+/// limit locks the address and ends the streak. A locked address counts nothing.
+///
+/// KEYS: 1 the failures (zset: member → time), 2 the lock. ARGV: 1 the limit, 2 the window (µs),
+/// 3 the lock's length (ms), 4 this failure's unique member.
+///
+/// Returns {state, ms}: {0, failures in the window}, {1, ms the lock has left} when it was
+/// locked already, {2, unlock time in unix ms} when this failure locked it.
+pub const FAIL: &str = r#"
+local left = redis.call('PTTL', KEYS[2])
+if left > 0 then return {1, left} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+redis.call('ZADD', KEYS[1], now, ARGV[4])
+redis.call('PEXPIRE', KEYS[1], math.floor(tonumber(ARGV[2]) / 1000) + 1000)
+local n = redis.call('ZCARD', KEYS[1])
+if n >= tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[2], '1', 'PX', ARGV[3])
+  redis.call('DEL', KEYS[1])
+  return {2, math.floor(now / 1000) + tonumber(ARGV[3])}
+end
+return {0, n}
+"#;
+
+/// `locks`: the addresses locked now, for instances to learn of locks set elsewhere.
+///
+/// KEYS: 1 the lock index (zset: address → unlock time in unix ms). ARGV: 1 the most returned.
+/// Returns {now in unix ms, address, unlock ms, address, unlock ms, …}.
+pub const LOCKS: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local out = {now}
+local live = redis.call('ZRANGEBYSCORE', KEYS[1], now + 1, '+inf', 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[1]))
+for i = 1, #live do out[#out + 1] = live[i] end
+return out
+"#;

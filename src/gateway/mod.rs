@@ -150,7 +150,7 @@ impl Gateway {
             ),
             None => None,
         };
-        Ok(Arc::new(Gateway {
+        let gateway = Arc::new(Gateway {
             runtime: RwLock::new(Arc::new(runtime)),
             limiter: RateLimiter::new(),
             lockout: Lockouts::default(),
@@ -163,7 +163,30 @@ impl Gateway {
             epoch: Instant::now(),
             id_prefix: hex::encode(prefix),
             next_id: AtomicU64::new(1),
-        }))
+        });
+        if let Some(cluster) = &gateway.cluster {
+            let weak = Arc::downgrade(&gateway);
+            cluster.set_sync(Box::new(move |cluster| {
+                if let Some(gateway) = weak.upgrade() {
+                    gateway.sync_from(cluster);
+                }
+            }));
+        }
+        Ok(gateway)
+    }
+
+    /// Copies what the cluster shares and requests read locally: the locks set by any
+    /// instance, into this one's lockout table. Run by the cluster's prober.
+    fn sync_from(&self, cluster: &Cluster) {
+        match cluster.locked() {
+            Ok(locks) => {
+                let now = self.now();
+                for (addr, left) in locks {
+                    self.lockout.keys.lock(addr, now, now + left);
+                }
+            }
+            Err(e) => log::debug!("cluster: cannot read the locks: {e}"),
+        }
     }
 
     /// The runtime requests start on now.
@@ -194,7 +217,14 @@ impl Gateway {
         req: &crate::http::Request<'_>,
         ip: std::net::IpAddr,
     ) -> Result<Arc<crate::config::model::Key>, crate::error::ApiError> {
-        crate::auth::authenticate(config, &self.lockout, req, ip, self.now())
+        crate::auth::authenticate(
+            config,
+            &self.lockout,
+            self.cluster.as_deref(),
+            req,
+            ip,
+            self.now(),
+        )
     }
 
     fn new_request_id(&self) -> String {

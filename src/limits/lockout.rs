@@ -318,12 +318,41 @@ impl Lockout {
         Counted::Streak { locked: true }
     }
 
-    /// A success from `ip`: its record (streak and lock) is dropped.
-    pub fn record_success(&self, ip: IpAddr) {
+    /// A success from `ip`: its record (streak and lock) is dropped. True when there was one.
+    pub fn record_success(&self, ip: IpAddr) -> bool {
         let key = AddrKey::of(ip);
         let mut table = self.shard(key).lock();
-        if table.map.remove(&key).is_some() {
+        let had = table.map.remove(&key).is_some();
+        if had {
             table.compact(self.shard_max);
+        }
+        had
+    }
+
+    /// Locks `key` until `until` (on the `now` clock) — a lock learned from the cluster. An
+    /// existing longer lock stays.
+    pub fn lock(&self, key: AddrKey, now: Duration, until: Duration) {
+        let (now, until) = (nanos(now), nanos(until).max(1));
+        let mut table = self.shard(key).lock();
+        let table = &mut *table;
+        let seq = table.next_seq;
+        table.next_seq += 1;
+        match table.map.get_mut(&key) {
+            Some(e) => e.locked_until = e.locked_until.max(until),
+            None => {
+                table.make_room(self.shard_max, now);
+                table.map.insert(
+                    key,
+                    Entry {
+                        failures: 0,
+                        streak_start: now,
+                        locked_until: until,
+                        seq,
+                    },
+                );
+                table.order.push_back((key, seq));
+                table.compact(self.shard_max);
+            }
         }
     }
 
