@@ -252,3 +252,38 @@ fn a_lockout_earned_through_one_instance_holds_on_the_others() {
     }
     assert_eq!(c.stderr().matches("locked for 120s").count(), 1);
 }
+
+#[test]
+fn a_cooldown_entered_on_one_instance_is_honoured_by_the_others() {
+    use support::upstream::{FakeUpstream, Options, Received, Reply};
+    let redis = RedisServer::start();
+    // Accepts each connection and closes it at once, counting the attempts.
+    let dead = FakeUpstream::start_with(
+        Options {
+            max_connections: 0,
+            ..Options::default()
+        },
+        |_r: &Received| Reply::Close,
+    )
+    .unwrap();
+    let (admin, entry) = admin_key();
+    let extra = format!(
+        "[[providers]]\nname = \"dead\"\nkind = \"openai\"\nbase_url = \"{}\"\n\n\
+         [[models]]\nname = \"m\"\ntargets = [\"dead/x\", \"mock/echo\"]\n\
+         cooldown_failures = 1\ncooldown_secs = 600\n\n{entry}",
+        dead.url()
+    );
+    let a = instance(&redis, None, "local", &extra);
+    let b = instance(&redis, Some(&a), "local", &extra);
+    let body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}).to_string();
+    assert_eq!(a.post("/v1/chat/completions", &body).status, 200);
+    assert_eq!(dead.connections(), 1);
+    let up = "noviqi_target_up{target=\"dead/x\"}";
+    assert!(eventually(Duration::from_secs(5), || metric(
+        &b, &admin, up
+    ) == Some(0.0)));
+    for _ in 0..5 {
+        assert_eq!(b.post("/v1/chat/completions", &body).status, 200);
+    }
+    assert_eq!(dead.connections(), 1, "b skipped the target a cooled down");
+}

@@ -4,7 +4,7 @@
 //! Counting a failure is one [`super::scripts::FAIL`] call (failures are the rare path). The
 //! check on every request stays local — no round trip — against the instance's own lockout
 //! tables, into which the prober copies the cluster's locks every [`POLL`] (the locks index,
-//! read by [`super::scripts::LOCKS`]); the instance that sets a lock copies it at once. So a
+//! read by [`super::scripts::LIVE`]); the instance that sets a lock copies it at once. So a
 //! lock set elsewhere is honoured within half a second. A success clears the shared streak
 //! only when this instance had seen failures from the address (the streak is a sliding window,
 //! so failures seen elsewhere age out on their own).
@@ -15,10 +15,8 @@ use super::{Cluster, ClusterError};
 use crate::config::model::SecuritySettings;
 use crate::limits::lockout::AddrKey;
 
-/// How often an instance copies the cluster's locks.
+/// How often an instance copies the cluster's locks (and cooldowns).
 pub const POLL: Duration = Duration::from_millis(500);
-/// Most locks copied per poll.
-const MAX_LOCKS: usize = 100_000;
 
 /// Which streak a failure counts in (kept apart as in one instance).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,20 +108,10 @@ impl Cluster {
 
     /// The addresses locked now, with how long each lock has left.
     pub fn locked(&self) -> Result<Vec<(AddrKey, Duration)>, ClusterError> {
-        let index = self.locks_key();
-        let reply: Vec<String> =
-            self.with(|con, scripts| scripts.locks.key(&index).arg(MAX_LOCKS).invoke(con))?;
-        let Some((now, rest)) = reply.split_first() else {
-            return Ok(Vec::new());
-        };
-        let now: u64 = now.parse().unwrap_or(0);
-        Ok(rest
-            .chunks_exact(2)
-            .filter_map(|pair| {
-                let addr = parse_tag(&pair[0])?;
-                let until: u64 = pair[1].parse().ok()?;
-                Some((addr, Duration::from_millis(until.saturating_sub(now))))
-            })
+        let live = self.live(&self.locks_key())?;
+        Ok(live
+            .into_iter()
+            .filter_map(|(tag, left)| Some((parse_tag(&tag)?, left)))
             .collect())
     }
 

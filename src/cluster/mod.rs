@@ -11,6 +11,7 @@
 //! Keys: `<prefix>{k:<32 hex of the key's hash>}:…` for a gateway key's windows and budget (one
 //! hash tag, so a script touching several of them works on Redis Cluster too).
 
+pub mod cooldowns;
 mod limits;
 pub mod lockouts;
 mod prober;
@@ -58,7 +59,8 @@ struct Scripts {
     admit: redis::Script,
     settle: redis::Script,
     fail: redis::Script,
-    locks: redis::Script,
+    live: redis::Script,
+    cool: redis::Script,
 }
 
 /// The shared state's client.
@@ -114,7 +116,8 @@ impl Cluster {
                 admit: redis::Script::new(scripts::ADMIT),
                 settle: redis::Script::new(scripts::SETTLE),
                 fail: redis::Script::new(scripts::FAIL),
-                locks: redis::Script::new(scripts::LOCKS),
+                live: redis::Script::new(scripts::LIVE),
+                cool: redis::Script::new(scripts::COOL),
             },
             prober: prober::Prober::default(),
             next: AtomicU64::new(0),
@@ -194,9 +197,10 @@ impl Cluster {
             admit,
             settle,
             fail,
-            locks,
+            live,
+            cool,
         } = &self.scripts;
-        for script in [admit, settle, fail, locks] {
+        for script in [admit, settle, fail, live, cool] {
             script.prepare_invoke().load(&mut con)?;
         }
         Ok(con)

@@ -150,11 +150,12 @@ end
 return {0, n}
 "#;
 
-/// `locks`: the addresses locked now, for instances to learn of locks set elsewhere.
+/// `live`: the entries of an index (zset: member → end time in unix ms) that have not ended,
+/// dropping those that have: the locked addresses, or the targets cooling down.
 ///
-/// KEYS: 1 the lock index (zset: address → unlock time in unix ms). ARGV: 1 the most returned.
-/// Returns {now in unix ms, address, unlock ms, address, unlock ms, …}.
-pub const LOCKS: &str = r#"
+/// KEYS: 1 the index. ARGV: 1 the most returned.
+/// Returns {now in unix ms, member, end ms, member, end ms, …}.
+pub const LIVE: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
@@ -162,4 +163,16 @@ local out = {now}
 local live = redis.call('ZRANGEBYSCORE', KEYS[1], now + 1, '+inf', 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[1]))
 for i = 1, #live do out[#out + 1] = live[i] end
 return out
+"#;
+
+/// `cool`: a target enters a cooldown of `ARGV[2]` ms from the server's now.
+///
+/// KEYS: 1 the cooldowns index. ARGV: 1 the target, 2 the cooldown (ms).
+pub const COOL: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local wait = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], now + wait, ARGV[1])
+if redis.call('PTTL', KEYS[1]) < wait then redis.call('PEXPIRE', KEYS[1], wait) end
+return now + wait
 "#;

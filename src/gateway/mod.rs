@@ -176,7 +176,8 @@ impl Gateway {
     }
 
     /// Copies what the cluster shares and requests read locally: the locks set by any
-    /// instance, into this one's lockout table. Run by the cluster's prober.
+    /// instance into this one's lockout table, and the targets' cooldowns into its routing
+    /// table. Run by the cluster's prober.
     fn sync_from(&self, cluster: &Cluster) {
         match cluster.locked() {
             Ok(locks) => {
@@ -186,6 +187,10 @@ impl Gateway {
                 }
             }
             Err(e) => log::debug!("cluster: cannot read the locks: {e}"),
+        }
+        match cluster.cooling() {
+            Ok(cooling) => self.targets.apply_shared(&cooling, self.now()),
+            Err(e) => log::debug!("cluster: cannot read the cooldowns: {e}"),
         }
     }
 

@@ -19,7 +19,7 @@ use crate::config::model::Target;
 use crate::error::{ApiError, Kind};
 use crate::http::{BodyError, Request, Response};
 use crate::outcome::{Outcome, Timing};
-use crate::routing::{Attempt, First, Verdict};
+use crate::routing::{Attempt, Change, First, Verdict};
 use crate::translate::plan::{self, Endpoint, Plan};
 use crate::translate::rewrite::{self, Probe};
 use crate::upstream::{Method, UpstreamError, UpstreamRequest, UpstreamResponse};
@@ -166,7 +166,8 @@ impl Gateway {
                     }
                     _ => None,
                 };
-                attempt.report(verdict, self.now(), retry_after);
+                let change = attempt.report(verdict, self.now(), retry_after);
+                self.share_change(attempt.target(), change);
                 let failed = verdict.is_failure();
                 self.admin
                     .record_attempt(attempt.target(), failed, sent_at.elapsed());
@@ -334,6 +335,23 @@ fn read_whole(upstream: UpstreamResponse) -> Result<Vec<u8>, ApiError> {
             Err(ApiError::new(Kind::UpstreamTooLarge))
         }
         Ok(_) => Ok(bytes),
+    }
+}
+
+impl Gateway {
+    /// Tells the other instances that a target started or ended a cooldown.
+    fn share_change(&self, target: &str, change: Change) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        let shared = match change {
+            Change::None => return,
+            Change::Cooling(wait) => cluster.enter_cooldown(target, wait),
+            Change::Recovered => cluster.end_cooldown(target),
+        };
+        if let Err(e) = shared {
+            log::debug!("cluster: target {target}'s cooldown change not shared: {e}");
+        }
     }
 }
 

@@ -77,6 +77,9 @@ pub struct Health {
     state: State,
     /// When the current cooldown ends (kept while its trial is out).
     until: Duration,
+    /// The cooldown was copied from the cluster (another instance started it), so it ends
+    /// when the cluster's does.
+    shared: bool,
 }
 
 impl Default for Health {
@@ -85,6 +88,7 @@ impl Default for Health {
             streak: 0,
             state: State::Healthy,
             until: Duration::ZERO,
+            shared: false,
         }
     }
 }
@@ -122,6 +126,7 @@ impl Health {
     /// The request answered well: the streak ends, and so does any cooldown.
     pub fn success(&mut self) -> Change {
         self.streak = 0;
+        self.shared = false;
         match std::mem::replace(&mut self.state, State::Healthy) {
             State::Healthy => Change::None,
             State::Cooling { .. } | State::Trial => Change::Recovered,
@@ -145,9 +150,37 @@ impl Health {
             return Change::None;
         }
         let wait = retry_after.map_or(policy.cooldown, |r| r.max(policy.cooldown));
+        self.shared = false;
         self.until = now + wait;
         self.state = State::Cooling { until: self.until };
         Change::Cooling(wait)
+    }
+
+    /// Another instance has the target cooling down until `until`: skip it here too (a longer
+    /// cooldown of our own stays; a trial already out is left to report).
+    pub fn cool_until(&mut self, until: Duration) {
+        match self.state {
+            State::Healthy => {
+                self.state = State::Cooling { until };
+                self.until = until;
+                self.shared = true;
+            }
+            State::Cooling { until: mine } if mine < until => {
+                self.state = State::Cooling { until };
+                self.until = until;
+                self.shared = true;
+            }
+            State::Cooling { .. } | State::Trial => {}
+        }
+    }
+
+    /// The cluster no longer has the target cooling down: a cooldown copied from it ends.
+    pub fn end_shared(&mut self) {
+        if self.shared && matches!(self.state, State::Cooling { .. }) {
+            self.state = State::Healthy;
+            self.streak = 0;
+        }
+        self.shared = false;
     }
 
     /// A trial request ended with no verdict (dropped before its answer's head): the next
@@ -290,6 +323,36 @@ mod tests {
         let mut healthy = Health::default();
         healthy.abandon();
         assert_eq!(healthy.state(), State::Healthy);
+    }
+
+    #[test]
+    fn a_shared_cooldown_is_honoured_and_ends_with_the_clusters() {
+        let mut h = Health::default();
+        h.cool_until(secs(40));
+        assert_eq!(
+            h.availability(secs(10)),
+            Availability::Closed { until: secs(40) }
+        );
+        h.end_shared();
+        assert_eq!(h.state(), State::Healthy);
+        // Our own cooldown is not ended by the cluster's view.
+        let mut own = tripped(secs(0));
+        own.end_shared();
+        assert_eq!(
+            own.availability(secs(1)),
+            Availability::Closed { until: secs(30) }
+        );
+        // A longer shared one extends ours; a shorter one does not shorten it.
+        own.cool_until(secs(20));
+        assert_eq!(
+            own.availability(secs(1)),
+            Availability::Closed { until: secs(30) }
+        );
+        own.cool_until(secs(50));
+        assert_eq!(
+            own.availability(secs(31)),
+            Availability::Closed { until: secs(50) }
+        );
     }
 
     #[test]

@@ -175,6 +175,23 @@ impl Targets {
         RouteTable { routes }
     }
 
+    /// Applies the cluster's cooldowns at `now`: each listed target (with how long it has left)
+    /// cools down here too; a cooldown copied earlier ends when the target is no longer listed.
+    pub fn apply_shared(&self, cooling: &[(String, Duration)], now: Duration) {
+        let known: Vec<Arc<TargetState>> = self.known.lock().values().cloned().collect();
+        for target in known {
+            let left = cooling
+                .iter()
+                .find(|(name, _)| **name == *target.name)
+                .map(|(_, left)| *left);
+            let mut health = target.health.lock();
+            match left {
+                Some(left) => health.cool_until(now + left),
+                None => health.end_shared(),
+            }
+        }
+    }
+
     /// Every configured target, sorted by name.
     pub fn views(&self, now: Duration) -> Vec<TargetView> {
         let known: Vec<Arc<TargetState>> = self.known.lock().values().cloned().collect();
@@ -321,10 +338,16 @@ impl Attempt {
     }
 
     /// Records how the attempt went at `now`; `retry_after` is a 429's own wait. Logs a line
-    /// when the target enters or leaves a cooldown.
-    pub fn report(&mut self, verdict: Verdict, now: Duration, retry_after: Option<Duration>) {
+    /// when the target enters or leaves a cooldown, and returns that change (the cluster
+    /// shares it).
+    pub fn report(
+        &mut self,
+        verdict: Verdict,
+        now: Duration,
+        retry_after: Option<Duration>,
+    ) -> Change {
         if self.reported {
-            return;
+            return Change::None;
         }
         self.reported = true;
         if let Some(count) = self.target.attempts.get(verdict as usize) {
@@ -358,6 +381,7 @@ impl Attempt {
                 self.target.name
             ),
         }
+        change
     }
 }
 
