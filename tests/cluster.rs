@@ -287,3 +287,31 @@ fn a_cooldown_entered_on_one_instance_is_honoured_by_the_others() {
     }
     assert_eq!(dead.connections(), 1, "b skipped the target a cooled down");
 }
+
+#[test]
+fn an_admin_session_works_on_every_instance_and_a_logout_ends_it_everywhere() {
+    let redis = RedisServer::start();
+    // One config for both, as a cluster has: the same password hash.
+    let admin = support::gateway::admin_table("correct horse", 3600);
+    let a = instance(&redis, None, "local", &admin);
+    let b = instance(&redis, Some(&a), "local", &admin);
+    let cookie = a.admin_login("correct horse").expect("login on a");
+    let usage = |env: &TestEnv| {
+        env.get("/admin/api/usage?range=hour", &[("cookie", &cookie)])
+            .status
+    };
+    assert_eq!(usage(&b), 200, "the session made on a works on b");
+    // Log out on b with the CSRF token of b's page.
+    let page = b.get("/admin", &[("cookie", &cookie)]);
+    let marker = "name=\"csrf\" value=\"";
+    let start = page.body.find(marker).expect("csrf field") + marker.len();
+    let csrf = &page.body[start..start + 43];
+    let out = b.post_form(
+        "/admin/logout",
+        &format!("csrf={csrf}"),
+        &[("cookie", &cookie), ("sec-fetch-site", "same-origin")],
+    );
+    assert_eq!(out.status, 303, "{}", out.body);
+    assert_eq!(usage(&a), 401, "logged out on b, so out on a");
+    assert_eq!(usage(&b), 401);
+}

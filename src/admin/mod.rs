@@ -108,6 +108,11 @@ impl Admin {
         self.analytics.record(&sample, unix_now().max(sample.ts));
     }
 
+    /// Shares the dashboard's sessions through the cluster from now on.
+    pub fn share_sessions(&self, cluster: Arc<Cluster>) {
+        self.sessions.share(cluster);
+    }
+
     /// Counts one attempt at a configured target for the dashboard's targets table.
     pub fn record_attempt(&self, target: &Arc<str>, failed: bool, latency: Duration) {
         let ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);

@@ -7,8 +7,13 @@
 //! the admin password (and reloading) ends every session. The table is bounded: only a correct
 //! password creates a session, expired ones are swept on every create, and past
 //! [`MAX_SESSIONS`] the one closest to expiry is dropped.
+//!
+//! In a cluster ([`Sessions::share`]) sessions also live in Redis, which is then the truth: a
+//! session made on another instance is found there, and one ended anywhere is gone here too.
+//! While Redis is down, this instance's own table answers.
 
 use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -16,6 +21,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+use crate::cluster::Cluster;
 
 /// Most live sessions at once.
 pub const MAX_SESSIONS: usize = 64;
@@ -36,9 +43,15 @@ pub struct NewSession {
 #[derive(Default)]
 pub struct Sessions {
     table: Mutex<HashMap<[u8; 32], Session>>,
+    shared: OnceLock<Arc<Cluster>>,
 }
 
 impl Sessions {
+    /// Keeps sessions in `cluster` too, from now on.
+    pub fn share(&self, cluster: Arc<Cluster>) {
+        let _ = self.shared.set(cluster);
+    }
+
     /// Creates a session valid for `ttl` from `now`, under the password hash `password_hash`.
     pub fn create(&self, password_hash: &str, ttl: Duration, now: Instant) -> NewSession {
         let id = random_token();
@@ -52,14 +65,21 @@ impl Sessions {
                 None => break,
             };
         }
+        let password = digest(password_hash);
         table.insert(
             digest(&id),
             Session {
                 expires: now + ttl,
                 csrf: csrf.clone(),
-                password: digest(password_hash),
+                password,
             },
         );
+        drop(table);
+        if let Some(cluster) = self.shared.get()
+            && let Err(e) = cluster.store_session(&digest(&id), &csrf, &password, ttl)
+        {
+            log::debug!("cluster: a new admin session is known to this instance only: {e}");
+        }
         NewSession { id, csrf }
     }
 
@@ -67,6 +87,20 @@ impl Sessions {
     /// made under another password hash, is removed.
     pub fn get(&self, id: &str, password_hash: &str, now: Instant) -> Option<String> {
         let key = digest(id);
+        if let Some(cluster) = self.shared.get() {
+            match cluster.load_session(&key) {
+                Ok(Some((csrf, password))) => {
+                    let password_ok: bool = password.ct_eq(&digest(password_hash)).into();
+                    return password_ok.then_some(csrf);
+                }
+                Ok(None) => {
+                    self.table.lock().remove(&key);
+                    return None;
+                }
+                // Redis is down: this instance's own table answers.
+                Err(_) => {}
+            }
+        }
         let mut table = self.table.lock();
         let session = table.get(&key)?;
         let password_ok: bool = session.password.ct_eq(&digest(password_hash)).into();
@@ -77,9 +111,17 @@ impl Sessions {
         Some(session.csrf.clone())
     }
 
-    /// Ends session `id`.
+    /// Ends session `id` (everywhere, in a cluster).
     pub fn remove(&self, id: &str) {
-        self.table.lock().remove(&digest(id));
+        let key = digest(id);
+        self.table.lock().remove(&key);
+        if let Some(cluster) = self.shared.get()
+            && let Err(e) = cluster.drop_session(&key)
+        {
+            log::warn!(
+                "cluster: a logout could not reach Redis; other instances keep the session until it expires: {e}"
+            );
+        }
     }
 
     pub fn len(&self) -> usize {

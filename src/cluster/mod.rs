@@ -16,6 +16,7 @@ mod limits;
 pub mod lockouts;
 mod prober;
 pub mod scripts;
+pub mod sessions;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -165,6 +165,7 @@ impl Gateway {
             next_id: AtomicU64::new(1),
         });
         if let Some(cluster) = &gateway.cluster {
+            gateway.admin.share_sessions(cluster.clone());
             let weak = Arc::downgrade(&gateway);
             cluster.set_sync(Box::new(move |cluster| {
                 if let Some(gateway) = weak.upgrade() {
