@@ -315,3 +315,44 @@ fn an_admin_session_works_on_every_instance_and_a_logout_ends_it_everywhere() {
     assert_eq!(usage(&a), 401, "logged out on b, so out on a");
     assert_eq!(usage(&b), 401);
 }
+
+/// Kubernetes mounts a ConfigMap as `noviqi.toml -> ..data/noviqi.toml` with
+/// `..data -> ..<timestamp>/`, and rolls out a new version by swapping `..data` atomically.
+#[test]
+fn a_configmap_style_symlink_swap_is_reloaded() {
+    use std::os::unix::fs::symlink;
+    let mut env = TestEnv::new();
+    let dir = env.dir.path().to_owned();
+    let version = |name: &str, text: &str| {
+        std::fs::create_dir(dir.join(name)).unwrap();
+        std::fs::write(dir.join(name).join("noviqi.toml"), text).unwrap();
+    };
+    let first = env.config_text("", MOCK_PROVIDER);
+    version("..2026_12_05_01", &first);
+    symlink("..2026_12_05_01", dir.join("..data")).unwrap();
+    symlink("..data/noviqi.toml", env.config_path()).unwrap();
+    env.spawn();
+    assert_eq!(chat(&env), 200);
+    // The new version adds a key; it is swapped in the way the kubelet does it.
+    let (key, hash) = noviqi::crypto::apikey::generate();
+    let second = format!(
+        "{first}\n[[keys]]\nname = \"rolled-out\"\nhash = \"{hash}\"\nprefix = \"{}\"\n",
+        &key[..12]
+    );
+    version("..2026_12_05_02", &second);
+    symlink("..2026_12_05_02", dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    // Waiting on the log, not on the new key: unknown keys would lock the address out.
+    assert!(
+        eventually(Duration::from_secs(10), || env
+            .stderr()
+            .contains("config reloaded")),
+        "{}",
+        env.stderr()
+    );
+    let models = env.get(
+        "/v1/models",
+        &[("authorization", &format!("Bearer {}", *key))],
+    );
+    assert_eq!(models.status, 200);
+}
