@@ -356,3 +356,107 @@ fn a_configmap_style_symlink_swap_is_reloaded() {
     );
     assert_eq!(models.status, 200);
 }
+
+/// docs/cluster.md's ACL user: every feature works with only those commands.
+#[test]
+fn the_documented_acl_user_is_enough() {
+    use support::upstream::{FakeUpstream, Options, Received, Reply};
+    let redis = RedisServer::start();
+    let acl = [
+        "ACL",
+        "SETUSER",
+        "noviqi",
+        "on",
+        ">acl-pw-1",
+        "~noviqi:*",
+        "resetchannels",
+        "-@all",
+        "+ping",
+        "+hello",
+        "+auth",
+        "+select",
+        "+multi",
+        "+exec",
+        "+script|load",
+        "+eval",
+        "+evalsha",
+        "+time",
+        "+set",
+        "+del",
+        "+pexpire",
+        "+expireat",
+        "+pttl",
+        "+hget",
+        "+hmget",
+        "+hset",
+        "+hdel",
+        "+hincrby",
+        "+hvals",
+        "+zadd",
+        "+zrem",
+        "+zcard",
+        "+zrange",
+        "+zrangebyscore",
+        "+zremrangebyscore",
+    ];
+    assert_eq!(redis.command(&acl), Some("+OK".to_owned()));
+    let dead = FakeUpstream::start_with(
+        Options {
+            max_connections: 0,
+            ..Options::default()
+        },
+        |_r: &Received| Reply::Close,
+    )
+    .unwrap();
+    let (admin, entry) = admin_key();
+    let admin_table = support::gateway::admin_table("pw", 3600);
+    let start = |key_of: Option<&TestEnv>| {
+        let mut env = TestEnv::new();
+        if let Some(other) = key_of {
+            env.key = other.key.clone();
+            env.key_hash = other.key_hash.clone();
+        }
+        let password = env.encrypt("acl-pw-1");
+        let rest = format!(
+            "[limits]\nrequests_per_minute = 100\ntokens_per_minute = 10000\nbudget_usd = 10\n\n\
+             {admin_table}{entry}[cluster]\nredis_url = \"redis://noviqi@127.0.0.1:{}/0\"\npassword = \"{password}\"\n\n\
+             [[prices]]\nmatch = \"mock/*\"\ninput = 1\noutput = 1\n\n{MOCK_PROVIDER}\
+             [[providers]]\nname = \"dead\"\nkind = \"openai\"\nbase_url = \"{}\"\n\n\
+             [[models]]\nname = \"m\"\ntargets = [\"dead/x\", \"mock/echo\"]\ncooldown_failures = 1\n\n",
+            redis.port,
+            dead.url()
+        );
+        env.start_full("", "lockout_max_failures = 2\n", "", &rest);
+        env
+    };
+    let env = start(None);
+    let other = start(Some(&env));
+    // Limits, budget, tokens, spend.
+    assert_eq!(chat(&env), 200);
+    // A target cooldown, seen by the other instance through the cooldowns index.
+    let body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}).to_string();
+    assert_eq!(env.post("/v1/chat/completions", &body).status, 200);
+    let up = "noviqi_target_up{target=\"dead/x\"}";
+    assert!(eventually(Duration::from_secs(5), || metric(
+        &other, &admin, up
+    ) == Some(0.0)));
+    // A session, and a logout.
+    let cookie = env.admin_login("pw").expect("login");
+    assert_eq!(
+        other.get("/admin/api/usage", &[("cookie", &cookie)]).status,
+        200
+    );
+    for env in [&env, &other] {
+        assert_eq!(
+            metric(env, &admin, "noviqi_cluster_errors_total"),
+            Some(0.0)
+        );
+        assert_eq!(metric(env, &admin, "noviqi_cluster_up"), Some(1.0));
+    }
+    // A lock, seen by the other instance through the locks index (a refused command would
+    // have sent both back to their own tables, and the other would never see it).
+    let bad = [("authorization", "Bearer nvq_wrong")];
+    assert_eq!(env.get("/v1/models", &bad).status, 401);
+    assert_eq!(env.get("/v1/models", &bad).status, 401);
+    assert!(eventually(Duration::from_secs(5), || chat(&other) == 429));
+}
