@@ -362,43 +362,24 @@ fn a_configmap_style_symlink_swap_is_reloaded() {
 fn the_documented_acl_user_is_enough() {
     use support::upstream::{FakeUpstream, Options, Received, Reply};
     let redis = RedisServer::start();
-    let acl = [
-        "ACL",
-        "SETUSER",
-        "noviqi",
-        "on",
-        ">acl-pw-1",
-        "~noviqi:*",
-        "resetchannels",
-        "-@all",
-        "+ping",
-        "+hello",
-        "+auth",
-        "+select",
-        "+multi",
-        "+exec",
-        "+script|load",
-        "+eval",
-        "+evalsha",
-        "+time",
-        "+set",
-        "+del",
-        "+pexpire",
-        "+expireat",
-        "+pttl",
-        "+hget",
-        "+hmget",
-        "+hset",
-        "+hdel",
-        "+hincrby",
-        "+hvals",
-        "+zadd",
-        "+zrem",
-        "+zcard",
-        "+zrange",
-        "+zrangebyscore",
-        "+zremrangebyscore",
-    ];
+    // The command list exactly as docs/cluster.md gives it.
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/cluster.md")).unwrap();
+    let from = docs
+        .find("ACL SETUSER")
+        .expect("the ACL in docs/cluster.md");
+    let end = from + docs[from..].find("```").unwrap();
+    let acl: Vec<&str> = docs[from..end]
+        .split_whitespace()
+        .filter(|word| *word != "\\")
+        .map(|word| {
+            if word == ">CHANGE-ME" {
+                ">acl-pw-1"
+            } else {
+                word
+            }
+        })
+        .collect();
     assert_eq!(redis.command(&acl), Some("+OK".to_owned()));
     let dead = FakeUpstream::start_with(
         Options {
@@ -459,4 +440,41 @@ fn the_documented_acl_user_is_enough() {
     assert_eq!(env.get("/v1/models", &bad).status, 401);
     assert_eq!(env.get("/v1/models", &bad).status, 401);
     assert!(eventually(Duration::from_secs(5), || chat(&other) == 429));
+}
+
+#[test]
+fn the_dashboard_on_any_instance_shows_the_whole_cluster() {
+    let redis = RedisServer::start();
+    let (admin, entry) = admin_key();
+    let extra = format!("{}{entry}", support::gateway::admin_table("pw", 3600));
+    let a = instance(&redis, None, "local", &extra);
+    let b = instance(&redis, Some(&a), "local", &extra);
+    for _ in 0..3 {
+        assert_eq!(chat(&a), 200);
+    }
+    for _ in 0..2 {
+        assert_eq!(chat(&b), 200);
+    }
+    let report = |env: &TestEnv, range: &str| {
+        let reply = env.get(
+            &format!("/admin/api/usage?range={range}"),
+            &[("authorization", &format!("Bearer {admin}"))],
+        );
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.json()
+    };
+    for range in ["hour", "day"] {
+        assert!(
+            eventually(Duration::from_secs(10), || {
+                let (ra, rb) = (report(&a, range), report(&b, range));
+                ra["totals"]["requests"] == 5 && rb["totals"]["requests"] == 5
+            }),
+            "{range}: {}",
+            report(&a, range)
+        );
+    }
+    let r = report(&b, "hour");
+    assert_eq!(r["scope"], "cluster");
+    assert_eq!(r["by_key"][0]["name"], "test");
+    assert_eq!(r["by_key"][0]["totals"]["requests"], 5);
 }

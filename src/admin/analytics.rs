@@ -112,7 +112,7 @@ impl Range {
     }
 
     /// (bucket width in seconds, number of buckets).
-    fn shape(self) -> (i64, usize) {
+    pub fn shape(self) -> (i64, usize) {
         match self {
             Range::Hour => (60, 60),
             Range::Day => (3600, 24),
@@ -474,10 +474,31 @@ impl Analytics {
         now: i64,
         prefix_of: &dyn Fn(&str) -> Option<String>,
     ) -> Value {
+        self.report_with(range, now, prefix_of, &[])
+    }
+
+    /// [`Analytics::report`] with other instances' buckets added (a cluster's dashboard).
+    pub fn report_with(
+        &self,
+        range: Range,
+        now: i64,
+        prefix_of: &dyn Fn(&str) -> Option<String>,
+        others: &[(i64, Vec<SharedCell>)],
+    ) -> Value {
         let (width, n) = range.shape();
         let last = now.div_euclid(width) * width;
         let first = last - (n as i64 - 1) * width;
         let mut inner = self.inner.lock();
+        // Other instances' names join ours (bounded like ours: past MAX_NAMES, `(other)`).
+        let others: Vec<(i64, CellKey, Cell)> = others
+            .iter()
+            .filter(|(start, _)| (first..=last).contains(start))
+            .flat_map(|(start, cells)| cells.iter().map(move |c| (*start, c)))
+            .map(|(start, c)| {
+                let key = (inner.keys.intern(&c.k), inner.models.intern(&c.m), c.c);
+                (start, key, c.cell())
+            })
+            .collect();
         let tier = if width == 60 {
             &inner.minutes
         } else {
@@ -488,9 +509,14 @@ impl Analytics {
         let mut by_key: BTreeMap<u16, Group> = BTreeMap::new();
         let mut by_model: BTreeMap<u16, Group> = BTreeMap::new();
         let mut by_status: BTreeMap<u8, Group> = BTreeMap::new();
-        for (&start, cells) in tier.buckets.range(first..=last) {
+        let local = tier
+            .buckets
+            .range(first..=last)
+            .flat_map(|(&start, cells)| cells.iter().map(move |(&key, cell)| (start, key, cell)));
+        let remote = others.iter().map(|(start, key, cell)| (*start, *key, cell));
+        for (start, (k, m, class), cell) in local.chain(remote) {
             let i = ((start - first) / width) as usize;
-            for (&(k, m, class), cell) in cells {
+            {
                 total.add(cell);
                 series[i].add(cell);
                 by_key
@@ -507,6 +533,7 @@ impl Analytics {
                     .add(i, cell);
             }
         }
+        drop(others);
         let keys: Vec<Value> = sorted(by_key)
             .into_iter()
             .map(|(k, g)| {
@@ -559,6 +586,85 @@ impl Analytics {
             "by_status": statuses,
             "by_target": targets,
         })
+    }
+}
+
+/// One cell as another instance publishes it: names instead of this instance's indices.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct SharedCell {
+    /// Key name, model name, status class.
+    pub k: String,
+    pub m: String,
+    pub c: u8,
+    /// Requests, errors, prompt and completion tokens, cost in pico-dollars.
+    pub n: u64,
+    pub e: u64,
+    pub p: u64,
+    pub o: u64,
+    pub usd: u64,
+    /// Fastest and slowest (ms), and the latency histogram.
+    pub lo: u64,
+    pub hi: u64,
+    pub l: Vec<u32>,
+}
+
+impl SharedCell {
+    fn of(k: &str, m: &str, c: u8, cell: &Cell) -> SharedCell {
+        SharedCell {
+            k: k.to_owned(),
+            m: m.to_owned(),
+            c,
+            n: cell.requests,
+            e: cell.errors,
+            p: cell.prompt_tokens,
+            o: cell.completion_tokens,
+            usd: cell.cost.picos(),
+            lo: cell.min_ms,
+            hi: cell.max_ms,
+            l: cell.latency.to_vec(),
+        }
+    }
+
+    fn cell(&self) -> Cell {
+        let mut latency = [0u32; SLOTS];
+        for (slot, &count) in latency.iter_mut().zip(&self.l) {
+            *slot = count;
+        }
+        Cell {
+            requests: self.n,
+            errors: self.e,
+            prompt_tokens: self.p,
+            completion_tokens: self.o,
+            cost: Usd::from_picos(self.usd),
+            latency,
+            min_ms: self.lo,
+            max_ms: self.hi,
+        }
+    }
+}
+
+impl Analytics {
+    /// This instance's buckets of the tier `width` (60 or 3600) starting at `from` or later,
+    /// as other instances read them: (bucket start, cells).
+    pub fn export(&self, width: i64, from: i64) -> Vec<(i64, Vec<SharedCell>)> {
+        let inner = self.inner.lock();
+        let tier = if width == 60 {
+            &inner.minutes
+        } else {
+            &inner.hours
+        };
+        tier.buckets
+            .range(from..)
+            .map(|(&start, cells)| {
+                let shared = cells
+                    .iter()
+                    .map(|(&(k, m, c), cell)| {
+                        SharedCell::of(inner.keys.name(k), inner.models.name(m), c, cell)
+                    })
+                    .collect();
+                (start, shared)
+            })
+            .collect()
     }
 }
 

@@ -49,7 +49,7 @@ use crate::limits::lockout::{self, Lockouts};
 use crate::metrics::Metrics;
 use crate::routing::{State, TargetView, Targets};
 
-use analytics::{Analytics, Range, Sample};
+use analytics::{Analytics, Range, Sample, SharedCell};
 use session::Sessions;
 
 /// Largest login or logout form accepted.
@@ -111,6 +111,16 @@ impl Admin {
     /// Shares the dashboard's sessions through the cluster from now on.
     pub fn share_sessions(&self, cluster: Arc<Cluster>) {
         self.sessions.share(cluster);
+    }
+
+    /// This instance's analytics buckets of the tier `width` from `from` on, serialised for
+    /// the other instances of a cluster.
+    pub fn export_buckets(&self, width: i64, from: i64) -> Vec<(i64, String)> {
+        self.analytics
+            .export(width, from)
+            .into_iter()
+            .filter_map(|(start, cells)| Some((start, serde_json::to_string(&cells).ok()?)))
+            .collect()
     }
 
     /// Counts one attempt at a configured target for the dashboard's targets table.
@@ -312,7 +322,30 @@ impl Admin {
                 .map(|k| k.prefix.clone())
         };
         let now = unix_now();
-        let mut report = self.analytics.report(range, now, &prefix_of);
+        let others = deps.cluster.map(|cluster| {
+            let (width, n) = range.shape();
+            let last = now.div_euclid(width) * width;
+            let starts: Vec<i64> = (0..n as i64).map(|i| last - i * width).collect();
+            cluster.fetch_buckets(width, &starts).map(|buckets| {
+                buckets
+                    .into_iter()
+                    .filter_map(|(start, json)| {
+                        let cells: Vec<SharedCell> = serde_json::from_str(&json).ok()?;
+                        Some((start, cells))
+                    })
+                    .collect::<Vec<_>>()
+            })
+        });
+        let (others, scope) = match others {
+            None => (Vec::new(), "instance"),
+            Some(Ok(others)) => (others, "cluster"),
+            Some(Err(e)) => {
+                log::debug!("cluster: the dashboard shows this instance only: {e}");
+                (Vec::new(), "instance")
+            }
+        };
+        let mut report = self.analytics.report_with(range, now, &prefix_of, &others);
+        report["scope"] = scope.into();
         let budgets: Vec<serde_json::Value> = config
             .keys
             .iter()

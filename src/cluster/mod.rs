@@ -11,6 +11,7 @@
 //! Keys: `<prefix>{k:<32 hex of the key's hash>}:…` for a gateway key's windows and budget (one
 //! hash tag, so a script touching several of them works on Redis Cluster too).
 
+pub mod aggregates;
 pub mod cooldowns;
 mod limits;
 pub mod lockouts;

@@ -107,6 +107,8 @@ pub struct Gateway {
     /// Shared state with the other instances (`[cluster]`); `None` = this instance alone.
     /// Built at start: a reload that changes `[cluster]` takes effect on restart.
     cluster: Option<Arc<Cluster>>,
+    /// When this instance last published its dashboard buckets to the cluster.
+    published: parking_lot::Mutex<Option<Instant>>,
     epoch: Instant,
     id_prefix: String,
     next_id: AtomicU64,
@@ -160,6 +162,7 @@ impl Gateway {
             metrics,
             targets,
             cluster,
+            published: parking_lot::Mutex::new(None),
             epoch: Instant::now(),
             id_prefix: hex::encode(prefix),
             next_id: AtomicU64::new(1),
@@ -192,6 +195,34 @@ impl Gateway {
         match cluster.cooling() {
             Ok(cooling) => self.targets.apply_shared(&cooling, self.now()),
             Err(e) => log::debug!("cluster: cannot read the cooldowns: {e}"),
+        }
+        self.publish_aggregates(cluster);
+    }
+
+    /// Every [`crate::cluster::aggregates::PUBLISH_EVERY`]: this instance's newest dashboard
+    /// buckets (all of them the first time, so its history shows in the cluster's dashboard).
+    fn publish_aggregates(&self, cluster: &Cluster) {
+        let mut last = self.published.lock();
+        let first = last.is_none();
+        if last.is_some_and(|at| at.elapsed() < crate::cluster::aggregates::PUBLISH_EVERY) {
+            return;
+        }
+        let now = crate::admin::unix_now();
+        let mut ok = true;
+        for width in [60, 3600] {
+            let from = if first {
+                i64::MIN
+            } else {
+                (now.div_euclid(width) - 1) * width
+            };
+            let buckets = self.admin.export_buckets(width, from);
+            if let Err(e) = cluster.publish_buckets(width, &buckets) {
+                log::debug!("cluster: dashboard buckets not published: {e}");
+                ok = false;
+            }
+        }
+        if ok {
+            *last = Some(Instant::now());
         }
     }
 

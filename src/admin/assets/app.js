@@ -248,7 +248,8 @@
     table("table-status", data.by_status, false, "Status");
     const status = document.getElementById("status");
     status.classList.remove("bad");
-    status.textContent = "Updated " + new Date().toLocaleTimeString() + " · last " + data.range;
+    status.textContent = "Updated " + new Date().toLocaleTimeString() + " · last " + data.range +
+      (data.scope === "cluster" ? " · all instances" : "");
     document.body.dataset.loaded = data.range;
   }
 
