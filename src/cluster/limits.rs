@@ -62,12 +62,13 @@ impl Cluster {
             None => (self.key_of(key, "b"), String::new(), String::new()),
         };
         let member = self.member();
-        let reply: AdmitReply = self.with(|con, scripts| {
+        let base = self.key_base(key);
+        let reply: String = self.with(|con, scripts| {
             scripts
                 .admit
-                .key(self.key_of(key, "r"))
-                .key(self.key_of(key, "tt"))
-                .key(self.key_of(key, "ts"))
+                .key(format!("{base}r"))
+                .key(format!("{base}tt"))
+                .key(format!("{base}ts"))
                 .key(&budget_key)
                 .arg(rpm)
                 .arg(tpm)
@@ -76,6 +77,23 @@ impl Cluster {
                 .arg(&member)
                 .invoke(con)
         })?;
+        let mut numbers = reply
+            .split_ascii_whitespace()
+            .map(|n| n.parse::<u64>().unwrap_or(0));
+        let mut next = || numbers.next().unwrap_or(0);
+        let reply: AdmitReply = (
+            next() as u8,
+            next() as u8,
+            next(),
+            next(),
+            next(),
+            next(),
+            next(),
+            next(),
+            next(),
+            next(),
+            next(),
+        );
         Ok(decide(reply, rpm, tpm, spend.is_some()))
     }
 
@@ -96,11 +114,12 @@ impl Cluster {
             }
             None => (self.key_of(key, "b"), String::new(), 0),
         };
+        let base = self.key_base(key);
         let written = self.with(|con, scripts| {
             scripts
                 .settle
-                .key(self.key_of(key, "tt"))
-                .key(self.key_of(key, "ts"))
+                .key(format!("{base}tt"))
+                .key(format!("{base}ts"))
                 .key(&budget_key)
                 .arg(tokens)
                 .arg(&self.instance)

@@ -245,8 +245,23 @@ impl Cluster {
 
     /// `<prefix>{k:<hash>}:<what>`: one hash tag per gateway key.
     fn key_of(&self, hash: &KeyHash, what: &str) -> String {
-        let short = hex::encode(&hash.0[..16]);
-        format!("{}{{k:{short}}}:{what}", self.prefix)
+        let mut key = self.key_base(hash);
+        key.push_str(what);
+        key
+    }
+
+    /// `<prefix>{k:<hash>}:`, to which each of the key's Redis keys adds its name.
+    fn key_base(&self, hash: &KeyHash) -> String {
+        let mut base = String::with_capacity(self.prefix.len() + 40);
+        base.push_str(&self.prefix);
+        base.push_str("{k:");
+        let mut hex = [0u8; 32];
+        // 16 bytes are 32 hex digits, so the buffer is exactly the right size.
+        if hex::encode_to_slice(&hash.0[..16], &mut hex).is_ok() {
+            base.push_str(std::str::from_utf8(&hex).unwrap_or(""));
+        }
+        base.push_str("}:");
+        base
     }
 
     fn member(&self) -> String {
