@@ -12,7 +12,8 @@
 /// counted) in one step.
 ///
 /// KEYS: 1 request log (zset: member → admission time), 2 token buckets' times (zset: second
-/// → newest time tokens were added), 3 token buckets' sums (hash: second → tokens, `sum`),
+/// → newest time tokens were added), 3 token buckets' sums (hash: second → tokens, `sum`,
+/// and `newest`, the newest time tokens were added at all),
 /// 4 the budget's spend for this period (hash: instance → pico-dollars).
 /// ARGV: 1 rpm (0 = none), 2 tpm (0 = none), 3 budget limit above 10⁹ pico-dollars and 4 its
 /// rest (3 = "" for no budget), 5 this request's unique member.
@@ -50,7 +51,7 @@ if rpm > 0 then
   rcount = redis.call('ZCARD', KEYS[1])
 end
 
-local tsum = 0
+local tsum, tnewest = 0, 0
 if tpm > 0 then
   local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now - window)
   if #gone > 0 then
@@ -62,7 +63,9 @@ if tpm > 0 then
     redis.call('HINCRBY', KEYS[3], 'sum', -sub)
     redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
   end
-  tsum = tonumber(redis.call('HGET', KEYS[3], 'sum') or '0')
+  local st = redis.call('HMGET', KEYS[3], 'sum', 'newest')
+  tsum = tonumber(st[1] or '0')
+  tnewest = tonumber(st[2] or '0')
 end
 
 local allowed = 0
@@ -75,24 +78,28 @@ if over == 0 and (rpm == 0 or rcount < rpm) and (tpm == 0 or tsum < tpm) then
   end
 end
 
+-- The newest admission is this one when admitted; the oldest is needed only when full.
 local oldest, newest = 0, 0
 if rpm > 0 and rcount > 0 then
-  oldest = tonumber(redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2])
-  newest = tonumber(redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2])
+  if allowed == 1 then
+    newest = now
+  else
+    newest = tonumber(redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2])
+  end
+  if rcount >= rpm then
+    oldest = tonumber(redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2])
+  end
 end
 
-local tretry, tnewest = 0, 0
-if tpm > 0 and tsum > 0 then
+local tretry = 0
+if tpm > 0 and tsum >= tpm then
   local buckets = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
-  if #buckets > 0 then tnewest = tonumber(buckets[#buckets]) end
-  if tsum >= tpm then
-    local left = tsum
-    for i = 1, #buckets, 2 do
-      left = left - tonumber(redis.call('HGET', KEYS[3], buckets[i]) or '0')
-      if left < tpm then
-        tretry = tonumber(buckets[i + 1])
-        break
-      end
+  local left = tsum
+  for i = 1, #buckets, 2 do
+    left = left - tonumber(redis.call('HGET', KEYS[3], buckets[i]) or '0')
+    if left < tpm then
+      tretry = tonumber(buckets[i + 1])
+      break
     end
   end
 end
@@ -115,6 +122,7 @@ if tokens > 0 then
   local second = tostring(math.floor(now / 1000000))
   redis.call('HINCRBY', KEYS[2], second, tokens)
   redis.call('HINCRBY', KEYS[2], 'sum', tokens)
+  redis.call('HSET', KEYS[2], 'newest', now)
   redis.call('ZADD', KEYS[1], now, second)
   redis.call('PEXPIRE', KEYS[1], 62000)
   redis.call('PEXPIRE', KEYS[2], 62000)
