@@ -1,11 +1,15 @@
 //! Rewrites of the config file that keep its comments and layout (`toml_edit`), and the atomic
 //! write that puts the result in place.
 //!
-//! Each edit is a pure function from the old text to the new text; the CLI re-validates the new
-//! text with `load_str` before `write_atomic` replaces the file. `write_atomic` writes a temp
-//! file beside the target with the target's permissions, fsyncs it, renames it over the target
-//! and fsyncs the folder, so a crash leaves either the old file or the new one, never a mix.
-//! Owns no state.
+//! Each edit is a pure function from the old text to the new text. Every writer (the CLI's
+//! commands and the dashboard's key API alike) goes through [`ConfigLock`]: it takes an
+//! exclusive advisory lock on `<config>.lock` beside the real file, re-reads the file under it,
+//! applies its edit, validates the result with the normal loader and only then replaces the
+//! file — so concurrent writers serialise and none overwrites another's edit, and an edit that
+//! would not load leaves the file byte for byte as it was. `write_atomic` writes a temp file
+//! beside the target with the target's permissions, fsyncs it, renames it over the target and
+//! fsyncs the folder, so a crash leaves either the old file or the new one, never a mix.
+//! Owns no state beyond the lock file's open handle while a [`ConfigLock`] lives.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
@@ -13,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use toml_edit::{ArrayOfTables, DocumentMut, Item, Table, Value, value};
 
+use crate::config::{ConfigError, Secrets};
 use crate::crypto::apikey::KeyHash;
 use crate::crypto::secret::{self, MasterKey};
 
@@ -30,6 +35,105 @@ impl std::error::Error for EditError {}
 
 fn err(message: impl Into<String>) -> EditError {
     EditError(message.into())
+}
+
+/// Why a locked read-edit-write of the config failed. In every case the file is unchanged.
+#[derive(Debug)]
+pub enum UpdateError {
+    /// The config file is missing, or the lock file could not be opened or locked.
+    Lock(std::io::Error),
+    Read(std::io::Error),
+    /// The edit itself was refused (an existing name, an unknown key, …).
+    Edit(EditError),
+    /// The edited text would not load.
+    Invalid(ConfigError),
+    Write(std::io::Error),
+}
+
+impl std::fmt::Display for UpdateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpdateError::Lock(e) => write!(f, "cannot lock the config for writing: {e}"),
+            UpdateError::Read(e) => write!(f, "cannot read the config file: {e}"),
+            UpdateError::Edit(e) => e.fmt(f),
+            UpdateError::Invalid(e) => {
+                write!(f, "refusing to write the config, it would not load: {e}")
+            }
+            UpdateError::Write(e) => {
+                write!(
+                    f,
+                    "cannot write the config (the old file is unchanged): {e}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for UpdateError {}
+
+/// The right to rewrite the config: an exclusive advisory lock (`flock`) on `<config>.lock`
+/// beside the real file (symlinks followed), held until drop, released by the OS if the process
+/// dies. The lock file stays empty and is never removed (removing it would let a waiter lock a
+/// file nobody else sees).
+pub struct ConfigLock {
+    /// The config file itself, symlinks followed.
+    path: PathBuf,
+    _file: File,
+}
+
+impl ConfigLock {
+    /// Waits for the lock of the config at `config`. A config that does not exist is an
+    /// error (`NotFound`), so no stray lock file is made for a mistyped path.
+    pub fn acquire(config: &Path) -> std::io::Result<ConfigLock> {
+        let path = through_links(config);
+        std::fs::metadata(&path)?;
+        let mut options = OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(with_suffix(&path, ".lock"))?;
+        file.lock()?;
+        Ok(ConfigLock { path, _file: file })
+    }
+
+    /// The config file this lock guards (symlinks followed).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The config's text now.
+    pub fn read(&self) -> std::io::Result<String> {
+        std::fs::read_to_string(&self.path)
+    }
+
+    /// Validates `new_text` with the loader (as if it were the file, secrets not decrypted)
+    /// and atomically replaces the config with it; refused text leaves the file unchanged.
+    pub fn replace(&self, new_text: &str) -> Result<(), UpdateError> {
+        crate::config::load_str(new_text, &self.path, Secrets::Skip)
+            .map_err(UpdateError::Invalid)?;
+        write_atomic(&self.path, new_text.as_bytes(), 0o600).map_err(UpdateError::Write)
+    }
+
+    /// Under this lock: reads the config, applies `edit`, validates and writes the result.
+    pub fn update(
+        &self,
+        edit: impl FnOnce(&str) -> Result<String, EditError>,
+    ) -> Result<(), UpdateError> {
+        let text = self.read().map_err(UpdateError::Read)?;
+        let new_text = edit(&text).map_err(UpdateError::Edit)?;
+        self.replace(&new_text)
+    }
+}
+
+/// Locks the config at `path`, re-reads it, applies `edit`, validates and writes the result,
+/// and unlocks: what every CLI command that changes the config does.
+pub fn update(
+    path: &Path,
+    edit: impl FnOnce(&str) -> Result<String, EditError>,
+) -> Result<(), UpdateError> {
+    ConfigLock::acquire(path)
+        .map_err(UpdateError::Lock)?
+        .update(edit)
 }
 
 /// A key to append as a `[[keys]]` table.
@@ -381,5 +485,47 @@ mod tests {
         write_atomic(&path, b"new", 0o600).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn locked_updates_serialise_and_a_refused_one_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let original = "# keep me\n[server]\nlisten = \"127.0.0.1:0\"\n";
+        std::fs::write(&path, original).unwrap();
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let path = &path;
+                s.spawn(move || {
+                    for i in 0..5 {
+                        let key = new_key(&format!("k{t}-{i}"));
+                        update(path, |text| add_key(text, &key)).unwrap();
+                    }
+                });
+            }
+        });
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("# keep me\n"), "{text}");
+        for t in 0..4 {
+            for i in 0..5 {
+                assert!(
+                    text.contains(&format!("name = \"k{t}-{i}\"")),
+                    "k{t}-{i} lost"
+                );
+            }
+        }
+        // Valid TOML that would not load (a key with an empty name): refused, file untouched.
+        let before = std::fs::read(&path).unwrap();
+        let refused = update(&path, |text| Ok(format!("{text}\n[[keys]]\nname = \"\"\n")));
+        assert!(
+            matches!(refused, Err(UpdateError::Invalid(_))),
+            "{refused:?}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        let missing = update(&dir.path().join("nope.toml"), |t| Ok(t.to_owned()));
+        assert!(
+            matches!(missing, Err(UpdateError::Lock(e)) if e.kind() == std::io::ErrorKind::NotFound)
+        );
+        assert!(!dir.path().join("nope.toml.lock").exists());
     }
 }
