@@ -409,13 +409,12 @@ fn keys_add(path: &Path, name: &str, args: &Args) -> CliResult {
     if name.trim().is_empty() || name.chars().any(char::is_control) {
         return Err("a key name must be non-empty text without control characters".into());
     }
-    if let Some(t) = &args.expires {
-        if config::load::parse_time(t).is_none() {
-            return Err(format!(
-                "--expires `{t}` is not an RFC 3339 time like 2027-06-01T00:00:00Z"
-            )
-            .into());
-        }
+    if let Some(t) = &args.expires
+        && config::load::parse_time(t).is_none()
+    {
+        return Err(
+            format!("--expires `{t}` is not an RFC 3339 time like 2027-06-01T00:00:00Z").into(),
+        );
     }
     let (key, hash) = apikey::generate();
     let new_key = NewKey {

@@ -26,6 +26,7 @@
 //! [`admit`]: crate::limits::lockout::Lockout::admit
 
 pub mod analytics;
+pub mod audit;
 pub mod session;
 mod web;
 

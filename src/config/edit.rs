@@ -356,10 +356,8 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode_if_new: u32) -> std::io::
 /// that does not exist yet is its own answer.
 pub fn through_links(path: &Path) -> PathBuf {
     let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
-    if is_link {
-        if let Ok(real) = std::fs::canonicalize(path) {
-            return real;
-        }
+    if is_link && let Ok(real) = std::fs::canonicalize(path) {
+        return real;
     }
     path.to_owned()
 }
