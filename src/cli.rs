@@ -260,7 +260,7 @@ fn update_config(
     path: &Path,
     change: impl FnOnce(&str) -> Result<String, edit::EditError>,
 ) -> CliResult {
-    edit::update(path, change).map_err(|e| {
+    edit::update(path, change).map(drop).map_err(|e| {
         let shown = path.display();
         match e {
             UpdateError::Lock(e) | UpdateError::Read(e)

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use toml_edit::{ArrayOfTables, DocumentMut, Item, Table, Value, value};
 
-use crate::config::{ConfigError, Secrets};
+use crate::config::{Config, ConfigError, Secrets};
 use crate::crypto::apikey::KeyHash;
 use crate::crypto::secret::{self, MasterKey};
 
@@ -108,17 +108,19 @@ impl ConfigLock {
 
     /// Validates `new_text` with the loader (as if it were the file, secrets not decrypted)
     /// and atomically replaces the config with it; refused text leaves the file unchanged.
-    pub fn replace(&self, new_text: &str) -> Result<(), UpdateError> {
-        crate::config::load_str(new_text, &self.path, Secrets::Skip)
+    /// Returns the config the new text loads as (credentials left empty).
+    pub fn replace(&self, new_text: &str) -> Result<Config, UpdateError> {
+        let config = crate::config::load_str(new_text, &self.path, Secrets::Skip)
             .map_err(UpdateError::Invalid)?;
-        write_atomic(&self.path, new_text.as_bytes(), 0o600).map_err(UpdateError::Write)
+        write_atomic(&self.path, new_text.as_bytes(), 0o600).map_err(UpdateError::Write)?;
+        Ok(config)
     }
 
     /// Under this lock: reads the config, applies `edit`, validates and writes the result.
     pub fn update(
         &self,
         edit: impl FnOnce(&str) -> Result<String, EditError>,
-    ) -> Result<(), UpdateError> {
+    ) -> Result<Config, UpdateError> {
         let text = self.read().map_err(UpdateError::Read)?;
         let new_text = edit(&text).map_err(UpdateError::Edit)?;
         self.replace(&new_text)
@@ -130,7 +132,7 @@ impl ConfigLock {
 pub fn update(
     path: &Path,
     edit: impl FnOnce(&str) -> Result<String, EditError>,
-) -> Result<(), UpdateError> {
+) -> Result<Config, UpdateError> {
     ConfigLock::acquire(path)
         .map_err(UpdateError::Lock)?
         .update(edit)
@@ -240,16 +242,100 @@ fn to_i64(n: u64) -> Result<i64, EditError> {
     i64::try_from(n).map_err(|_| err(format!("{n} is too large for TOML")))
 }
 
+/// A change to one setting of a key: leave it, remove it (back to the `[limits]` default),
+/// or set it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Change<T> {
+    #[default]
+    Keep,
+    Clear,
+    Set(T),
+}
+
+/// The settings of a `[[keys]]` table the dashboard may change.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KeyEdit {
+    /// `Set` replaces the allowlist; `Clear` removes it (the default, every model).
+    pub models: Change<Vec<String>>,
+    pub requests_per_minute: Change<u64>,
+    pub tokens_per_minute: Change<u64>,
+    pub budget_usd: Change<f64>,
+    pub budget_period: Change<String>,
+    /// RFC 3339.
+    pub expires_at: Change<String>,
+    /// `Set(false)` re-enables a revoked key; `Clear` is the same as `Set(false)`.
+    pub disabled: Change<bool>,
+}
+
+/// Whether a `[[keys]]` table named `name` exists.
+pub fn key_exists(text: &str, name: &str) -> Result<bool, EditError> {
+    let mut doc = parse(text)?;
+    Ok(find_named(tables_mut(&mut doc, "keys")?, name).is_some())
+}
+
+/// Applies `change` to the key named `name`, keeping the comments around each value.
+pub fn update_key(text: &str, name: &str, change: &KeyEdit) -> Result<String, EditError> {
+    let mut doc = parse(text)?;
+    let keys = tables_mut(&mut doc, "keys")?;
+    let table = find_named(keys, name).ok_or_else(|| no_such_key(name))?;
+    apply(table, "models", &change.models, |globs| {
+        Value::Array(globs.iter().map(String::as_str).collect())
+    });
+    apply(
+        table,
+        "requests_per_minute",
+        &change.requests_per_minute,
+        |&n| Value::from(i64::try_from(n).unwrap_or(i64::MAX)),
+    );
+    apply(
+        table,
+        "tokens_per_minute",
+        &change.tokens_per_minute,
+        |&n| Value::from(i64::try_from(n).unwrap_or(i64::MAX)),
+    );
+    apply(table, "budget_usd", &change.budget_usd, |&usd| {
+        Value::from(usd)
+    });
+    apply(table, "budget_period", &change.budget_period, |p| {
+        Value::from(p.as_str())
+    });
+    apply(table, "expires_at", &change.expires_at, |t| {
+        Value::from(t.as_str())
+    });
+    apply(table, "disabled", &change.disabled, |&b| Value::from(b));
+    Ok(doc.to_string())
+}
+
+/// Sets or removes `field` of `table` as `change` says, keeping the value's comments.
+fn apply<T>(table: &mut Table, field: &str, change: &Change<T>, to_value: impl Fn(&T) -> Value) {
+    match change {
+        Change::Keep => {}
+        Change::Clear => {
+            table.remove(field);
+        }
+        Change::Set(v) => match table.get_mut(field).and_then(Item::as_value_mut) {
+            Some(old) => {
+                let decor = old.decor().clone();
+                *old = to_value(v);
+                *old.decor_mut() = decor;
+            }
+            None => table[field] = Item::Value(to_value(v)),
+        },
+    }
+}
+
+fn no_such_key(name: &str) -> EditError {
+    err(format!(
+        "no key named `{name}`; `noviqi keys list` shows them"
+    ))
+}
+
 /// Sets `disabled = true` on the key named `name`.
 pub fn revoke_key(text: &str, name: &str) -> Result<String, EditError> {
     let mut doc = parse(text)?;
     let keys = tables_mut(&mut doc, "keys")?;
-    let table = find_named(keys, name).ok_or_else(|| {
-        err(format!(
-            "no key named `{name}`; `noviqi keys list` shows them"
-        ))
-    })?;
-    table["disabled"] = value(true);
+    let table = find_named(keys, name).ok_or_else(|| no_such_key(name))?;
+    apply(table, "disabled", &Change::Set(true), |&b| Value::from(b));
     Ok(doc.to_string())
 }
 
@@ -525,5 +611,36 @@ mod tests {
             matches!(missing, Err(UpdateError::Lock(e)) if e.kind() == std::io::ErrorKind::NotFound)
         );
         assert!(!dir.path().join("nope.toml.lock").exists());
+    }
+
+    #[test]
+    fn update_key_sets_clears_and_keeps_comments() {
+        let text = "# top\n[[keys]]\nname = \"a\"\nhash = \"h\"\nrequests_per_minute = 5 # tight\ntokens_per_minute = 9\n\n[[keys]]\nname = \"b\"\nhash = \"h2\"\n";
+        let change = KeyEdit {
+            requests_per_minute: Change::Set(60),
+            tokens_per_minute: Change::Clear,
+            models: Change::Set(vec!["gpt-*".into()]),
+            budget_usd: Change::Set(2.5),
+            disabled: Change::Set(false),
+            ..KeyEdit::default()
+        };
+        let out = update_key(text, "a", &change).unwrap();
+        assert!(out.starts_with("# top\n"), "{out}");
+        assert!(out.contains("requests_per_minute = 60 # tight"), "{out}");
+        assert!(!out.contains("tokens_per_minute"), "{out}");
+        assert!(out.contains("models = [\"gpt-*\"]") && out.contains("budget_usd = 2.5"));
+        assert!(out.contains("disabled = false"));
+        // The other key is untouched and stays after it.
+        assert!(out.find("name = \"a\"").unwrap() < out.find("name = \"b\"").unwrap());
+        assert!(out.ends_with("name = \"b\"\nhash = \"h2\"\n"), "{out}");
+        assert!(
+            update_key(text, "zz", &change)
+                .unwrap_err()
+                .0
+                .contains("no key named")
+        );
+        assert!(key_exists(text, "b").unwrap() && !key_exists(text, "c").unwrap());
+        let revoked = revoke_key(text, "b").unwrap();
+        assert!(revoked.contains("disabled = true"), "{revoked}");
     }
 }

@@ -90,13 +90,13 @@ impl Watcher {
                             Ok(Event::Stop) | Err(RecvTimeoutError::Disconnected) => return,
                             Ok(Event::Reload) => {
                                 last = stamp(&path);
-                                reload(&path, &gateway);
+                                let _ = reload(&path, &gateway);
                             }
                             Err(RecvTimeoutError::Timeout) => {
                                 let now = stamp(&path);
                                 if now.is_some() && now != last {
                                     last = now;
-                                    reload(&path, &gateway);
+                                    let _ = reload(&path, &gateway);
                                 }
                             }
                         }
@@ -118,8 +118,9 @@ impl Watcher {
     }
 }
 
-/// Loads the file and swaps it in, or logs why not.
-fn reload(path: &std::path::Path, gateway: &Gateway) {
+/// Loads the file and swaps it in, or logs why not (and returns it, for the admin key API,
+/// which reloads at once after writing the file).
+pub(super) fn reload(path: &std::path::Path, gateway: &Gateway) -> Result<(), String> {
     let loaded = config::load(path, Secrets::Decrypt)
         .map_err(|e| e.to_string())
         .and_then(|config| Runtime::new(config).map_err(|e| e.to_string()));
@@ -135,10 +136,12 @@ fn reload(path: &std::path::Path, gateway: &Gateway) {
             }
             gateway.replace_runtime(runtime);
             gateway.metrics.reload(true);
+            Ok(())
         }
         Err(e) => {
             gateway.metrics.reload(false);
             log::error!("config reload refused, keeping the running config: {e}");
+            Err(e)
         }
     }
 }
