@@ -95,21 +95,25 @@
     }
     keys.forEach((k) => {
       const tr = el("tr", { "data-key": k.name });
-      tr.append(el("td", {}, k.name + (k.admin ? " (admin)" : "")));
-      tr.append(el("td", { class: "mono" }, k.prefix ? k.prefix + "…" : "–"));
-      const state = el("td");
+      // data-label: the column's name, shown beside the value on a phone-width screen.
+      const td = (label, cls, text) => el("td", { "data-label": label, class: cls }, text);
+      tr.append(td("Name", "", k.name + (k.admin ? " (admin)" : "")));
+      tr.append(td("Prefix", "mono", k.prefix ? k.prefix + "…" : "–"));
+      const state = td("State", "");
       state.append(el("span", { class: "state " + k.state }, k.state));
       tr.append(state);
-      tr.append(el("td", { class: "mono" }, k.models.join(", ")));
-      tr.append(el("td", {}, fmtLimit(k.limits.requests_per_minute)));
-      tr.append(el("td", {}, fmtLimit(k.limits.tokens_per_minute)));
+      tr.append(td("Models", "mono wrap", k.models.join(", ")));
+      tr.append(td("Req/min", "", fmtLimit(k.limits.requests_per_minute)));
+      tr.append(td("Tok/min", "", fmtLimit(k.limits.tokens_per_minute)));
       const spent = fmtUsd(k.spend.usd);
-      tr.append(el("td", {}, k.budget
+      tr.append(td("Budget", "wrap", k.budget
         ? `${spent} of ${fmtUsd(k.budget.usd)} / ${k.budget.period}`
         : `${spent} this ${k.spend.period}, no budget`));
-      tr.append(el("td", {}, fmtUtc(k.expires_at)));
-      tr.append(el("td", {}, fmtLocal(k.last_used)));
-      const actions = el("td", { class: "actions" });
+      tr.append(td("Expires", "wrap", fmtUtc(k.expires_at)));
+      tr.append(td("Last used", "wrap", fmtLocal(k.last_used)));
+      const cell = el("td", { class: "actions" });
+      const actions = el("div", { class: "actions-row" });
+      cell.append(actions);
       const edit = el("button", { type: "button", "aria-label": "Edit " + k.name }, "Edit");
       edit.addEventListener("click", () => openEdit(k));
       actions.append(edit);
@@ -127,7 +131,7 @@
         });
         actions.append(revoke);
       }
-      tr.append(actions);
+      tr.append(cell);
       tbody.append(tr);
     });
     tbl.append(thead, tbody);
@@ -152,12 +156,13 @@
     }
     entries.forEach((e) => {
       const tr = el("tr", { class: "audit-row" });
-      tr.append(el("td", {}, fmtLocal(e.ts)));
-      tr.append(el("td", { class: "mono" }, e.actor));
-      tr.append(el("td", { class: "mono" }, e.client_ip));
-      tr.append(el("td", {}, e.action));
-      tr.append(el("td", {}, e.target));
-      tr.append(el("td", { class: e.ok ? "" : "fail" }, e.ok ? "ok" : "refused"));
+      const td = (label, cls, text) => el("td", { "data-label": label, class: cls }, text);
+      tr.append(td("Time", "", fmtLocal(e.ts)));
+      tr.append(td("Actor", "mono", e.actor));
+      tr.append(td("Address", "mono", e.client_ip));
+      tr.append(td("Action", "", e.action));
+      tr.append(td("Target", "", e.target));
+      tr.append(td("Result", e.ok ? "" : "fail", e.ok ? "ok" : "refused"));
       tbody.append(tr);
     });
     tbl.append(thead, tbody);
