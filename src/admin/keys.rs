@@ -34,6 +34,8 @@ pub const MAX_NAME_LEN: usize = 64;
 pub const MAX_MODELS: usize = 64;
 /// Longest glob in `models`, in bytes.
 pub const MAX_GLOB_BYTES: usize = 256;
+/// How long a write waits for another writer's config lock before answering 503.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Largest budget accepted, in USD.
 pub const MAX_BUDGET_USD: f64 = 1e9;
 
@@ -517,7 +519,17 @@ fn write(
         log::error!("key API: {what} {}: {e}", path.display());
         ApiError::internal()
     };
-    let lock = ConfigLock::acquire(path).map_err(|e| internal("cannot lock", &e))?;
+    let lock = ConfigLock::acquire_within(path, LOCK_WAIT).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            log::warn!(
+                "key API: {} stayed locked for {LOCK_WAIT:?}",
+                path.display()
+            );
+            ApiError::new(Kind::Busy).with_message("the config is being edited; try again")
+        } else {
+            internal("cannot lock", &e)
+        }
+    })?;
     let text = lock.read().map_err(|e| internal("cannot read", &e))?;
     let new_text = change(&text)?;
     let config = lock.replace(&new_text).map_err(|e| match e {
@@ -534,12 +546,6 @@ fn write(
     (deps.reload)().map_err(|e| internal("written, but the reload failed for", &e))?;
     drop(lock);
     Ok(config)
-}
-
-/// Whether an error of the key API is a client's (for tests of the mapping).
-#[cfg(test)]
-fn status(e: &ApiError) -> u16 {
-    e.status()
 }
 
 #[cfg(test)]
@@ -588,7 +594,7 @@ mod tests {
             (br#"{"name":"a","hash":"sha256:00"}"#, "hash"),
         ] {
             let e = parse_create(body).unwrap_err();
-            assert_eq!(status(&e), 400);
+            assert_eq!(e.status(), 400);
             assert_eq!(e.param(), Some(param), "{}", String::from_utf8_lossy(body));
             assert!(e.message().contains(param), "{}", e.message());
         }
@@ -599,7 +605,7 @@ mod tests {
         );
         for body in [&b"not json"[..], b"[1]", b"\"x\""] {
             let e = parse_create(body).unwrap_err();
-            assert_eq!((status(&e), e.param()), (400, None));
+            assert_eq!((e.status(), e.param()), (400, None));
         }
     }
 

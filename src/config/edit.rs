@@ -11,9 +11,10 @@
 //! fsyncs the folder, so a crash leaves either the old file or the new one, never a mix.
 //! Owns no state beyond the lock file's open handle while a [`ConfigLock`] lives.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use toml_edit::{ArrayOfTables, DocumentMut, Item, Table, Value, value};
 
@@ -85,15 +86,32 @@ impl ConfigLock {
     /// Waits for the lock of the config at `config`. A config that does not exist is an
     /// error (`NotFound`), so no stray lock file is made for a mistyped path.
     pub fn acquire(config: &Path) -> std::io::Result<ConfigLock> {
-        let path = through_links(config);
-        std::fs::metadata(&path)?;
-        let mut options = OpenOptions::new();
-        options.read(true).write(true).create(true).truncate(false);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let file = options.open(with_suffix(&path, ".lock"))?;
+        let (path, file) = open_lock_file(config)?;
         file.lock()?;
         Ok(ConfigLock { path, _file: file })
+    }
+
+    /// [`ConfigLock::acquire`], giving up after `within` with `ErrorKind::WouldBlock`: a
+    /// request thread must not wait forever behind a writer that hangs (the CLI holds the lock
+    /// for milliseconds; anything else holding it is outside noviqi).
+    pub fn acquire_within(config: &Path, within: Duration) -> std::io::Result<ConfigLock> {
+        let (path, file) = open_lock_file(config)?;
+        let deadline = Instant::now() + within;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(ConfigLock { path, _file: file }),
+                Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(TryLockError::WouldBlock) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::WouldBlock,
+                        "another writer holds the config lock",
+                    ));
+                }
+                Err(TryLockError::Error(e)) => return Err(e),
+            }
+        }
     }
 
     /// The config file this lock guards (symlinks followed).
@@ -125,6 +143,19 @@ impl ConfigLock {
         let new_text = edit(&text).map_err(UpdateError::Edit)?;
         self.replace(&new_text)
     }
+}
+
+/// The real config file (links followed; `NotFound` if it does not exist) and its lock file,
+/// opened (created empty, 0600, when missing) but not locked.
+fn open_lock_file(config: &Path) -> std::io::Result<(PathBuf, File)> {
+    let path = through_links(config);
+    std::fs::metadata(&path)?;
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(with_suffix(&path, ".lock"))?;
+    Ok((path, file))
 }
 
 /// Locks the config at `path`, re-reads it, applies `edit`, validates and writes the result,
@@ -642,5 +673,20 @@ mod tests {
         assert!(key_exists(text, "b").unwrap() && !key_exists(text, "c").unwrap());
         let revoked = revoke_key(text, "b").unwrap();
         assert!(revoked.contains("disabled = true"), "{revoked}");
+    }
+
+    #[test]
+    fn a_bounded_wait_gives_up_while_another_writer_holds_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "").unwrap();
+        let held = ConfigLock::acquire(&path).unwrap();
+        let refused = ConfigLock::acquire_within(&path, Duration::from_millis(50));
+        assert_eq!(
+            refused.err().map(|e| e.kind()),
+            Some(std::io::ErrorKind::WouldBlock)
+        );
+        drop(held);
+        assert!(ConfigLock::acquire_within(&path, Duration::from_millis(50)).is_ok());
     }
 }
