@@ -21,7 +21,7 @@ use super::{Admin, Deps, error, unix_now};
 use crate::config::Config;
 use crate::config::edit::{self, Change, ConfigLock, KeyEdit, NewKey, UpdateError};
 use crate::config::model::{AdminSettings, Key};
-use crate::cost::Period;
+use crate::cost::{Period, Usd};
 use crate::crypto::apikey;
 use crate::error::{ApiError, Kind};
 use crate::http::{BodyError, Request, Response};
@@ -36,8 +36,9 @@ pub const MAX_MODELS: usize = 64;
 pub const MAX_GLOB_BYTES: usize = 256;
 /// How long a write waits for another writer's config lock before answering 503.
 pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-/// Largest budget accepted, in USD.
-pub const MAX_BUDGET_USD: f64 = 1e9;
+/// Largest budget accepted, in USD (spend is counted in pico-dollars in a `u64`, which ends
+/// a little past $18M).
+pub const MAX_BUDGET_USD: f64 = 1e7;
 
 const CREATE_FIELDS: [&str; 7] = [
     "name",
@@ -74,10 +75,30 @@ impl Caller {
 }
 
 /// A validated `POST /admin/api/keys` body.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CreateRequest {
     pub name: String,
     pub edit: KeyEdit,
+}
+
+impl CreateRequest {
+    /// The `[[keys]]` table to append for this request, with the new key's hash and prefix.
+    pub fn into_new_key(self, hash: apikey::KeyHash, prefix: String) -> NewKey {
+        NewKey {
+            name: self.name,
+            hash,
+            prefix,
+            models: match self.edit.models {
+                Change::Set(globs) => globs,
+                Change::Keep | Change::Clear => Vec::new(),
+            },
+            requests_per_minute: set(self.edit.requests_per_minute),
+            tokens_per_minute: set(self.edit.tokens_per_minute),
+            expires_at: set(self.edit.expires_at),
+            budget_usd: set(self.edit.budget_usd),
+            budget_period: set(self.edit.budget_period),
+        }
+    }
 }
 
 /// Parses and checks a create body: `name` (required, `[A-Za-z0-9][A-Za-z0-9._-]*`, at most
@@ -212,8 +233,8 @@ fn models(v: &Value) -> Result<Vec<String>, &'static str> {
 
 fn usd(v: &Value) -> Result<f64, &'static str> {
     v.as_f64()
-        .filter(|x| x.is_finite() && (0.0..=MAX_BUDGET_USD).contains(x))
-        .ok_or("`budget_usd` must be a number of US dollars from 0 to 1e9 (0 = no budget)")
+        .filter(|&x| (0.0..=MAX_BUDGET_USD).contains(&x) && Usd::from_f64(x).is_some())
+        .ok_or("`budget_usd` must be a number of US dollars from 0 to 10000000 (0 = no budget)")
 }
 
 fn period(v: &Value) -> Result<String, &'static str> {
@@ -333,20 +354,7 @@ impl Admin {
         };
         let (key, hash) = apikey::generate();
         let prefix = apikey::prefix(&key);
-        let new_key = NewKey {
-            name: create.name.clone(),
-            hash,
-            prefix: prefix.clone(),
-            models: match create.edit.models {
-                Change::Set(globs) => globs,
-                _ => Vec::new(),
-            },
-            requests_per_minute: set(create.edit.requests_per_minute),
-            tokens_per_minute: set(create.edit.tokens_per_minute),
-            expires_at: set(create.edit.expires_at),
-            budget_usd: set(create.edit.budget_usd),
-            budget_period: set(create.edit.budget_period),
-        };
+        let new_key = create.clone().into_new_key(hash, prefix.clone());
         let written = write(deps, |text| {
             if exists(text, &create.name)? {
                 return Err(ApiError::new(Kind::Conflict)
@@ -588,6 +596,7 @@ mod tests {
             (br#"{"name":"a","models":["ok","bad\n"]}"#, "models"),
             (br#"{"name":"a","budget_usd":-1}"#, "budget_usd"),
             (br#"{"name":"a","budget_usd":1e12}"#, "budget_usd"),
+            (br#"{"name":"a","budget_usd":2e7}"#, "budget_usd"),
             (br#"{"name":"a","budget_period":"year"}"#, "budget_period"),
             (br#"{"name":"a","expires_at":"tomorrow"}"#, "expires_at"),
             (br#"{"name":"a","disabled":true}"#, "disabled"),
