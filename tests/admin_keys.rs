@@ -463,6 +463,46 @@ fn the_cli_racing_twenty_dashboard_creates_loses_none() {
 }
 
 #[test]
+fn a_symlinked_config_is_edited_in_place_keeping_its_mode() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut env = TestEnv::new();
+    let (key, hash) = apikey::generate();
+    let text = env.config_text(
+        "",
+        &format!(
+            "{}{MOCK_PROVIDER}[[keys]]\nname = \"ops\"\nhash = \"{hash}\"\nadmin = true\n\n",
+            admin_table(PASSWORD, 3600)
+        ),
+    );
+    let real = env.dir.path().join("real.toml");
+    std::fs::write(&real, text).unwrap();
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o640)).unwrap();
+    std::os::unix::fs::symlink("real.toml", env.config_path()).unwrap();
+    env.spawn();
+    let r = with_key(
+        &env,
+        &key,
+        "POST",
+        "/admin/api/keys",
+        Some(json!({"name": "linked"})),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(chat(&env, r.json()["key"].as_str().unwrap()).status, 200);
+    // The link is still a link; the real file was replaced, with its mode; the lock sits
+    // beside the real file.
+    let link = std::fs::symlink_metadata(env.config_path()).unwrap();
+    assert!(link.file_type().is_symlink());
+    assert!(
+        std::fs::read_to_string(&real)
+            .unwrap()
+            .contains("name = \"linked\"")
+    );
+    let mode = std::fs::metadata(&real).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o640);
+    assert!(env.dir.path().join("real.toml.lock").exists());
+}
+
+#[test]
 fn cross_site_writes_are_refused_and_same_origin_ones_work() {
     let mut env = TestEnv::new();
     start(&mut env, "");

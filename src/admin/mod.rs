@@ -318,7 +318,7 @@ impl Admin {
             return web::login_page(400, Some("Unreadable form."));
         };
         let password = Zeroizing::new(web::form_value(&body, "password").unwrap_or_default());
-        let verified = {
+        let (verified, locked_now) = {
             let Some(mut verifier) = self.verifier.try_lock() else {
                 return web::login_page(503, Some("Busy. Try again."))
                     .with_header("retry-after", "1");
@@ -334,7 +334,6 @@ impl Admin {
             }
             (ok, !ok && admitted.locked)
         };
-        let (verified, locked_now) = verified;
         self.audit_login(deps, settings, Action::Login, verified);
         if locked_now {
             self.audit_login(deps, settings, Action::Lockout, false);
