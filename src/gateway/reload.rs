@@ -121,6 +121,11 @@ impl Watcher {
 /// Loads the file and swaps it in, or logs why not (and returns it, for the admin key API,
 /// which reloads at once after writing the file).
 pub(super) fn reload(path: &std::path::Path, gateway: &Gateway) -> Result<(), String> {
+    // One reload at a time, each reading the file inside it: otherwise the watcher could read
+    // the file just before the key API rewrites it and swap that older config in after the
+    // API's own reload (a revoked key working again until the next poll).
+    static RELOADING: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+    let _one_at_a_time = RELOADING.lock();
     let loaded = config::load(path, Secrets::Decrypt)
         .map_err(|e| e.to_string())
         .and_then(|config| Runtime::new(config).map_err(|e| e.to_string()));
