@@ -503,6 +503,40 @@ fn a_symlinked_config_is_edited_in_place_keeping_its_mode() {
 }
 
 #[test]
+fn each_version_of_the_file_is_loaded_once() {
+    let mut env = TestEnv::new();
+    let ops = start(&mut env, "");
+    let reloads = |env: &TestEnv| -> u64 {
+        let text = with_key(env, &ops.key, "GET", "/metrics", None).body;
+        text.lines()
+            .find_map(|l| l.strip_prefix("noviqi_config_reloads_total{result=\"ok\"} "))
+            .map_or(0, |n| n.trim().parse().unwrap())
+    };
+    let r = with_key(
+        &env,
+        &ops.key,
+        "POST",
+        "/admin/api/keys",
+        Some(json!({"name": "one"})),
+    );
+    assert_eq!(r.status, 201);
+    assert_eq!(reloads(&env), 1, "the API's own reload");
+    // Then a CLI edit, which only the watcher sees. Each version of the file is loaded once:
+    // the API's by the API (a watcher poll that sees it finds it already loaded), the CLI's
+    // by the watcher. (Whether a poll falls between the two writes is up to timing, so this
+    // catches a double load only when one does.)
+    let out = env.cli(&["keys", "add", "two"], "");
+    assert!(out.status.success());
+    assert!(eventually(Duration::from_secs(10), || {
+        with_key(&env, &ops.key, "GET", "/admin/api/keys", None)
+            .body
+            .contains("\"two\"")
+    }));
+    assert_eq!(reloads(&env), 2);
+    assert_eq!(env.stderr().matches("config reloaded").count(), 2);
+}
+
+#[test]
 fn cross_site_writes_are_refused_and_same_origin_ones_work() {
     let mut env = TestEnv::new();
     start(&mut env, "");
