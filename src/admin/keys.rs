@@ -534,6 +534,8 @@ fn write(
                 path.display()
             );
             ApiError::new(Kind::Busy).with_message("the config is being edited; try again")
+        } else if read_only(&e) {
+            not_writable(path, &e)
         } else {
             internal("cannot lock", &e)
         }
@@ -549,11 +551,30 @@ fn write(
             ),
             None,
         ),
+        UpdateError::Write(e) if read_only(&e) => not_writable(path, &e),
         other => internal("cannot write", &other),
     })?;
     (deps.reload)().map_err(|e| internal("written, but the reload failed for", &e))?;
     drop(lock);
     Ok(config)
+}
+
+/// A config noviqi may read but not replace: a read-only mount (a Kubernetes ConfigMap), or a
+/// file or folder the gateway's user cannot write.
+fn read_only(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied
+    )
+}
+
+/// 409: the edit cannot be made here, and saying so helps more than a bare 500.
+fn not_writable(path: &std::path::Path, e: &std::io::Error) -> ApiError {
+    log::warn!("key API: {} cannot be written: {e}", path.display());
+    ApiError::new(Kind::Conflict).with_message(
+        "the config file (or its folder) is read-only to noviqi, so keys cannot be changed \
+         here; change them where the file comes from",
+    )
 }
 
 #[cfg(test)]
@@ -635,6 +656,21 @@ mod tests {
         ] {
             assert_eq!(parse_patch(body).unwrap_err().param(), Some(param));
         }
+    }
+
+    #[test]
+    fn a_read_only_config_is_a_conflict_not_an_internal_error() {
+        use std::io::{Error, ErrorKind};
+        for kind in [ErrorKind::ReadOnlyFilesystem, ErrorKind::PermissionDenied] {
+            assert!(read_only(&Error::from(kind)));
+        }
+        assert!(!read_only(&Error::from(ErrorKind::NotFound)));
+        let e = not_writable(std::path::Path::new("/etc/noviqi.toml"), &Error::other("x"));
+        assert_eq!((e.status(), e.code()), (409, "conflict"));
+        assert!(
+            !e.message().contains("/etc"),
+            "no server paths to the client"
+        );
     }
 
     #[test]
