@@ -42,11 +42,11 @@ fn main() -> ExitCode {
             }
         }
     }
-    if let Some(dir) = &record {
-        if let Err(e) = std::fs::create_dir_all(dir) {
-            eprintln!("cannot create {}: {e}", dir.display());
-            return ExitCode::FAILURE;
-        }
+    if let Some(dir) = &record
+        && let Err(e) = std::fs::create_dir_all(dir)
+    {
+        eprintln!("cannot create {}: {e}", dir.display());
+        return ExitCode::FAILURE;
     }
     let answer = compat(Mode::Live);
     let seq = AtomicU64::new(1);

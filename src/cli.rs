@@ -26,7 +26,7 @@ use std::process::ExitCode;
 
 use zeroize::Zeroizing;
 
-use crate::config::edit::{self, NewKey};
+use crate::config::edit::{self, NewKey, UpdateError};
 use crate::config::rotate::{self, Rotation, master_key_path};
 use crate::config::{self, Secrets};
 use crate::cost::{self, Period, Usd};
@@ -254,18 +254,27 @@ fn read_config(path: &Path) -> CliResult<String> {
     })?)
 }
 
-/// Validates `new_text` and atomically replaces the config with it.
-fn write_config(path: &Path, new_text: &str) -> CliResult {
-    config::load_str(new_text, path, Secrets::Skip)
-        .map_err(|e| format!("refusing to write the config, it would not load: {e}"))?;
-    Ok(
-        edit::write_atomic(path, new_text.as_bytes(), 0o600).map_err(|e| {
-            format!(
-                "{}: cannot write the config (the old file is unchanged): {e}",
-                path.display()
-            )
-        })?,
-    )
+/// Locks the config, re-reads it, applies `change`, validates and atomically replaces it (the
+/// same path the dashboard's key API takes, so neither loses the other's edit).
+fn update_config(
+    path: &Path,
+    change: impl FnOnce(&str) -> Result<String, edit::EditError>,
+) -> CliResult {
+    edit::update(path, change).map(drop).map_err(|e| {
+        let shown = path.display();
+        match e {
+            UpdateError::Lock(e) | UpdateError::Read(e)
+                if e.kind() == std::io::ErrorKind::NotFound =>
+            {
+                format!(
+                    "{shown}: no such config file; create one with `noviqi init` or pass --config"
+                )
+            }
+            UpdateError::Invalid(_) => e.to_string(),
+            e => format!("{shown}: {e}"),
+        }
+        .into()
+    })
 }
 
 /// A secret from stdin (a prompt on a terminal), minus one trailing `\n` or `\r\n`.
@@ -400,32 +409,26 @@ fn keys_add(path: &Path, name: &str, args: &Args) -> CliResult {
     if name.trim().is_empty() || name.chars().any(char::is_control) {
         return Err("a key name must be non-empty text without control characters".into());
     }
-    if let Some(t) = &args.expires {
-        if config::load::parse_time(t).is_none() {
-            return Err(format!(
-                "--expires `{t}` is not an RFC 3339 time like 2027-06-01T00:00:00Z"
-            )
-            .into());
-        }
+    if let Some(t) = &args.expires
+        && config::load::parse_time(t).is_none()
+    {
+        return Err(
+            format!("--expires `{t}` is not an RFC 3339 time like 2027-06-01T00:00:00Z").into(),
+        );
     }
-    let text = read_config(path)?;
     let (key, hash) = apikey::generate();
-    let new_text = edit::add_key(
-        &text,
-        &NewKey {
-            name: name.to_owned(),
-            hash,
-            prefix: apikey::prefix(&key),
-            models: args.models.clone(),
-            requests_per_minute: args.rpm,
-            tokens_per_minute: args.tpm,
-            expires_at: args.expires.clone(),
-            budget_usd: args.budget,
-            budget_period: args.period.clone(),
-        },
-    )
-    .map_err(|e| format!("{}: {e}", path.display()))?;
-    write_config(path, &new_text)?;
+    let new_key = NewKey {
+        name: name.to_owned(),
+        hash,
+        prefix: apikey::prefix(&key),
+        models: args.models.clone(),
+        requests_per_minute: args.rpm,
+        tokens_per_minute: args.tpm,
+        expires_at: args.expires.clone(),
+        budget_usd: args.budget,
+        budget_period: args.period.clone(),
+    };
+    update_config(path, |text| edit::add_key(text, &new_key))?;
     out(&key)?;
     eprintln!(
         "Added key `{name}` to {}. It is shown only once; store it now.",
@@ -523,9 +526,7 @@ fn keys_list(path: &Path) -> CliResult {
 }
 
 fn keys_revoke(path: &Path, name: &str) -> CliResult {
-    let text = read_config(path)?;
-    let new_text = edit::revoke_key(&text, name).map_err(|e| format!("{}: {e}", path.display()))?;
-    write_config(path, &new_text)?;
+    update_config(path, |text| edit::revoke_key(text, name))?;
     eprintln!(
         "Key `{name}` is disabled; a running `noviqi serve` picks this up when it reloads the file."
     );
@@ -548,9 +549,10 @@ fn secret_set(path: &Path, provider: &str) -> CliResult {
         .map_err(|e| format!("{}: {e}", path.display()))?;
     let plain = read_secret(&format!("API key for provider `{provider}`"))?;
     let enc = secret::encrypt(&master, plain.as_bytes());
-    let new_text = edit::set_provider_api_key(&text, provider, &enc)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    write_config(path, &new_text)?;
+    // Applied to the file as it is once locked, not to the text read before the prompt.
+    update_config(path, |text| {
+        edit::set_provider_api_key(text, provider, &enc)
+    })?;
     eprintln!(
         "Stored the encrypted key for provider `{provider}` in {}.",
         path.display()
@@ -564,7 +566,16 @@ fn secret_rotate(path: &Path) -> CliResult {
             "{MASTER_KEY_ENV} is set; `secret rotate` rotates the key file. Unset it, rotate, then put the new key file's contents where you keep {MASTER_KEY_ENV}"
         ).into());
     }
-    let text = Zeroizing::new(read_config(path)?);
+    read_config(path)?;
+    // Held across the rotation: no other writer may change the config between its re-read
+    // and its replacement.
+    let lock = edit::ConfigLock::acquire(path).map_err(|e| {
+        format!(
+            "{}: cannot lock the config for writing: {e}",
+            path.display()
+        )
+    })?;
+    let text = Zeroizing::new(read_config(lock.path())?);
     match rotate::rotate(path, &text).map_err(|e| e.to_string())? {
         Rotation::FinishedInterrupted { key_path } => eprintln!(
             "Finished an interrupted rotation: {} now holds the key {} is encrypted with. Run `noviqi secret rotate` again to rotate once more.",
@@ -594,12 +605,10 @@ fn secret_rotate(path: &Path) -> CliResult {
 }
 
 fn admin_passwd(path: &Path) -> CliResult {
-    let text = read_config(path)?;
+    read_config(path)?;
     let password = read_secret("New admin password")?;
     let phc = crate::crypto::password::hash(&password).map_err(|e| e.to_string())?;
-    let new_text = edit::set_admin_password_hash(&text, &phc)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    write_config(path, &new_text)?;
+    update_config(path, |text| edit::set_admin_password_hash(text, &phc))?;
     eprintln!("Admin password set; the dashboard is at /admin once `noviqi serve` reloads.");
     Ok(())
 }

@@ -57,12 +57,16 @@ pub enum Kind {
     IpNotAllowed,
     ModelNotAllowed,
     NotAdmin,
+    /// A state-changing admin request that did not come from our own page (CSRF).
+    CrossSite,
     HostNotAllowed,
     NotFound,
     ModelNotFound,
     /// `count_tokens` for a target that cannot count (clients then estimate locally).
     CountTokensUnsupported,
     MethodNotAllowed,
+    /// The thing to create exists already (a key name).
+    Conflict,
     /// The client stopped sending its head or body.
     RequestTimeout,
     TooLarge,
@@ -98,9 +102,11 @@ impl Kind {
             | Kind::IpNotAllowed
             | Kind::ModelNotAllowed
             | Kind::NotAdmin
+            | Kind::CrossSite
             | Kind::HostNotAllowed => 403,
             Kind::NotFound | Kind::ModelNotFound | Kind::CountTokensUnsupported => 404,
             Kind::MethodNotAllowed => 405,
+            Kind::Conflict => 409,
             Kind::RequestTimeout => 408,
             Kind::TooLarge => 413,
             Kind::ExpectationFailed => 417,
@@ -130,11 +136,13 @@ impl Kind {
             Kind::IpNotAllowed => "ip_not_allowed",
             Kind::ModelNotAllowed => "model_not_allowed",
             Kind::NotAdmin => "not_admin",
+            Kind::CrossSite => "cross_site_request",
             Kind::HostNotAllowed => "host_not_allowed",
             Kind::NotFound => "not_found",
             Kind::ModelNotFound => "model_not_found",
             Kind::CountTokensUnsupported => "count_tokens_unsupported",
             Kind::MethodNotAllowed => "method_not_allowed",
+            Kind::Conflict => "conflict",
             Kind::RequestTimeout => "request_timeout",
             Kind::TooLarge => "request_too_large",
             Kind::HeadersTooLarge => "headers_too_large",
@@ -175,6 +183,9 @@ impl Kind {
             Kind::IpNotAllowed => "this API key may not be used from this address",
             Kind::ModelNotAllowed => "this key may not use this model",
             Kind::NotAdmin => "this key is not an admin key",
+            Kind::CrossSite => {
+                "cross-site request refused: use the dashboard's own page, with its CSRF token"
+            }
             Kind::HostNotAllowed => "this Host is not served here",
             Kind::NotFound => "not found",
             Kind::ModelNotFound => "unknown model",
@@ -182,6 +193,7 @@ impl Kind {
                 "token counting is only available for anthropic targets; estimate locally"
             }
             Kind::MethodNotAllowed => "method not allowed on this path",
+            Kind::Conflict => "already exists",
             Kind::RequestTimeout => "timed out reading the request body",
             Kind::TooLarge => "request body too large",
             Kind::HeadersTooLarge => "request header fields too large",

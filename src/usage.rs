@@ -5,7 +5,7 @@
 //! completed response (the kernel has it); a background thread `fdatasync`s at least once a
 //! second while there are unsynced lines, and `close` syncs once more. Past `max_bytes` the
 //! file is rotated: `usage.jsonl` → `usage.jsonl.1` → … → `usage.jsonl.<keep>`, the oldest
-//! dropped.
+//! dropped ([`shift_rotated`], which the audit log shares).
 
 use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
@@ -132,10 +132,9 @@ impl UsageLog {
             // Another thread may have rotated while this one waited.
             if shared.size.load(Ordering::Acquire) >= shared.max_bytes
                 && !shared.closed.load(Ordering::Acquire)
+                && let Err(e) = shared.rotate(&mut file)
             {
-                if let Err(e) = shared.rotate(&mut file) {
-                    log::error!("usage log {}: rotation failed: {e}", shared.path.display());
-                }
+                log::error!("usage log {}: rotation failed: {e}", shared.path.display());
             }
         }
     }
@@ -174,22 +173,28 @@ impl Shared {
         let mark = FileMark::of(file)?;
         self.spend
             .checkpoint(&self.path, mark, crate::clock::unix_secs() as i64)?;
-        if self.keep == 0 {
-            std::fs::remove_file(&self.path)?;
-        } else {
-            for i in (1..self.keep).rev() {
-                let from = rotated(&self.path, i);
-                if from.exists() {
-                    std::fs::rename(&from, rotated(&self.path, i + 1))?;
-                }
-            }
-            std::fs::rename(&self.path, rotated(&self.path, 1))?;
-        }
+        shift_rotated(&self.path, self.keep)?;
         *file = open_append(&self.path)?;
         self.size.store(0, Ordering::Release);
         self.dirty.store(false, Ordering::Release);
         Ok(())
     }
+}
+
+/// Moves `path` aside as `path.1`, shifting older files up (`.1` → `.2` …) and dropping what
+/// would go past `.keep` (with `keep = 0`, `path` is removed). The caller opens a fresh `path`
+/// next. Shared by every append-only log (the usage log, the audit log).
+pub fn shift_rotated(path: &Path, keep: usize) -> io::Result<()> {
+    if keep == 0 {
+        return std::fs::remove_file(path);
+    }
+    for i in (1..keep).rev() {
+        let from = rotated(path, i);
+        if from.exists() {
+            std::fs::rename(&from, rotated(path, i + 1))?;
+        }
+    }
+    std::fs::rename(path, rotated(path, 1))
 }
 
 /// `usage.jsonl.N`: the Nth most recent rotated file.
@@ -199,7 +204,8 @@ pub fn rotated(path: &Path, n: usize) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn open_append(path: &Path) -> io::Result<File> {
+/// Opens `path` for appending, creating it with mode 0600 (logs name keys and addresses).
+pub fn open_append(path: &Path) -> io::Result<File> {
     let mut options = OpenOptions::new();
     options.create(true).append(true);
     #[cfg(unix)]
@@ -222,10 +228,10 @@ fn flush_loop(shared: &Shared) {
         if shared.dirty.swap(false, Ordering::AcqRel) {
             // Sync a duplicate handle outside the lock so appends never wait on the disk.
             let file = shared.file.read().try_clone();
-            if let Err(e) = file.and_then(|f| f.sync_data()) {
-                if !WARNED.swap(true, Ordering::Relaxed) {
-                    log::error!("usage log {}: sync failed: {e}", shared.path.display());
-                }
+            if let Err(e) = file.and_then(|f| f.sync_data())
+                && !WARNED.swap(true, Ordering::Relaxed)
+            {
+                log::error!("usage log {}: sync failed: {e}", shared.path.display());
             }
         }
     }

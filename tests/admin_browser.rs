@@ -1,6 +1,8 @@
 //! The dashboard in a real browser: headless Chromium driven by `tests/browser/admin.mjs`
 //! (playwright-core) logs in through the form, checks charts and totals from the traffic this
-//! test made, switches ranges, takes light, dark and phone screenshots, and logs out.
+//! test made, switches ranges, takes light, dark and phone screenshots, and logs out; driven
+//! by `tests/browser/keys.mjs`, it creates a key on the Keys page, reads it once, uses it,
+//! edits, revokes and re-enables it, and reads the audit table.
 //!
 //! Needs `/usr/bin/chromium` (`apt-get install -y chromium`), `node`, and
 //! `npm install --prefix tests/browser` (`.ci/run` does all three). Set
@@ -115,4 +117,54 @@ fn dashboard_in_headless_chromium() {
     }
     // The browser's logins went through the lockout-aware form; nothing secret was logged.
     env.assert_no_leaks(&[PASSWORD]);
+}
+
+#[test]
+fn keys_page_in_headless_chromium() {
+    let browser_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    if !prerequisites(&browser_dir) {
+        return;
+    }
+    let mut env = TestEnv::new();
+    env.start(
+        "",
+        &format!("{}{MOCK_PROVIDER}", admin_table(PASSWORD, 3600)),
+    );
+    let out = match std::env::var_os("NOVIQI_BROWSER_OUT") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("admin-screenshots"),
+    };
+    std::fs::create_dir_all(&out).unwrap();
+    let output = Command::new("node")
+        .arg(browser_dir.join("keys.mjs"))
+        .env("NOVIQI_URL", format!("http://{}", env.addr()))
+        .env("NOVIQI_PASSWORD", PASSWORD)
+        .env("NOVIQI_OUT", &out)
+        .env("NOVIQI_CHROMIUM", CHROMIUM)
+        .current_dir(&browser_dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "browser script failed ({}):\n{stdout}\n{stderr}\ngateway log:\n{}",
+        output.status,
+        env.stderr()
+    );
+    let result: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(result["ok"], true);
+    for shot in result["screenshots"].as_array().unwrap() {
+        let path = shot.as_str().unwrap();
+        assert!(std::fs::metadata(path).unwrap().len() > 1000, "{path}");
+        println!("screenshot: {path}");
+    }
+    // The key the page showed once is in the config only as its hash, and in no log.
+    let key = result["key"].as_str().unwrap();
+    let config = std::fs::read_to_string(env.config_path()).unwrap();
+    assert!(!config.contains(key));
+    assert!(config.contains("name = \"browser-made\""), "{config}");
+    let audit = std::fs::read_to_string(env.dir.path().join("noviqi-audit.jsonl")).unwrap();
+    assert!(!audit.contains(key) && !audit.contains(PASSWORD));
+    env.assert_no_leaks(&[key, PASSWORD]);
 }

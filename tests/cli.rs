@@ -297,12 +297,16 @@ fn comments_and_order_survive_every_edit() {
     ));
     assert!(cfg.keys[0].disabled);
     assert_eq!(cfg.admin.as_ref().unwrap().session_ttl.as_secs(), 600);
-    // Permissions of the config survive the atomic rewrite; no temp files are left behind.
-    let names: Vec<_> = std::fs::read_dir(dir.path())
+    // Permissions of the config survive the atomic rewrite; no temp files are left behind
+    // (the writers' lock file stays, empty, owner-only).
+    let mut names: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
-        .map(|e| e.unwrap().file_name())
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    assert_eq!(names.len(), 2, "{names:?}");
+    names.sort();
+    assert_eq!(names, ["noviqi.key", "noviqi.toml", "noviqi.toml.lock"]);
+    let lock = std::fs::metadata(dir.path().join("noviqi.toml.lock")).unwrap();
+    assert_eq!((lock.len(), lock.permissions().mode() & 0o777), (0, 0o600));
 }
 
 #[test]
@@ -643,13 +647,16 @@ fn edits_follow_a_symlinked_config_to_its_target() {
     let mode = std::fs::metadata(&real).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o640);
     ok(run(dir.path(), &["check"]));
-    // Only the two files and the link: no temp file left behind.
+    // Only the two files, the link and the lock beside the real file: no temp file left.
     let mut names: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     names.sort();
-    assert_eq!(names, ["noviqi.key", "noviqi.toml", "real.toml"]);
+    assert_eq!(
+        names,
+        ["noviqi.key", "noviqi.toml", "real.toml", "real.toml.lock"]
+    );
 }
 
 #[test]

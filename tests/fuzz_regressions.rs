@@ -16,6 +16,7 @@ type Target = fn(&[u8]);
 
 /// Every fuzz target and its entry point; a seed folder without an entry here fails the test.
 const TARGETS: &[(&str, Target)] = &[
+    ("admin_key_body", fuzzing::admin_key_body),
     ("config_load", fuzzing::config_load),
     ("http_chunked", fuzzing::http_chunked),
     ("http_conn", fuzzing::http_conn),

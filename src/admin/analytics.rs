@@ -337,7 +337,13 @@ struct Inner {
     target_hours: Tier,
     /// At most [`MAX_NAMES`] targets' current minutes.
     pending: Vec<Pending>,
+    /// When each key name last finished a request (unix seconds), for the Keys page; at most
+    /// [`MAX_LAST_USED`] names.
+    last_used: HashMap<String, i64>,
 }
+
+/// Key names whose last use is remembered (the config's keys, plus old names read back).
+pub const MAX_LAST_USED: usize = 10_000;
 
 /// The aggregator; shared by every connection thread.
 pub struct Analytics {
@@ -356,6 +362,7 @@ impl Default for Analytics {
                 target_minutes: Tier::new(60, 120),
                 target_hours: Tier::new(3600, HOURS_KEPT),
                 pending: Vec::new(),
+                last_used: HashMap::new(),
             }),
         }
     }
@@ -392,6 +399,22 @@ impl Analytics {
         );
         inner.minutes.add(now, cell, sample);
         inner.hours.add(now, cell, sample);
+        if let Some(key) = sample.key {
+            let room = inner.last_used.len() < MAX_LAST_USED;
+            match inner.last_used.get_mut(key) {
+                Some(last) => *last = (*last).max(sample.ts),
+                None if room => {
+                    inner.last_used.insert(key.to_owned(), sample.ts);
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// When the key named `key` last finished a request (unix seconds), if within the
+    /// analytics window (32 days).
+    pub fn last_used(&self, key: &str) -> Option<i64> {
+        self.inner.lock().last_used.get(key).copied()
     }
 
     /// Counts one attempt at `target` that ended at `now` (unix seconds) after `latency_ms`
@@ -847,6 +870,9 @@ mod tests {
         let day = a.report(Range::Day, NOW, &|n: &str| {
             (n == "laptop").then(|| "nvq_abc".into())
         });
+        assert_eq!(a.last_used("laptop"), Some(NOW - 10));
+        assert_eq!(a.last_used("ci"), Some(NOW - 2 * 3600));
+        assert_eq!(a.last_used("nobody"), None);
         assert_eq!(day["totals"]["requests"], 3);
         assert_eq!(day["totals"]["errors"], 1);
         assert_eq!(day["totals"]["prompt_tokens"], 30);

@@ -1,6 +1,7 @@
 //! The admin dashboard (`/admin`), its JSON API (`/admin/api/*`) and `GET /metrics`.
 //!
-//! State owned here: the session table, the usage analytics, and the one password
+//! State owned here: the session table, the usage analytics (with each key's last use), the
+//! audit log writer ([`audit`]), and the one password
 //! [`Verifier`] with its Argon2 memory (`m` KiB of the hash, 19 MiB by default), behind a lock:
 //! one verification at a time (each costs tens of milliseconds of CPU and that memory), and a
 //! login that finds it busy is refused at once with 503 and `Retry-After: 1` instead of
@@ -9,10 +10,13 @@
 //! per request as [`Deps`].
 //!
 //! Rules: the whole `/admin` tree is 404 while no admin password hash is configured. State
-//! changes (`POST /admin/login`, `POST /admin/logout`) must come from the same origin
-//! (`Sec-Fetch-Site: same-origin|none`; without that header, an `Origin` naming another host is
-//! refused), and logout also needs the session's CSRF token. `Origin: null` alone proves
-//! nothing: Chromium sends it on same-origin form posts from a `no-referrer` page.
+//! changes (`POST /admin/login`, `POST /admin/logout`, the key API's POST and PATCH) must come
+//! from the same origin (`Sec-Fetch-Site: same-origin|none`; without that header, an `Origin`
+//! naming another host is refused), and logout and the key API also need the session's CSRF
+//! token (the key API: in `x-csrf-token`) unless they carry an `admin = true` key instead.
+//! `Origin: null` alone proves nothing: Chromium sends it on same-origin form posts from a
+//! `no-referrer` page. The key API itself is [`keys`]; it writes the config through
+//! [`crate::config::edit::ConfigLock`] and reloads through [`Deps::reload`].
 //!
 //! Login and the lockout: an address locked by either lockout table is refused (429) before the
 //! form is read. A login that gets the verifier is then counted as a failure in the login table
@@ -26,6 +30,8 @@
 //! [`admit`]: crate::limits::lockout::Lockout::admit
 
 pub mod analytics;
+pub mod audit;
+pub mod keys;
 pub mod session;
 mod web;
 
@@ -50,6 +56,8 @@ use crate::metrics::Metrics;
 use crate::routing::{State, TargetView, Targets};
 
 use analytics::{Analytics, Range, Sample, SharedCell};
+use audit::{Action, Actor, AuditLog};
+use keys::Caller;
 use session::Sessions;
 
 /// Largest login or logout form accepted.
@@ -74,6 +82,9 @@ pub struct Deps<'a> {
     pub cluster: Option<&'a Cluster>,
     /// The gateway's key authentication (lockout-aware).
     pub authenticate: &'a dyn Fn(&Request<'_>) -> Result<Arc<Key>, ApiError>,
+    /// Reloads the running config from its file now (after the key API wrote it); the error
+    /// is for the log.
+    pub reload: &'a dyn Fn() -> Result<(), String>,
 }
 
 /// The dashboard's state.
@@ -81,6 +92,7 @@ pub struct Admin {
     sessions: Sessions,
     analytics: Analytics,
     verifier: Mutex<Verifier>,
+    audit: AuditLog,
 }
 
 impl Admin {
@@ -90,6 +102,7 @@ impl Admin {
             sessions: Sessions::default(),
             analytics: Analytics::default(),
             verifier: Mutex::new(Verifier::default()),
+            audit: AuditLog::default(),
         };
         let started = Instant::now();
         let lines = admin.analytics.read_back(usage, unix_now());
@@ -150,26 +163,89 @@ impl Admin {
             },
             "/admin/login" if method == "POST" => self.login(deps, settings, req),
             "/admin/logout" if method == "POST" => self.logout(deps, settings, req),
+            "/admin/keys" if get => match self.session(settings, req) {
+                Some((_, csrf)) => web::keys_page(&csrf),
+                None => web::redirect("/admin"),
+            },
             "/admin/assets/app.js" if get => web::asset_js(),
             "/admin/assets/app.css" if get => web::asset_css(),
+            "/admin/assets/keys.js" if get => web::asset_keys_js(),
+            "/admin/assets/keys.css" if get => web::asset_keys_css(),
             "/admin/login" if get => web::redirect("/admin"),
             "/admin/api/usage" if get => match self.authorize(deps, settings, req) {
                 Ok(()) => self.usage_api(deps, req.query()),
                 Err(e) => error(&e),
             },
+            "/admin/api/keys" if get => match self.authorize(deps, settings, req) {
+                Ok(()) => self.keys_list(deps),
+                Err(e) => error(&e),
+            },
+            "/admin/api/audit" if get => match self.authorize(deps, settings, req) {
+                Ok(()) => self.audit_api(settings),
+                Err(e) => error(&e),
+            },
+            "/admin/api/keys" if method == "POST" => {
+                match self.authorize_write(deps, settings, req) {
+                    Ok(caller) => self.keys_create(deps, settings, &caller, req),
+                    Err(e) => error(&e),
+                }
+            }
             "/admin"
             | "/admin/"
+            | "/admin/keys"
             | "/admin/assets/app.js"
             | "/admin/assets/app.css"
-            | "/admin/api/usage" => error(&api_error(Kind::MethodNotAllowed, "use GET"))
+            | "/admin/assets/keys.js"
+            | "/admin/assets/keys.css"
+            | "/admin/api/usage"
+            | "/admin/api/audit" => error(&api_error(Kind::MethodNotAllowed, "use GET"))
                 .with_header("allow", "GET, HEAD"),
+            "/admin/api/keys" => error(&api_error(Kind::MethodNotAllowed, "use GET or POST"))
+                .with_header("allow", "GET, HEAD, POST"),
             "/admin/login" | "/admin/logout" => {
                 error(&api_error(Kind::MethodNotAllowed, "use POST")).with_header("allow", "POST")
             }
+            _ if path.starts_with("/admin/api/keys/") => self.key_route(deps, settings, req),
             _ if path.starts_with("/admin/api/") => {
                 error(&api_error(Kind::NotFound, "no such admin endpoint"))
             }
             _ => web::text(404, "not found\n"),
+        }
+    }
+
+    /// `PATCH /admin/api/keys/NAME` and `POST /admin/api/keys/NAME/revoke`.
+    fn key_route(
+        &self,
+        deps: &Deps<'_>,
+        settings: &AdminSettings,
+        req: &mut Request<'_>,
+    ) -> Response {
+        let rest = req
+            .path()
+            .strip_prefix("/admin/api/keys/")
+            .unwrap_or_default();
+        let (segment, revoke) = match rest.strip_suffix("/revoke") {
+            Some(segment) => (segment, true),
+            None => (rest, false),
+        };
+        let Some(name) = keys::decode_name(segment).filter(|_| !segment.contains('/')) else {
+            return error(&api_error(Kind::NotFound, "no such admin endpoint"));
+        };
+        let wanted = if revoke { "POST" } else { "PATCH" };
+        if req.method() != wanted {
+            return error(
+                &ApiError::new(Kind::MethodNotAllowed).with_message(format!("use {wanted}")),
+            )
+            .with_header("allow", wanted);
+        }
+        let caller = match self.authorize_write(deps, settings, req) {
+            Ok(caller) => caller,
+            Err(e) => return error(&e),
+        };
+        if revoke {
+            self.keys_revoke(deps, settings, &caller, &name)
+        } else {
+            self.keys_patch(deps, settings, &caller, &name, req)
         }
     }
 
@@ -224,6 +300,45 @@ impl Admin {
         authorize_key(deps, req)
     }
 
+    /// Who may change keys: any request must come from our own page or from no browser at all
+    /// ([`web::same_origin`]); then a session with its CSRF token in `x-csrf-token`, or else
+    /// an `admin = true` key.
+    fn authorize_write(
+        &self,
+        deps: &Deps<'_>,
+        settings: &AdminSettings,
+        req: &Request<'_>,
+    ) -> Result<Caller, ApiError> {
+        if !web::same_origin(req) {
+            return Err(ApiError::new(Kind::CrossSite));
+        }
+        if let Some((_, csrf)) = self.session(settings, req) {
+            let token = req.header("x-csrf-token").map(str::trim);
+            return if token.is_some_and(|t| session::tokens_match(t, &csrf)) {
+                Ok(Caller::Session)
+            } else {
+                Err(ApiError::new(Kind::CrossSite)
+                    .with_message("missing or wrong CSRF token (send it as x-csrf-token)"))
+            };
+        }
+        let key = authenticate_admin_key(deps, req)?;
+        Ok(Caller::Key(key))
+    }
+
+    /// One sign-in, lockout or sign-out line in the audit log.
+    fn audit_login(&self, deps: &Deps<'_>, settings: &AdminSettings, action: Action, ok: bool) {
+        self.audit.record(
+            settings.audit_path.as_deref(),
+            &audit::Entry {
+                actor: Actor::Session,
+                client_ip: deps.client_ip,
+                action,
+                target: audit::ADMIN_TARGET,
+                ok,
+            },
+        );
+    }
+
     fn login(&self, deps: &Deps<'_>, settings: &AdminSettings, req: &mut Request<'_>) -> Response {
         if !web::same_origin(req) {
             return web::login_page(403, Some("Cross-site request refused."));
@@ -254,6 +369,10 @@ impl Admin {
             (ok, admitted.locked)
         };
         let (verified, locked_by_this) = verified;
+        self.audit_login(deps, settings, Action::Login, verified);
+        if !verified && locked_by_this {
+            self.audit_login(deps, settings, Action::Lockout, false);
+        }
         if !verified {
             deps.metrics.admin_login_failed();
             log::warn!("admin login failed from {ip}");
@@ -296,6 +415,7 @@ impl Admin {
             return web::text(403, "missing or wrong CSRF token\n");
         }
         self.sessions.remove(&id);
+        self.audit_login(deps, settings, Action::Logout, true);
         web::redirect("/admin").with_header("set-cookie", web::clear_cookie(deps.https))
     }
 
@@ -401,6 +521,11 @@ fn targets_json(
 
 /// An `admin = true` key in `Authorization`/`x-api-key`; 401 without one, 403 for others.
 fn authorize_key(deps: &Deps<'_>, req: &Request<'_>) -> Result<(), ApiError> {
+    authenticate_admin_key(deps, req).map(drop)
+}
+
+/// [`authorize_key`], keeping the key (the audit log names it).
+fn authenticate_admin_key(deps: &Deps<'_>, req: &Request<'_>) -> Result<Arc<Key>, ApiError> {
     if credential(req).is_none() {
         return Err(api_error(
             Kind::MissingKey,
@@ -409,7 +534,7 @@ fn authorize_key(deps: &Deps<'_>, req: &Request<'_>) -> Result<(), ApiError> {
     }
     let key = (deps.authenticate)(req)?;
     if key.admin {
-        Ok(())
+        Ok(key)
     } else {
         Err(ApiError::new(Kind::NotAdmin))
     }

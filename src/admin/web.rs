@@ -13,6 +13,9 @@ const LOGIN_HTML: &str = include_str!("assets/login.html");
 const DASHBOARD_HTML: &str = include_str!("assets/dashboard.html");
 const APP_JS: &str = include_str!("assets/app.js");
 const APP_CSS: &str = include_str!("assets/app.css");
+const KEYS_HTML: &str = include_str!("assets/keys.html");
+const KEYS_JS: &str = include_str!("assets/keys.js");
+const KEYS_CSS: &str = include_str!("assets/keys.css");
 
 /// The session cookie's name.
 pub const COOKIE: &str = "noviqi_admin";
@@ -54,6 +57,19 @@ pub fn login_page(status: u16, message: Option<&str>) -> Response {
 /// The dashboard page with the session's CSRF token in its logout form.
 pub fn dashboard(csrf: &str) -> Response {
     html(200, DASHBOARD_HTML.replace("{{CSRF}}", &escape(csrf)))
+}
+
+/// The Keys page, with the session's CSRF token for its API calls and its logout form.
+pub fn keys_page(csrf: &str) -> Response {
+    html(200, KEYS_HTML.replace("{{CSRF}}", &escape(csrf)))
+}
+
+pub fn asset_keys_js() -> Response {
+    Response::bytes(200, "text/javascript; charset=utf-8", KEYS_JS)
+}
+
+pub fn asset_keys_css() -> Response {
+    Response::bytes(200, "text/css; charset=utf-8", KEYS_CSS)
 }
 
 pub fn asset_js() -> Response {
@@ -196,7 +212,7 @@ mod tests {
 
     #[test]
     fn pages_have_no_inline_script_or_style() {
-        for page in [LOGIN_HTML, DASHBOARD_HTML] {
+        for page in [LOGIN_HTML, DASHBOARD_HTML, KEYS_HTML] {
             assert!(!page.contains("<script>"), "inline script");
             assert!(!page.contains("style="), "inline style attribute");
             assert!(!page.contains("<style"), "inline style element");
@@ -205,10 +221,13 @@ mod tests {
         }
         assert!(LOGIN_HTML.contains("<form method=\"post\" action=\"/admin/login\""));
         assert!(DASHBOARD_HTML.contains("{{CSRF}}"));
-        assert!(
-            !APP_JS.contains("innerHTML"),
-            "build DOM nodes, not HTML strings"
-        );
+        assert!(KEYS_HTML.contains("{{CSRF}}"));
+        for js in [APP_JS, KEYS_JS] {
+            assert!(
+                !js.contains("innerHTML"),
+                "build DOM nodes, not HTML strings"
+            );
+        }
     }
 
     #[test]

@@ -1,18 +1,24 @@
 //! Rewrites of the config file that keep its comments and layout (`toml_edit`), and the atomic
 //! write that puts the result in place.
 //!
-//! Each edit is a pure function from the old text to the new text; the CLI re-validates the new
-//! text with `load_str` before `write_atomic` replaces the file. `write_atomic` writes a temp
-//! file beside the target with the target's permissions, fsyncs it, renames it over the target
-//! and fsyncs the folder, so a crash leaves either the old file or the new one, never a mix.
-//! Owns no state.
+//! Each edit is a pure function from the old text to the new text. Every writer (the CLI's
+//! commands and the dashboard's key API alike) goes through [`ConfigLock`]: it takes an
+//! exclusive advisory lock on `<config>.lock` beside the real file, re-reads the file under it,
+//! applies its edit, validates the result with the normal loader and only then replaces the
+//! file — so concurrent writers serialise and none overwrites another's edit, and an edit that
+//! would not load leaves the file byte for byte as it was. `write_atomic` writes a temp file
+//! beside the target with the target's permissions, fsyncs it, renames it over the target and
+//! fsyncs the folder, so a crash leaves either the old file or the new one, never a mix.
+//! Owns no state beyond the lock file's open handle while a [`ConfigLock`] lives.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use toml_edit::{ArrayOfTables, DocumentMut, Item, Table, Value, value};
 
+use crate::config::{Config, ConfigError, Secrets};
 use crate::crypto::apikey::KeyHash;
 use crate::crypto::secret::{self, MasterKey};
 
@@ -30,6 +36,137 @@ impl std::error::Error for EditError {}
 
 fn err(message: impl Into<String>) -> EditError {
     EditError(message.into())
+}
+
+/// Why a locked read-edit-write of the config failed. In every case the file is unchanged.
+#[derive(Debug)]
+pub enum UpdateError {
+    /// The config file is missing, or the lock file could not be opened or locked.
+    Lock(std::io::Error),
+    Read(std::io::Error),
+    /// The edit itself was refused (an existing name, an unknown key, …).
+    Edit(EditError),
+    /// The edited text would not load.
+    Invalid(ConfigError),
+    Write(std::io::Error),
+}
+
+impl std::fmt::Display for UpdateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpdateError::Lock(e) => write!(f, "cannot lock the config for writing: {e}"),
+            UpdateError::Read(e) => write!(f, "cannot read the config file: {e}"),
+            UpdateError::Edit(e) => e.fmt(f),
+            UpdateError::Invalid(e) => {
+                write!(f, "refusing to write the config, it would not load: {e}")
+            }
+            UpdateError::Write(e) => {
+                write!(
+                    f,
+                    "cannot write the config (the old file is unchanged): {e}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for UpdateError {}
+
+/// The right to rewrite the config: an exclusive advisory lock (`flock`) on `<config>.lock`
+/// beside the real file (symlinks followed), held until drop, released by the OS if the process
+/// dies. The lock file stays empty and is never removed (removing it would let a waiter lock a
+/// file nobody else sees).
+pub struct ConfigLock {
+    /// The config file itself, symlinks followed.
+    path: PathBuf,
+    _file: File,
+}
+
+impl ConfigLock {
+    /// Waits for the lock of the config at `config`. A config that does not exist is an
+    /// error (`NotFound`), so no stray lock file is made for a mistyped path.
+    pub fn acquire(config: &Path) -> std::io::Result<ConfigLock> {
+        let (path, file) = open_lock_file(config)?;
+        file.lock()?;
+        Ok(ConfigLock { path, _file: file })
+    }
+
+    /// [`ConfigLock::acquire`], giving up after `within` with `ErrorKind::WouldBlock`: a
+    /// request thread must not wait forever behind a writer that hangs (the CLI holds the lock
+    /// for milliseconds; anything else holding it is outside noviqi).
+    pub fn acquire_within(config: &Path, within: Duration) -> std::io::Result<ConfigLock> {
+        let (path, file) = open_lock_file(config)?;
+        let deadline = Instant::now() + within;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(ConfigLock { path, _file: file }),
+                Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(TryLockError::WouldBlock) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::WouldBlock,
+                        "another writer holds the config lock",
+                    ));
+                }
+                Err(TryLockError::Error(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// The config file this lock guards (symlinks followed).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The config's text now.
+    pub fn read(&self) -> std::io::Result<String> {
+        std::fs::read_to_string(&self.path)
+    }
+
+    /// Validates `new_text` with the loader (as if it were the file, secrets not decrypted)
+    /// and atomically replaces the config with it; refused text leaves the file unchanged.
+    /// Returns the config the new text loads as (credentials left empty).
+    pub fn replace(&self, new_text: &str) -> Result<Config, UpdateError> {
+        let config = crate::config::load_str(new_text, &self.path, Secrets::Skip)
+            .map_err(UpdateError::Invalid)?;
+        write_atomic(&self.path, new_text.as_bytes(), 0o600).map_err(UpdateError::Write)?;
+        Ok(config)
+    }
+
+    /// Under this lock: reads the config, applies `edit`, validates and writes the result.
+    pub fn update(
+        &self,
+        edit: impl FnOnce(&str) -> Result<String, EditError>,
+    ) -> Result<Config, UpdateError> {
+        let text = self.read().map_err(UpdateError::Read)?;
+        let new_text = edit(&text).map_err(UpdateError::Edit)?;
+        self.replace(&new_text)
+    }
+}
+
+/// The real config file (links followed; `NotFound` if it does not exist) and its lock file,
+/// opened (created empty, 0600, when missing) but not locked.
+fn open_lock_file(config: &Path) -> std::io::Result<(PathBuf, File)> {
+    let path = through_links(config);
+    std::fs::metadata(&path)?;
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(with_suffix(&path, ".lock"))?;
+    Ok((path, file))
+}
+
+/// Locks the config at `path`, re-reads it, applies `edit`, validates and writes the result,
+/// and unlocks: what every CLI command that changes the config does.
+pub fn update(
+    path: &Path,
+    edit: impl FnOnce(&str) -> Result<String, EditError>,
+) -> Result<Config, UpdateError> {
+    ConfigLock::acquire(path)
+        .map_err(UpdateError::Lock)?
+        .update(edit)
 }
 
 /// A key to append as a `[[keys]]` table.
@@ -136,16 +273,100 @@ fn to_i64(n: u64) -> Result<i64, EditError> {
     i64::try_from(n).map_err(|_| err(format!("{n} is too large for TOML")))
 }
 
+/// A change to one setting of a key: leave it, remove it (back to the `[limits]` default),
+/// or set it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Change<T> {
+    #[default]
+    Keep,
+    Clear,
+    Set(T),
+}
+
+/// The settings of a `[[keys]]` table the dashboard may change.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KeyEdit {
+    /// `Set` replaces the allowlist; `Clear` removes it (the default, every model).
+    pub models: Change<Vec<String>>,
+    pub requests_per_minute: Change<u64>,
+    pub tokens_per_minute: Change<u64>,
+    pub budget_usd: Change<f64>,
+    pub budget_period: Change<String>,
+    /// RFC 3339.
+    pub expires_at: Change<String>,
+    /// `Set(false)` re-enables a revoked key; `Clear` is the same as `Set(false)`.
+    pub disabled: Change<bool>,
+}
+
+/// Whether a `[[keys]]` table named `name` exists.
+pub fn key_exists(text: &str, name: &str) -> Result<bool, EditError> {
+    let mut doc = parse(text)?;
+    Ok(find_named(tables_mut(&mut doc, "keys")?, name).is_some())
+}
+
+/// Applies `change` to the key named `name`, keeping the comments around each value.
+pub fn update_key(text: &str, name: &str, change: &KeyEdit) -> Result<String, EditError> {
+    let mut doc = parse(text)?;
+    let keys = tables_mut(&mut doc, "keys")?;
+    let table = find_named(keys, name).ok_or_else(|| no_such_key(name))?;
+    apply(table, "models", &change.models, |globs| {
+        Value::Array(globs.iter().map(String::as_str).collect())
+    });
+    apply(
+        table,
+        "requests_per_minute",
+        &change.requests_per_minute,
+        |&n| Value::from(i64::try_from(n).unwrap_or(i64::MAX)),
+    );
+    apply(
+        table,
+        "tokens_per_minute",
+        &change.tokens_per_minute,
+        |&n| Value::from(i64::try_from(n).unwrap_or(i64::MAX)),
+    );
+    apply(table, "budget_usd", &change.budget_usd, |&usd| {
+        Value::from(usd)
+    });
+    apply(table, "budget_period", &change.budget_period, |p| {
+        Value::from(p.as_str())
+    });
+    apply(table, "expires_at", &change.expires_at, |t| {
+        Value::from(t.as_str())
+    });
+    apply(table, "disabled", &change.disabled, |&b| Value::from(b));
+    Ok(doc.to_string())
+}
+
+/// Sets or removes `field` of `table` as `change` says, keeping the value's comments.
+fn apply<T>(table: &mut Table, field: &str, change: &Change<T>, to_value: impl Fn(&T) -> Value) {
+    match change {
+        Change::Keep => {}
+        Change::Clear => {
+            table.remove(field);
+        }
+        Change::Set(v) => match table.get_mut(field).and_then(Item::as_value_mut) {
+            Some(old) => {
+                let decor = old.decor().clone();
+                *old = to_value(v);
+                *old.decor_mut() = decor;
+            }
+            None => table[field] = Item::Value(to_value(v)),
+        },
+    }
+}
+
+fn no_such_key(name: &str) -> EditError {
+    err(format!(
+        "no key named `{name}`; `noviqi keys list` shows them"
+    ))
+}
+
 /// Sets `disabled = true` on the key named `name`.
 pub fn revoke_key(text: &str, name: &str) -> Result<String, EditError> {
     let mut doc = parse(text)?;
     let keys = tables_mut(&mut doc, "keys")?;
-    let table = find_named(keys, name).ok_or_else(|| {
-        err(format!(
-            "no key named `{name}`; `noviqi keys list` shows them"
-        ))
-    })?;
-    table["disabled"] = value(true);
+    let table = find_named(keys, name).ok_or_else(|| no_such_key(name))?;
+    apply(table, "disabled", &Change::Set(true), |&b| Value::from(b));
     Ok(doc.to_string())
 }
 
@@ -261,10 +482,8 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode_if_new: u32) -> std::io::
 /// that does not exist yet is its own answer.
 pub fn through_links(path: &Path) -> PathBuf {
     let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
-    if is_link {
-        if let Ok(real) = std::fs::canonicalize(path) {
-            return real;
-        }
+    if is_link && let Ok(real) = std::fs::canonicalize(path) {
+        return real;
     }
     path.to_owned()
 }
@@ -390,5 +609,93 @@ mod tests {
         write_atomic(&path, b"new", 0o600).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn locked_updates_serialise_and_a_refused_one_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let original = "# keep me\n[server]\nlisten = \"127.0.0.1:0\"\n";
+        std::fs::write(&path, original).unwrap();
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let path = &path;
+                s.spawn(move || {
+                    for i in 0..5 {
+                        let key = new_key(&format!("k{t}-{i}"));
+                        update(path, |text| add_key(text, &key)).unwrap();
+                    }
+                });
+            }
+        });
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("# keep me\n"), "{text}");
+        for t in 0..4 {
+            for i in 0..5 {
+                assert!(
+                    text.contains(&format!("name = \"k{t}-{i}\"")),
+                    "k{t}-{i} lost"
+                );
+            }
+        }
+        // Valid TOML that would not load (a key with an empty name): refused, file untouched.
+        let before = std::fs::read(&path).unwrap();
+        let refused = update(&path, |text| Ok(format!("{text}\n[[keys]]\nname = \"\"\n")));
+        assert!(
+            matches!(refused, Err(UpdateError::Invalid(_))),
+            "{refused:?}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        let missing = update(&dir.path().join("nope.toml"), |t| Ok(t.to_owned()));
+        assert!(
+            matches!(missing, Err(UpdateError::Lock(e)) if e.kind() == std::io::ErrorKind::NotFound)
+        );
+        assert!(!dir.path().join("nope.toml.lock").exists());
+    }
+
+    #[test]
+    fn update_key_sets_clears_and_keeps_comments() {
+        let text = "# top\n[[keys]]\nname = \"a\"\nhash = \"h\"\nrequests_per_minute = 5 # tight\ntokens_per_minute = 9\n\n[[keys]]\nname = \"b\"\nhash = \"h2\"\n";
+        let change = KeyEdit {
+            requests_per_minute: Change::Set(60),
+            tokens_per_minute: Change::Clear,
+            models: Change::Set(vec!["gpt-*".into()]),
+            budget_usd: Change::Set(2.5),
+            disabled: Change::Set(false),
+            ..KeyEdit::default()
+        };
+        let out = update_key(text, "a", &change).unwrap();
+        assert!(out.starts_with("# top\n"), "{out}");
+        assert!(out.contains("requests_per_minute = 60 # tight"), "{out}");
+        assert!(!out.contains("tokens_per_minute"), "{out}");
+        assert!(out.contains("models = [\"gpt-*\"]") && out.contains("budget_usd = 2.5"));
+        assert!(out.contains("disabled = false"));
+        // The other key is untouched and stays after it.
+        assert!(out.find("name = \"a\"").unwrap() < out.find("name = \"b\"").unwrap());
+        assert!(out.ends_with("name = \"b\"\nhash = \"h2\"\n"), "{out}");
+        assert!(
+            update_key(text, "zz", &change)
+                .unwrap_err()
+                .0
+                .contains("no key named")
+        );
+        assert!(key_exists(text, "b").unwrap() && !key_exists(text, "c").unwrap());
+        let revoked = revoke_key(text, "b").unwrap();
+        assert!(revoked.contains("disabled = true"), "{revoked}");
+    }
+
+    #[test]
+    fn a_bounded_wait_gives_up_while_another_writer_holds_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "").unwrap();
+        let held = ConfigLock::acquire(&path).unwrap();
+        let refused = ConfigLock::acquire_within(&path, Duration::from_millis(50));
+        assert_eq!(
+            refused.err().map(|e| e.kind()),
+            Some(std::io::ErrorKind::WouldBlock)
+        );
+        drop(held);
+        assert!(ConfigLock::acquire_within(&path, Duration::from_millis(50)).is_ok());
     }
 }

@@ -107,7 +107,7 @@ fn lift(
     security: SecuritySettings,
 ) -> Lifted<Config> {
     let server = lift_server(&raw, dir)?;
-    let admin = lift_admin(&raw)?;
+    let admin = lift_admin(&raw, dir)?;
     let usage = lift_usage(&raw, dir)?;
     let limits = Limits {
         requests_per_minute: rpm(
@@ -192,6 +192,8 @@ fn lift_nets(list: &[String], path: &[Seg]) -> Lifted<Vec<IpNet>> {
         .collect()
 }
 
+/// `[admin] audit_path` when unset: beside the config.
+pub const DEFAULT_AUDIT_FILE: &str = "noviqi-audit.jsonl";
 /// `[server] max_body_bytes` when unset: long Claude Code sessions with images reach 32 MB.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
 /// The master key file beside the config when `security.master_key_file` is not set.
@@ -325,7 +327,7 @@ fn lift_security(raw: &RawConfig, dir: &Path) -> Lifted<SecuritySettings> {
     })
 }
 
-fn lift_admin(raw: &RawConfig) -> Lifted<Option<AdminSettings>> {
+fn lift_admin(raw: &RawConfig, dir: &Path) -> Lifted<Option<AdminSettings>> {
     let Some(admin) = &raw.admin else {
         return Ok(None);
     };
@@ -340,9 +342,14 @@ fn lift_admin(raw: &RawConfig) -> Lifted<Option<AdminSettings>> {
             "is not an Argon2id PHC string ($argon2id$…); set it with `noviqi admin passwd`",
         ));
     }
+    let audit_path = match admin.audit_path.as_deref().unwrap_or(DEFAULT_AUDIT_FILE) {
+        "" => None,
+        p => Some(resolve(dir, p)),
+    };
     Ok(Some(AdminSettings {
         password_hash: hash.clone(),
         session_ttl,
+        audit_path,
     }))
 }
 

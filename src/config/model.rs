@@ -95,6 +95,9 @@ pub struct AdminSettings {
     /// Argon2id PHC string, syntax checked at load.
     pub password_hash: String,
     pub session_ttl: Duration,
+    /// The audit log (logins, logouts, key changes); `None` when `audit_path = ""`. Resolved
+    /// against the config's folder.
+    pub audit_path: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -68,6 +68,7 @@ pub struct RawSecurity {
 pub struct RawAdmin {
     pub password_hash: Option<String>,
     pub session_ttl_secs: Option<u64>,
+    pub audit_path: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -3,7 +3,8 @@
 //! their crate-only visibility. Not an API: hidden from the docs, used by nothing else.
 //!
 //! Why here and not in `fuzz/`: the parsers of untrusted bytes (request heads, chunked bodies,
-//! SSE, upstream answers, client JSON, the config file, `enc:v1` values) are crate-internal,
+//! SSE, upstream answers, client JSON, the config file, `enc:v1` values, the admin key API's
+//! bodies) are crate-internal,
 //! and a property that needs an internal to check (a split run equals a whole run, a bound
 //! holds) is written once, next to the code it checks.
 //!
@@ -21,12 +22,14 @@
 // here is on a request path: the gateway never calls this module.
 #![allow(clippy::panic)]
 
+mod admin;
 mod bodies;
 mod config;
 mod http;
 mod stream;
 mod upstream;
 
+pub use admin::admin_key_body;
 pub use bodies::{
     plan, rewrite, translate_chat_request, translate_messages_request, translate_responses_request,
 };

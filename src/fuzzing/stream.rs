@@ -127,10 +127,8 @@ fn run_translator(
             break;
         }
     }
-    if !broken {
-        if let Some(ev) = parser.finish() {
-            feed(&mut tr, &ev, &mut out);
-        }
+    if !broken && let Some(ev) = parser.finish() {
+        feed(&mut tr, &ev, &mut out);
     }
     let before = out.len();
     if !tr.finished() && !tr.failed() {

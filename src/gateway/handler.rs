@@ -104,6 +104,7 @@ fn route(
     if path == "/metrics" || path == "/admin" || path.starts_with("/admin/") {
         let authenticate =
             |r: &Request<'_>| gateway.authenticate(&runtime.config, r, ctx.client_ip);
+        let reload = || super::reload::reload(&runtime.config.path, gateway);
         let deps = crate::admin::Deps {
             config: &runtime.config,
             lockout: &gateway.lockout,
@@ -115,6 +116,7 @@ fn route(
             targets: &gateway.targets,
             cluster: gateway.cluster.as_deref(),
             authenticate: &authenticate,
+            reload: &reload,
         };
         return if path == "/metrics" {
             gateway.admin.metrics(&deps, req)

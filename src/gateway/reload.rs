@@ -89,14 +89,15 @@ impl Watcher {
                         match inbox.recv_timeout(POLL) {
                             Ok(Event::Stop) | Err(RecvTimeoutError::Disconnected) => return,
                             Ok(Event::Reload) => {
+                                // SIGHUP: load the file even if it looks unchanged.
                                 last = stamp(&path);
-                                reload(&path, &gateway);
+                                let _ = reload_when(&path, &gateway, false);
                             }
                             Err(RecvTimeoutError::Timeout) => {
                                 let now = stamp(&path);
                                 if now.is_some() && now != last {
                                     last = now;
-                                    reload(&path, &gateway);
+                                    let _ = reload(&path, &gateway);
                                 }
                             }
                         }
@@ -118,8 +119,32 @@ impl Watcher {
     }
 }
 
-/// Loads the file and swaps it in, or logs why not.
-fn reload(path: &std::path::Path, gateway: &Gateway) {
+/// Loads the file and swaps it in, or logs why not (and returns it, for the admin key API,
+/// which reloads at once after writing the file).
+///
+/// Nothing when the running config was already loaded, by a reload, from the file as it is
+/// now: the key API reloads at once after writing, and the watcher's next poll then sees the
+/// same file (and the other way round), so each version of the file is loaded once.
+pub(super) fn reload(path: &std::path::Path, gateway: &Gateway) -> Result<(), String> {
+    reload_when(path, gateway, true)
+}
+
+/// The stamp of the file the running config was last loaded from by a reload, behind the lock
+/// that makes reloads one at a time, each reading the file inside its turn: otherwise the
+/// watcher could read the file just before the key API rewrites it and swap that older config
+/// in after the API's own reload (a revoked key working again until the next poll).
+static LOADED: parking_lot::Mutex<Option<FileStamp>> = parking_lot::Mutex::new(None);
+
+fn reload_when(
+    path: &std::path::Path,
+    gateway: &Gateway,
+    only_if_changed: bool,
+) -> Result<(), String> {
+    let mut loaded_stamp = LOADED.lock();
+    let now = stamp(path);
+    if only_if_changed && now.is_some() && *loaded_stamp == now {
+        return Ok(());
+    }
     let loaded = config::load(path, Secrets::Decrypt)
         .map_err(|e| e.to_string())
         .and_then(|config| Runtime::new(config).map_err(|e| e.to_string()));
@@ -135,10 +160,13 @@ fn reload(path: &std::path::Path, gateway: &Gateway) {
             }
             gateway.replace_runtime(runtime);
             gateway.metrics.reload(true);
+            *loaded_stamp = now;
+            Ok(())
         }
         Err(e) => {
             gateway.metrics.reload(false);
             log::error!("config reload refused, keeping the running config: {e}");
+            Err(e)
         }
     }
 }

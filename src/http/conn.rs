@@ -157,11 +157,11 @@ fn exchange(
     );
     if !body.is_done() {
         let mut held = Reservation::new(Arc::clone(ctx.budget));
-        if let BodyFraming::Length(n) = sem.framing {
-            if held.grow(n).is_err() {
-                refuse_parsed(wire, bufs, ctx, &HttpError::Overloaded, is_tls);
-                return false;
-            }
+        if let BodyFraming::Length(n) = sem.framing
+            && held.grow(n).is_err()
+        {
+            refuse_parsed(wire, bufs, ctx, &HttpError::Overloaded, is_tls);
+            return false;
         }
         body.reservation = Some(held);
     }

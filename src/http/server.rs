@@ -259,12 +259,12 @@ impl Server {
             log::warn!("cannot start a connection thread: {e}");
             let mut pool = self.shared.pool.lock();
             pool.live -= 1;
-            if pool.live < pool.busy {
-                if let Some(job) = pool.queue.pop_back() {
-                    pool.release(job.counted);
-                    drop(pool);
-                    let _ = refuse_tx.try_send((job.stream, HttpError::Busy));
-                }
+            if pool.live < pool.busy
+                && let Some(job) = pool.queue.pop_back()
+            {
+                pool.release(job.counted);
+                drop(pool);
+                let _ = refuse_tx.try_send((job.stream, HttpError::Busy));
             }
         }
     }

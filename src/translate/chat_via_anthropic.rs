@@ -131,13 +131,13 @@ pub fn chat_request_to_anthropic(req: &Value) -> Result<Value, TranslateError> {
 }
 
 fn refuse_unsupported(req: &Map<String, Value>) -> Result<(), TranslateError> {
-    if let Some(n) = req.get("n").filter(|n| !n.is_null()) {
-        if n.as_u64() != Some(1) {
-            return Err(TranslateError::new(
-                "only n = 1 is supported for this model",
-                "n",
-            ));
-        }
+    if let Some(n) = req.get("n").filter(|n| !n.is_null())
+        && n.as_u64() != Some(1)
+    {
+        return Err(TranslateError::new(
+            "only n = 1 is supported for this model",
+            "n",
+        ));
     }
     for legacy in ["functions", "function_call"] {
         if req.get(legacy).is_some_and(|v| !v.is_null()) {
@@ -289,10 +289,10 @@ fn url_source(url: &str, param: &str) -> Result<Value, TranslateError> {
 
 fn assistant_blocks(m: &Value, param: &str) -> Result<Vec<Value>, TranslateError> {
     let mut blocks = content_blocks(m.get("content"), param)?;
-    if blocks.is_empty() {
-        if let Some(r) = str_field(m, "refusal") {
-            blocks.extend(text_block(r));
-        }
+    if blocks.is_empty()
+        && let Some(r) = str_field(m, "refusal")
+    {
+        blocks.extend(text_block(r));
     }
     let Some(calls) = m.get("tool_calls").filter(|c| !c.is_null()) else {
         return Ok(blocks);

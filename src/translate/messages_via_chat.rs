@@ -82,10 +82,10 @@ pub fn anthropic_request_to_chat(req: &Value) -> Result<Value, TranslateError> {
             out.insert(key.into(), v.clone());
         }
     }
-    if let Some(stops) = req.get("stop_sequences").and_then(Value::as_array) {
-        if !stops.is_empty() {
-            out.insert("stop".into(), Value::Array(stops.clone()));
-        }
+    if let Some(stops) = req.get("stop_sequences").and_then(Value::as_array)
+        && !stops.is_empty()
+    {
+        out.insert("stop".into(), Value::Array(stops.clone()));
     }
     let has_tools = match req.get("tools").and_then(Value::as_array) {
         Some(tools) if !tools.is_empty() => {

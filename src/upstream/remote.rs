@@ -303,10 +303,10 @@ fn proxy_for(base_url: &str) -> Option<ureq::Proxy> {
     }
     .or_else(|| env(&["all_proxy", "ALL_PROXY"]))?;
     let host = host_of(base_url);
-    if let Some(no_proxy) = env(&["no_proxy", "NO_PROXY"]) {
-        if no_proxy_matches(&no_proxy, host) {
-            return None;
-        }
+    if let Some(no_proxy) = env(&["no_proxy", "NO_PROXY"])
+        && no_proxy_matches(&no_proxy, host)
+    {
+        return None;
     }
     if chosen
         .trim_start()
