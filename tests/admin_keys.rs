@@ -278,6 +278,11 @@ fn admin_keys_manage_keys_and_errors_have_the_api_shape() {
     let ci = created.json()["key"].as_str().unwrap().to_owned();
     assert_eq!(chat(&env, &ci).status, 200);
     let list = with_key(&env, &ops.key, "GET", "/admin/api/keys", None).json();
+    assert_eq!(
+        list["read_only"],
+        serde_json::Value::Null,
+        "a writable config"
+    );
     let entry = list["keys"]
         .as_array()
         .unwrap()

@@ -290,7 +290,15 @@ impl Admin {
             .iter()
             .map(|key| self.key_json(deps, key, now))
             .collect();
-        Response::json(200, json!({ "keys": keys }).to_string())
+        // Where the file cannot be written (a read-only mount), the page says so up front.
+        let read_only = crate::config::edit::check_writable(&deps.config.path)
+            .err()
+            .filter(read_only)
+            .map(|_| READ_ONLY);
+        Response::json(
+            200,
+            json!({ "keys": keys, "read_only": read_only }).to_string(),
+        )
     }
 
     /// One key as the list shows it: limits and budget in force (its own, else `[limits]`),
@@ -568,13 +576,14 @@ fn read_only(e: &std::io::Error) -> bool {
     )
 }
 
+/// Why keys cannot be changed here, for the 409 and the Keys page.
+const READ_ONLY: &str = "the config file (or its folder) is read-only to noviqi, so keys \
+     cannot be changed here; change them where the file comes from";
+
 /// 409: the edit cannot be made here, and saying so helps more than a bare 500.
 fn not_writable(path: &std::path::Path, e: &std::io::Error) -> ApiError {
     log::warn!("key API: {} cannot be written: {e}", path.display());
-    ApiError::new(Kind::Conflict).with_message(
-        "the config file (or its folder) is read-only to noviqi, so keys cannot be changed \
-         here; change them where the file comes from",
-    )
+    ApiError::new(Kind::Conflict).with_message(READ_ONLY)
 }
 
 #[cfg(test)]

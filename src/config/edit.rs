@@ -145,6 +145,12 @@ impl ConfigLock {
     }
 }
 
+/// Whether the config at `config` can be edited here: its lock file can be opened for writing
+/// beside it (which fails on a read-only mount, such as a Kubernetes ConfigMap).
+pub fn check_writable(config: &Path) -> std::io::Result<()> {
+    open_lock_file(config).map(|_| ())
+}
+
 /// The real config file (links followed; `NotFound` if it does not exist) and its lock file,
 /// opened (created empty, 0600, when missing) but not locked.
 fn open_lock_file(config: &Path) -> std::io::Result<(PathBuf, File)> {

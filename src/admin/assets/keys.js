@@ -114,6 +114,11 @@
       const cell = el("td", { class: "actions" });
       const actions = el("div", { class: "actions-row" });
       cell.append(actions);
+      if (locked) {
+        tr.append(cell);
+        tbody.append(tr);
+        return;
+      }
       const edit = el("button", { type: "button", "aria-label": "Edit " + k.name }, "Edit");
       edit.addEventListener("click", () => openEdit(k));
       actions.append(edit);
@@ -168,12 +173,23 @@
     tbl.append(thead, tbody);
   }
 
+  // A config noviqi cannot write (a read-only mount): say why, and offer no edits.
+  let locked = false;
+  function readOnly(why) {
+    locked = Boolean(why);
+    const note = document.getElementById("read-only");
+    note.textContent = why ? "Read-only: " + why + "." : "";
+    note.hidden = !why;
+    document.getElementById("create-panel").hidden = locked;
+  }
+
   async function load() {
     try {
       const [list, audit] = await Promise.all([
         api("GET", "/admin/api/keys"), api("GET", "/admin/api/audit"),
       ]);
       keys = list.keys;
+      readOnly(list.read_only);
       renderKeys();
       renderAudit(audit);
       say("Updated " + new Date().toLocaleTimeString() + " · " + keys.length + " keys");
