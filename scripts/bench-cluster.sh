@@ -52,7 +52,7 @@ R_CPU=$(awk -v t=$((r_after - r_before)) -v hz="$HZ" -v a="$A_RPS" -v b="$B_RPS"
 CPU=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
 echo
 echo "Two noviqi instances sharing one redis-server vs one alone, one run of scripts/bench --cluster$( [ "$QUICK" = 1 ] && echo ' --quick') on $(nproc) cores ($CPU), $(date -u +%Y-%m-%d)"
-echo "Non-streamed POST /v1/chat/completions, a key with rpm, tpm and a budget (two Redis round trips per request)"
+echo "Non-streamed POST /v1/chat/completions, a key with rpm, tpm and a budget (per request: the admit round trip, and a settle sent without waiting)"
 printf "%-28s %9s %8s %8s %11s %7s\n" setup "req/s" "p50 ms" "p99 ms" "cpu us/req" errors
 printf "%-28s %9s %8s %8s %11s %7s\n" "c=1  alone" "$S_RPS1" "$S_P50" "$S_P99" "$S_CPU1" "$S_ERR1"
 printf "%-28s %9s %8s %8s %11s %7s\n" "c=1  clustered (1 of 2)" "$C_RPS1" "$C_P50" "$C_P99" "$C_CPU1" "$C_ERR1"

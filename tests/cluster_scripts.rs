@@ -94,6 +94,9 @@ fn spend_sums_exactly_across_instances_and_every_key_expires() {
     // Each just under 2 × 10⁹ pico-dollars: the sum crosses the halves' boundary.
     a.settle(&hash, 7, Some((spend, Usd::from_picos(1_999_999_999))));
     b.settle(&hash, 5, Some((spend, Usd::from_picos(1_999_999_999))));
+    // Settles are sent without waiting; make sure Redis has applied them.
+    a.settle_writes();
+    b.settle_writes();
     let d = a
         .admit(
             &hash,
@@ -109,6 +112,7 @@ fn spend_sums_exactly_across_instances_and_every_key_expires() {
     assert_eq!(d.rate.headers.tokens.unwrap().remaining, 1000 - 12);
     // Writing a share again replaces it (no double count); one pico more reaches the limit.
     a.settle(&hash, 0, Some((spend, Usd::from_picos(2_000_000_000))));
+    a.settle_writes();
     let d = b.admit(&hash, rpm(100), Some(spend)).unwrap();
     assert_eq!(d.spent, Some(Usd::from_picos(3_999_999_999)));
     assert!(d.over_budget && !d.rate.allowed);

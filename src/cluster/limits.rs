@@ -98,9 +98,10 @@ impl Cluster {
     }
 
     /// Records what a completed response of `key` leaves: `tokens` (0 = none) in its token
-    /// window, and `mine`, this instance's whole spend for the period of `spend`. One round trip;
-    /// a failure is counted and logged at debug level (the window then misses these tokens; the
-    /// spend is written whole again with the next charge).
+    /// window, and `mine`, this instance's whole spend for the period of `spend`. Sent without
+    /// waiting for the reply (read by the connection's next user); a failure is counted and
+    /// logged at debug level (the window then misses these tokens; the spend is written whole
+    /// again with the next charge).
     pub fn settle(&self, key: &KeyHash, tokens: u64, spend: Option<(Spend, Usd)>) {
         let (budget_key, picos, expire_at) = match spend {
             Some((s, mine)) => {
@@ -115,19 +116,19 @@ impl Cluster {
             None => (self.key_of(key, "b"), String::new(), 0),
         };
         let base = self.key_base(key);
-        let written = self.with(|con, scripts| {
-            scripts
-                .settle
-                .key(format!("{base}tt"))
-                .key(format!("{base}ts"))
-                .key(&budget_key)
-                .arg(tokens)
-                .arg(&self.instance)
-                .arg(&picos)
-                .arg(expire_at)
-                .invoke::<i64>(con)
-        });
-        if let Err(e) = written {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(self.scripts.settle.get_hash())
+            .arg(3)
+            .arg(format!("{base}tt"))
+            .arg(format!("{base}ts"))
+            .arg(&budget_key)
+            .arg(tokens)
+            .arg(&self.instance)
+            .arg(&picos)
+            .arg(expire_at);
+        // Sent before the response's last byte, read later: Redis has it before the client can
+        // send its next request anywhere.
+        if let Err(e) = self.send_only(&cmd) {
             log::debug!("cluster: a response's tokens and spend were not recorded: {e}");
         }
     }

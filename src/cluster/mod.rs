@@ -56,6 +56,12 @@ impl From<redis::RedisError> for ClusterError {
     }
 }
 
+/// An idle connection and how many replies to commands sent on it are still unread.
+struct Pooled {
+    con: Connection,
+    owed: usize,
+}
+
 /// The scripts, ready to run by SHA-1.
 struct Scripts {
     admit: redis::Script,
@@ -73,7 +79,7 @@ pub struct Cluster {
     /// Identifies this instance's share of shared sums (its spend): stable across restarts of
     /// the same instance (its host name and usage log).
     instance: String,
-    idle: Mutex<Vec<Connection>>,
+    idle: Mutex<Vec<Pooled>>,
     up: AtomicBool,
     errors: AtomicU64,
     scripts: Scripts,
@@ -154,8 +160,33 @@ impl Cluster {
         }
     }
 
-    /// Stops the reconnect thread.
+    /// Reads every reply still owed on the idle connections: after this, every write sent so
+    /// far has been applied by Redis (and any that failed is counted).
+    pub fn settle_writes(&self) {
+        let pooled: Vec<Pooled> = std::mem::take(&mut *self.idle.lock());
+        for mut p in pooled {
+            while p.owed > 0 {
+                match p.con.recv_response() {
+                    Ok(redis::Value::ServerError(_)) => {
+                        self.errors.fetch_add(1, Ordering::Relaxed);
+                        p.owed -= 1;
+                    }
+                    Ok(_) => p.owed -= 1,
+                    Err(e) => {
+                        let _ = self.failed(e.into());
+                        break;
+                    }
+                }
+            }
+            if p.owed == 0 {
+                self.checkin(p);
+            }
+        }
+    }
+
+    /// Reads the owed replies and stops the reconnect thread.
     pub fn close(&self) {
+        self.settle_writes();
         self.prober.close();
     }
 
@@ -165,27 +196,73 @@ impl Cluster {
         &self,
         f: impl FnOnce(&mut Connection, &Scripts) -> redis::RedisResult<T>,
     ) -> Result<T, ClusterError> {
+        let mut pooled = self.checkout()?;
+        match f(&mut pooled.con, &self.scripts) {
+            Ok(value) => {
+                self.checkin(pooled);
+                Ok(value)
+            }
+            Err(e) => Err(self.failed(e.into())),
+        }
+    }
+
+    /// Sends `cmd` without waiting for its reply, which the connection's next user reads
+    /// first: for writes whose result nobody waits on (a response's settle), this takes the
+    /// round trip off the request's path. Replies are still read, in order, so an error is
+    /// seen and counted.
+    fn send_only(&self, cmd: &redis::Cmd) -> Result<(), ClusterError> {
+        let mut pooled = self.checkout()?;
+        match pooled.con.send_packed_command(&cmd.get_packed_command()) {
+            Ok(()) => {
+                pooled.owed += 1;
+                self.checkin(pooled);
+                Ok(())
+            }
+            Err(e) => Err(self.failed(e.into())),
+        }
+    }
+
+    /// A pooled connection (or a new one) with no replies owed.
+    fn checkout(&self) -> Result<Pooled, ClusterError> {
         if !self.is_up() {
             self.errors.fetch_add(1, Ordering::Relaxed);
             return Err(ClusterError("Redis is unreachable".to_owned()));
         }
         let pooled = self.idle.lock().pop();
-        let mut con = match pooled {
-            Some(con) => con,
+        let mut pooled = match pooled {
+            Some(pooled) => pooled,
             None => match self.connect() {
-                Ok(con) => con,
+                Ok(con) => Pooled { con, owed: 0 },
                 Err(e) => return Err(self.failed(e)),
             },
         };
-        match f(&mut con, &self.scripts) {
-            Ok(value) => {
-                let mut idle = self.idle.lock();
-                if idle.len() < MAX_IDLE {
-                    idle.push(con);
+        while pooled.owed > 0 {
+            match pooled.con.recv_response() {
+                Ok(redis::Value::ServerError(e)) => {
+                    // The command failed (e.g. NOSCRIPT after a SCRIPT FLUSH): count it, and
+                    // start over on a new connection, which loads the scripts again.
+                    self.errors.fetch_add(1, Ordering::Relaxed);
+                    log::debug!("cluster: a write was refused: {:?}", e.kind());
+                    return self.checkout_fresh();
                 }
-                Ok(value)
+                Ok(_) => pooled.owed -= 1,
+                Err(e) => return Err(self.failed(e.into())),
             }
-            Err(e) => Err(self.failed(e.into())),
+        }
+        Ok(pooled)
+    }
+
+    fn checkout_fresh(&self) -> Result<Pooled, ClusterError> {
+        match self.connect() {
+            Ok(con) => Ok(Pooled { con, owed: 0 }),
+            Err(e) => Err(self.failed(e)),
+        }
+    }
+
+    fn checkin(&self, pooled: Pooled) {
+        let mut idle = self.idle.lock();
+        if idle.len() < MAX_IDLE {
+            idle.push(pooled);
         }
     }
 
@@ -230,12 +307,7 @@ impl Cluster {
                 redis::cmd("PING").query::<String>(&mut con)?;
                 Ok(con)
             })
-            .map(|con| {
-                let mut idle = self.idle.lock();
-                if idle.len() < MAX_IDLE {
-                    idle.push(con);
-                }
-            })
+            .map(|con| self.checkin(Pooled { con, owed: 0 }))
             .is_ok();
         if ok && !self.up.swap(true, Ordering::Relaxed) {
             log::info!("cluster: Redis is reachable again; shared state is back in use");
