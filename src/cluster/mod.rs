@@ -34,7 +34,7 @@ use crate::crypto::apikey::KeyHash;
 /// Connecting, and every command, gives up after this long.
 pub const TIMEOUT: Duration = Duration::from_millis(500);
 /// Idle connections kept for reuse.
-const MAX_IDLE: usize = 32;
+const MAX_IDLE: usize = 128;
 
 /// Why a call to Redis failed (never holds the password or the URL's credentials).
 #[derive(Debug)]
@@ -84,7 +84,9 @@ pub struct Cluster {
     errors: AtomicU64,
     scripts: Scripts,
     prober: prober::Prober,
-    /// A request counter for unique window members.
+    /// Unique window members: this process's random name and a counter (the instance id
+    /// survives restarts, and a restarted counter must not reuse a member still in a window).
+    run: String,
     next: AtomicU64,
     /// Run by the prober every [`lockouts::POLL`] while Redis is up: copies shared state that
     /// requests read locally (locks) into the gateway's tables.
@@ -128,6 +130,11 @@ impl Cluster {
                 cool: redis::Script::new(scripts::COOL),
             },
             prober: prober::Prober::default(),
+            run: {
+                let mut bytes = [0u8; 6];
+                rand::Rng::fill(&mut rand::rng(), &mut bytes[..]);
+                hex::encode(bytes)
+            },
             next: AtomicU64::new(0),
             sync: Mutex::new(None),
         });
@@ -338,16 +345,20 @@ impl Cluster {
 
     fn member(&self) -> String {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        format!("{}:{n}", self.instance)
+        format!("{}:{n}", self.run)
     }
 }
 
-/// A stable name for this instance's share: a hash of the host name and the usage log's path.
-pub fn instance_id(usage_path: Option<&std::path::Path>) -> String {
+/// A stable name for this instance's share of shared sums: a hash of the host name, the
+/// listen address and the usage log's path (the same after a restart, different for two
+/// instances on one host).
+pub fn instance_id(listen: std::net::SocketAddr, usage_path: Option<&std::path::Path>) -> String {
     use sha2::Digest;
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let mut hasher = sha2::Sha256::new();
     hasher.update(host.trim().as_bytes());
+    hasher.update([0]);
+    hasher.update(listen.to_string().as_bytes());
     hasher.update([0]);
     if let Some(path) = usage_path {
         let path = std::fs::canonicalize(path.parent().unwrap_or(path))

@@ -146,7 +146,10 @@ impl Gateway {
             Some(settings) => Some(
                 Cluster::new(
                     settings,
-                    crate::cluster::instance_id(settings_path(&runtime)),
+                    crate::cluster::instance_id(
+                        runtime.config.server.listen,
+                        settings_path(&runtime),
+                    ),
                 )
                 .map_err(StartError::Cluster)?,
             ),
