@@ -255,17 +255,9 @@ fn a_lockout_earned_through_one_instance_holds_on_the_others() {
 
 #[test]
 fn a_cooldown_entered_on_one_instance_is_honoured_by_the_others() {
-    use support::upstream::{FakeUpstream, Options, Received, Reply};
+    use support::upstream::FakeUpstream;
     let redis = RedisServer::start();
-    // Accepts each connection and closes it at once, counting the attempts.
-    let dead = FakeUpstream::start_with(
-        Options {
-            max_connections: 0,
-            ..Options::default()
-        },
-        |_r: &Received| Reply::Close,
-    )
-    .unwrap();
+    let dead = FakeUpstream::refusing();
     let (admin, entry) = admin_key();
     let extra = format!(
         "[[providers]]\nname = \"dead\"\nkind = \"openai\"\nbase_url = \"{}\"\n\n\
@@ -360,7 +352,7 @@ fn a_configmap_style_symlink_swap_is_reloaded() {
 /// docs/cluster.md's ACL user: every feature works with only those commands.
 #[test]
 fn the_documented_acl_user_is_enough() {
-    use support::upstream::{FakeUpstream, Options, Received, Reply};
+    use support::upstream::FakeUpstream;
     let redis = RedisServer::start();
     // The command list exactly as docs/cluster.md gives it.
     let docs =
@@ -381,14 +373,7 @@ fn the_documented_acl_user_is_enough() {
         })
         .collect();
     assert_eq!(redis.command(&acl), Some("+OK".to_owned()));
-    let dead = FakeUpstream::start_with(
-        Options {
-            max_connections: 0,
-            ..Options::default()
-        },
-        |_r: &Received| Reply::Close,
-    )
-    .unwrap();
+    let dead = FakeUpstream::refusing();
     let (admin, entry) = admin_key();
     let admin_table = support::gateway::admin_table("pw", 3600);
     let start = |key_of: Option<&TestEnv>| {

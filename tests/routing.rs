@@ -15,7 +15,7 @@ use noviqi::crypto::apikey;
 use serde_json::json;
 use support::eventually;
 use support::gateway::{TestEnv, raw_post};
-use support::upstream::{FakeUpstream, Options, Received, Reply};
+use support::upstream::{FakeUpstream, Received, Reply};
 
 /// A fake OpenAI upstream: `slow` in the prompt gets a stream that holds its last event for
 /// 5 s (time for a test to send requests past it); anything else a chat completion.
@@ -203,17 +203,8 @@ fn least_busy_sends_new_requests_to_the_idle_target() {
     }));
 }
 
-/// A fake that accepts each connection and closes it at once: a target that refuses, with
-/// its attempts counted.
 fn refusing() -> FakeUpstream {
-    FakeUpstream::start_with(
-        Options {
-            max_connections: 0,
-            ..Options::default()
-        },
-        |_r: &Received| Reply::Close,
-    )
-    .unwrap()
+    FakeUpstream::refusing()
 }
 
 #[test]

@@ -11,7 +11,7 @@ use crate::config::model::{Budget, Limits};
 use crate::cost::Usd;
 use crate::crypto::apikey::KeyHash;
 use crate::limits::window::{MAX_REQUESTS_PER_WINDOW, WINDOW, WindowStatus};
-use crate::limits::{Decision, RateHeaders, retry_after_secs};
+use crate::limits::{Decision, RateHeaders};
 
 /// Pico-dollars in the low half of a split sum.
 const HALF: u64 = 1_000_000_000;
@@ -147,7 +147,7 @@ fn decide(reply: AdmitReply, rpm: u32, tpm: u64, budgeted: bool) -> ClusterDecis
     let window = micros(WINDOW);
     // Time from `now` until `at + window` (0 when past).
     let until = |at: u64| Duration::from_micros((at + window).saturating_sub(now));
-    let mut requests = (rpm > 0).then(|| WindowStatus {
+    let requests = (rpm > 0).then(|| WindowStatus {
         limit: u64::from(rpm),
         remaining: u64::from(rpm).saturating_sub(count),
         reset: if count > 0 {
@@ -167,26 +167,8 @@ fn decide(reply: AdmitReply, rpm: u32, tpm: u64, budgeted: bool) -> ClusterDecis
         },
         retry_after: (tsum >= tpm && tretry > 0).then(|| until(tretry)),
     });
-    let retry_after_secs = if allowed {
-        None
-    } else {
-        if let Some(r) = requests.as_mut() {
-            r.remaining = 0;
-        }
-        let wait = [requests, tokens]
-            .iter()
-            .flatten()
-            .filter_map(|s| s.retry_after)
-            .max()
-            .unwrap_or(Duration::ZERO);
-        Some(retry_after_secs(wait))
-    };
     ClusterDecision {
-        rate: Decision {
-            allowed,
-            retry_after_secs,
-            headers: RateHeaders { requests, tokens },
-        },
+        rate: Decision::new(allowed, RateHeaders { requests, tokens }),
         spent: budgeted.then(|| Usd::from_picos(hi.saturating_mul(HALF).saturating_add(lo))),
         over_budget: over == 1,
     }

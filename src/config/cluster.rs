@@ -5,12 +5,11 @@
 //! never a plaintext value — a password inside `redis_url` is refused for the same reason.
 //! Owns no state.
 
-use std::path::Path;
-
 use super::error::{Problem, Seg};
+use super::load::Unlocker;
 use super::model::CredentialSource;
 use super::raw::RawCluster;
-use crate::crypto::secret::{self, MasterKey, SecretString};
+use crate::crypto::secret::{self, SecretString};
 
 /// Longest `key_prefix`.
 const MAX_PREFIX: usize = 64;
@@ -133,41 +132,14 @@ pub(super) fn lift_cluster(raw: Option<&RawCluster>) -> Result<Option<ClusterSet
 /// Decrypts (or reads from the environment) the Redis password.
 pub(super) fn fill_password(
     cluster: &mut ClusterSettings,
-    master: &mut Option<MasterKey>,
-    key_file: &Path,
+    unlocker: &mut Unlocker<'_>,
 ) -> Result<(), Problem> {
     let at = |k| [Seg::Key("cluster"), Seg::Key(k)];
-    cluster.password = match &cluster.credential_source {
-        CredentialSource::None => None,
-        CredentialSource::Env(var) => match std::env::var(var) {
-            Ok(v) if !v.is_empty() => Some(SecretString::new(v)),
-            _ => {
-                return Err(Problem::new(
-                    &at("password_env"),
-                    format!(
-                        "names the environment variable `{var}`, which is not set; export it before running noviqi"
-                    ),
-                ));
-            }
-        },
-        CredentialSource::Encrypted(value) => {
-            if master.is_none() {
-                let loaded = MasterKey::load(key_file).map_err(|e| {
-                    Problem::new(
-                        &[Seg::Key("security"), Seg::Key("master_key_file")],
-                        e.to_string(),
-                    )
-                })?;
-                *master = Some(loaded);
-            }
-            let Some(mk) = master.as_ref() else {
-                return Ok(());
-            };
-            Some(
-                secret::decrypt(mk, value)
-                    .map_err(|e| Problem::new(&at("password"), e.to_string()))?,
-            )
-        }
-    };
+    cluster.password = unlocker.credential(
+        &cluster.credential_source,
+        &at("password"),
+        &at("password_env"),
+        "export it before running noviqi",
+    )?;
     Ok(())
 }

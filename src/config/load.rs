@@ -60,11 +60,11 @@ pub fn load_str(text: &str, path: &Path, secrets: Secrets) -> Result<Config, Con
     let mut cluster = super::cluster::lift_cluster(raw.cluster.as_ref())
         .map_err(|p| ConfigError::from_problem(path, text, p))?;
     if secrets == Secrets::Decrypt {
-        let mut master = None;
-        fill_credentials(&mut providers, &mut master, &security.master_key_file)
+        let mut unlocker = Unlocker::new(&security.master_key_file);
+        fill_credentials(&mut providers, &mut unlocker)
             .map_err(|p| ConfigError::from_problem(path, text, p))?;
         if let Some(cluster) = &mut cluster {
-            super::cluster::fill_password(cluster, &mut master, &security.master_key_file)
+            super::cluster::fill_password(cluster, &mut unlocker)
                 .map_err(|p| ConfigError::from_problem(path, text, p))?;
         }
     }
@@ -511,45 +511,71 @@ fn lift_provider(p: &RawProvider, i: usize, dir: &Path) -> Lifted<ProviderSettin
     })
 }
 
-fn fill_credentials(
-    providers: &mut [ProviderSettings],
-    master: &mut Option<MasterKey>,
-    key_file: &Path,
-) -> Lifted<()> {
+fn fill_credentials(providers: &mut [ProviderSettings], unlocker: &mut Unlocker<'_>) -> Lifted<()> {
     for (i, p) in providers.iter_mut().enumerate() {
         let field = |k| [Seg::Key("providers"), Seg::Index(i), Seg::Key(k)];
-        p.api_key = match &p.credential_source {
-            CredentialSource::None => None,
+        p.api_key = unlocker.credential(
+            &p.credential_source,
+            &field("api_key"),
+            &field("api_key_env"),
+            &format!(
+                "export it before running noviqi, or store the key with `noviqi secret set {}`",
+                p.name
+            ),
+        )?;
+    }
+    Ok(())
+}
+
+/// Turns credential sources into secrets: an `enc:v1` value decrypted with the master key
+/// (loaded once, on first need), or an environment variable's value.
+pub(super) struct Unlocker<'a> {
+    master: Option<MasterKey>,
+    key_file: &'a Path,
+}
+
+impl<'a> Unlocker<'a> {
+    pub(super) fn new(key_file: &'a Path) -> Unlocker<'a> {
+        Unlocker {
+            master: None,
+            key_file,
+        }
+    }
+
+    /// The secret `source` names; errors point at `value_at` (the `enc:v1` field) or `env_at`
+    /// (the variable's name), and an unset variable's error ends with `advice`.
+    pub(super) fn credential(
+        &mut self,
+        source: &CredentialSource,
+        value_at: &[Seg],
+        env_at: &[Seg],
+        advice: &str,
+    ) -> Lifted<Option<SecretString>> {
+        match source {
+            CredentialSource::None => Ok(None),
             CredentialSource::Env(var) => match std::env::var(var) {
-                Ok(v) if !v.is_empty() => Some(SecretString::new(v)),
-                _ => {
-                    return Err(Problem::new(
-                        &field("api_key_env"),
-                        format!(
-                            "names the environment variable `{var}`, which is not set; export it before running noviqi, or store the key with `noviqi secret set {}`",
-                            p.name
-                        ),
-                    ));
-                }
+                Ok(v) if !v.is_empty() => Ok(Some(SecretString::new(v))),
+                _ => Err(Problem::new(
+                    env_at,
+                    format!("names the environment variable `{var}`, which is not set; {advice}"),
+                )),
             },
             CredentialSource::Encrypted(value) => {
-                if master.is_none() {
-                    let loaded = MasterKey::load(key_file).map_err(|e| {
+                let master = match &mut self.master {
+                    Some(master) => master,
+                    slot => slot.insert(MasterKey::load(self.key_file).map_err(|e| {
                         Problem::new(
                             &[Seg::Key("security"), Seg::Key("master_key_file")],
                             e.to_string(),
                         )
-                    })?;
-                    *master = Some(loaded);
-                }
-                let Some(mk) = master.as_ref() else { continue };
-                Some(secret::decrypt(mk, value).map_err(|e| {
-                    Problem::new(&field("api_key"), format!("{e}{}", rotate_hint(key_file)))
-                })?)
+                    })?),
+                };
+                secret::decrypt(master, value).map(Some).map_err(|e| {
+                    Problem::new(value_at, format!("{e}{}", rotate_hint(self.key_file)))
+                })
             }
-        };
+        }
     }
-    Ok(())
 }
 
 /// Advice when an interrupted `secret rotate` left a new key beside the old one.

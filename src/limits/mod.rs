@@ -46,6 +46,33 @@ pub struct Decision {
     pub headers: RateHeaders,
 }
 
+impl Decision {
+    /// The decision for windows that stand at `headers`: on a refusal, `Retry-After` is the
+    /// longest wait of a full window, and `remaining-requests` reads 0 (nothing would be
+    /// admitted now).
+    pub fn new(allowed: bool, mut headers: RateHeaders) -> Decision {
+        let retry_after_secs = if allowed {
+            None
+        } else {
+            let wait = [headers.requests, headers.tokens]
+                .iter()
+                .flatten()
+                .filter_map(|s| s.retry_after)
+                .max()
+                .unwrap_or(Duration::ZERO);
+            if let Some(r) = headers.requests.as_mut() {
+                r.remaining = 0;
+            }
+            Some(retry_after_secs(wait))
+        };
+        Decision {
+            allowed,
+            retry_after_secs,
+            headers,
+        }
+    }
+}
+
 /// Where a key's windows stand, rendered as OpenAI's `x-ratelimit-*` headers.
 ///
 /// A trio is present only for a limit the key has: a key limited by requests alone gets the
@@ -154,31 +181,12 @@ impl RateLimiter {
         if allowed && limits.requests_per_minute.is_some() {
             w.requests.record(now);
         }
-        let mut requests = limits
+        let requests = limits
             .requests_per_minute
             .map(|l| w.requests.status(l, now));
         let tokens = limits.tokens_per_minute.map(|l| w.tokens.status(l, now));
         drop(w);
-
-        let retry_after_secs = if allowed {
-            None
-        } else {
-            let wait = [requests, tokens]
-                .iter()
-                .flatten()
-                .filter_map(|s| s.retry_after)
-                .max()
-                .unwrap_or(Duration::ZERO);
-            if let Some(r) = requests.as_mut() {
-                r.remaining = 0;
-            }
-            Some(retry_after_secs(wait))
-        };
-        Decision {
-            allowed,
-            retry_after_secs,
-            headers: RateHeaders { requests, tokens },
-        }
+        Decision::new(allowed, RateHeaders { requests, tokens })
     }
 
     /// Counts `tokens` used by a completed response of `key`. A key without state (never

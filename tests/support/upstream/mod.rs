@@ -295,6 +295,19 @@ impl FakeUpstream {
         })
     }
 
+    /// A target that refuses: every connection is accepted and closed at once, so the
+    /// attempts can be counted ([`FakeUpstream::connections`]).
+    pub fn refusing() -> FakeUpstream {
+        FakeUpstream::start_with(
+            Options {
+                max_connections: 0,
+                ..Options::default()
+            },
+            |_r: &Received| Reply::Close,
+        )
+        .expect("bind 127.0.0.1:0")
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
