@@ -38,7 +38,7 @@ pub use http::{http_chunked, http_conn, http_head};
 pub use stream::{
     sse, stream_anthropic_to_openai, stream_anthropic_to_responses, stream_openai_to_anthropic,
 };
-pub use upstream::{upstream_body, upstream_response};
+pub use upstream::{retry_after, upstream_body, upstream_response};
 
 use std::io::{self, Read, Write};
 use std::time::Duration;

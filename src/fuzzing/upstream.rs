@@ -161,3 +161,17 @@ pub fn upstream_response(data: &[u8]) {
         upstream_body(&body);
     }
 }
+
+/// `retry_after`: an upstream's `Retry-After` value (seconds or an HTTP date). Properties: no
+/// panic, and no wait longer than the cap, whatever the text.
+pub fn retry_after(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Some(wait) = crate::routing::retry_after(text) {
+        assert!(
+            wait <= crate::routing::MAX_RETRY_AFTER,
+            "{wait:?} for {text:?}"
+        );
+    }
+}

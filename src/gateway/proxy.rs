@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 use std::io::Read;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::finish::{Draft, server_timing};
 use super::handler::Ctx;
@@ -19,7 +19,7 @@ use crate::config::model::Target;
 use crate::error::{ApiError, Kind};
 use crate::http::{BodyError, Request, Response};
 use crate::outcome::{Outcome, Timing};
-use crate::routing::{Attempt, Change, First, Verdict};
+use crate::routing::{self, Attempt, Change, First, Verdict};
 use crate::translate::plan::{self, Endpoint, Plan};
 use crate::translate::rewrite::{self, Probe};
 use crate::upstream::{Method, UpstreamError, UpstreamRequest, UpstreamResponse};
@@ -161,9 +161,9 @@ impl Gateway {
             };
             if let Some(attempt) = &mut attempt {
                 let retry_after = match &outcome {
-                    Ok(response) if verdict == Verdict::RateLimited => {
-                        response.header("retry-after").and_then(retry_after)
-                    }
+                    Ok(response) if verdict == Verdict::RateLimited => response
+                        .header("retry-after")
+                        .and_then(routing::retry_after),
                     _ => None,
                 };
                 let change = attempt.report(verdict, self.now(), retry_after);
@@ -364,22 +364,6 @@ fn verdict_of(e: &UpstreamError) -> Verdict {
     }
 }
 
-/// Longest wait a 429's `Retry-After` can impose on a target (an hour).
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
-
-/// A `Retry-After` value, in seconds or as an HTTP date, capped at [`MAX_RETRY_AFTER`].
-fn retry_after(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    let wait = match value.parse::<u64>() {
-        Ok(secs) => Duration::from_secs(secs),
-        Err(_) => httpdate::parse_http_date(value)
-            .ok()?
-            .duration_since(std::time::SystemTime::now())
-            .unwrap_or_default(),
-    };
-    Some(wait.min(MAX_RETRY_AFTER))
-}
-
 fn upstream_error(provider: &str, e: &UpstreamError) -> ApiError {
     let message = match e {
         UpstreamError::Timeout(_) => format!("provider `{provider}` timed out"),
@@ -392,24 +376,4 @@ fn upstream_error(provider: &str, e: &UpstreamError) -> ApiError {
         UpstreamError::Unreadable(_) => Kind::UpstreamUnreadable,
     };
     ApiError::upstream(kind, message)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_after_in_seconds_or_as_a_date_capped_at_an_hour() {
-        assert_eq!(retry_after("5"), Some(Duration::from_secs(5)));
-        assert_eq!(retry_after(" 12 "), Some(Duration::from_secs(12)));
-        assert_eq!(retry_after("0"), Some(Duration::ZERO));
-        assert_eq!(retry_after("99999999"), Some(MAX_RETRY_AFTER));
-        assert_eq!(retry_after("soon"), None);
-        assert_eq!(retry_after("-5"), None);
-        let in_a_minute = std::time::SystemTime::now() + Duration::from_secs(61);
-        let wait = retry_after(&httpdate::fmt_http_date(in_a_minute));
-        assert!(wait.is_some_and(|w| w > Duration::from_secs(55) && w <= Duration::from_secs(61)));
-        let past = httpdate::fmt_http_date(std::time::UNIX_EPOCH + Duration::from_secs(1));
-        assert_eq!(retry_after(&past), Some(Duration::ZERO));
-    }
 }

@@ -205,3 +205,18 @@ weights = [3, 1]
     let picks: Vec<usize> = (0..4).map(|_| w.first(secs(0)).index).collect();
     assert_eq!(picks, [0, 0, 1, 0]);
 }
+
+#[test]
+fn retry_after_in_seconds_or_as_a_date_capped_at_an_hour() {
+    assert_eq!(retry_after("5"), Some(Duration::from_secs(5)));
+    assert_eq!(retry_after(" 12 "), Some(Duration::from_secs(12)));
+    assert_eq!(retry_after("0"), Some(Duration::ZERO));
+    assert_eq!(retry_after("99999999"), Some(MAX_RETRY_AFTER));
+    assert_eq!(retry_after("soon"), None);
+    assert_eq!(retry_after("-5"), None);
+    let in_a_minute = std::time::SystemTime::now() + Duration::from_secs(61);
+    let wait = retry_after(&httpdate::fmt_http_date(in_a_minute));
+    assert!(wait.is_some_and(|w| w > Duration::from_secs(55) && w <= Duration::from_secs(61)));
+    let past = httpdate::fmt_http_date(std::time::UNIX_EPOCH + Duration::from_secs(1));
+    assert_eq!(retry_after(&past), Some(Duration::ZERO));
+}
