@@ -219,9 +219,14 @@ impl Gateway {
                 (now.div_euclid(width) - 1) * width
             };
             let buckets = self.admin.export_buckets(width, from);
-            if let Err(e) = cluster.publish_buckets(width, &buckets) {
-                log::debug!("cluster: dashboard buckets not published: {e}");
-                ok = false;
+            // A few buckets per round trip: a long history must not hold one write past the
+            // command timeout (which would mark Redis down for everything else).
+            for chunk in buckets.chunks(8) {
+                if let Err(e) = cluster.publish_buckets(width, chunk) {
+                    log::debug!("cluster: dashboard buckets not published: {e}");
+                    ok = false;
+                    break;
+                }
             }
         }
         if ok {
