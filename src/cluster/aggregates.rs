@@ -58,13 +58,19 @@ impl Cluster {
         width: i64,
         starts: &[i64],
     ) -> Result<Vec<(i64, String)>, ClusterError> {
-        let replies: Vec<Vec<(String, String)>> = self.with(|con, _| {
-            let mut pipe = redis::pipe();
-            for start in starts {
-                pipe.cmd("HGETALL").arg(self.bucket_key(width, *start));
-            }
-            pipe.query(con)
-        })?;
+        // A day's buckets per round trip, so a month's view never holds one read past the
+        // command timeout.
+        let mut replies: Vec<Vec<(String, String)>> = Vec::with_capacity(starts.len());
+        for chunk in starts.chunks(24) {
+            let part: Vec<Vec<(String, String)>> = self.with(|con, _| {
+                let mut pipe = redis::pipe();
+                for start in chunk {
+                    pipe.cmd("HGETALL").arg(self.bucket_key(width, *start));
+                }
+                pipe.query(con)
+            })?;
+            replies.extend(part);
+        }
         Ok(starts
             .iter()
             .zip(replies)
