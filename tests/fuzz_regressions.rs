@@ -22,6 +22,7 @@ const TARGETS: &[(&str, Target)] = &[
     ("http_conn", fuzzing::http_conn),
     ("http_head", fuzzing::http_head),
     ("plan", fuzzing::plan),
+    ("retry_after", fuzzing::retry_after),
     ("rewrite", fuzzing::rewrite),
     ("secret", fuzzing::secret),
     ("sse", fuzzing::sse),
