@@ -463,3 +463,30 @@ fn the_dashboard_on_any_instance_shows_the_whole_cluster() {
     assert_eq!(r["by_key"][0]["name"], "test");
     assert_eq!(r["by_key"][0]["totals"]["requests"], 5);
 }
+
+#[test]
+fn a_hung_redis_costs_one_timeout_not_a_hang() {
+    let redis = RedisServer::start();
+    let (admin, entry) = admin_key();
+    let env = instance(
+        &redis,
+        None,
+        "local",
+        &format!("[limits]\nrequests_per_minute = 1000\n\n{entry}"),
+    );
+    assert_eq!(chat(&env), 200);
+    redis.freeze();
+    // The first request waits for the command timeout, then is served locally; the ones after
+    // it do not wait at all (Redis is marked down until the prober reaches it again).
+    for _ in 0..5 {
+        assert_eq!(chat(&env), 200);
+    }
+    assert_eq!(metric(&env, &admin, "noviqi_cluster_up"), Some(0.0));
+    redis.resume();
+    assert!(eventually(Duration::from_secs(15), || metric(
+        &env,
+        &admin,
+        "noviqi_cluster_up"
+    ) == Some(1.0)));
+    assert_eq!(chat(&env), 200);
+}

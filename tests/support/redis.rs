@@ -66,6 +66,26 @@ impl RedisServer {
         }
     }
 
+    /// Freezes the server (SIGSTOP): connections stay open but nothing is answered, as with
+    /// a hung host. [`RedisServer::resume`] thaws it.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, which: &str) {
+        if let Some(child) = &self.child {
+            let status = Command::new("kill")
+                .args([which, &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+    }
+
     /// Starts it again on the same port (empty: persistence is off).
     pub fn restart(&mut self) {
         self.kill();
@@ -126,6 +146,8 @@ impl RedisServer {
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
+        // A frozen server would not die of SIGKILL's reaping wait otherwise.
+        self.resume();
         self.kill();
     }
 }
