@@ -163,14 +163,14 @@ return {0, n}
 /// `live`: the entries of an index (zset: member → end time in unix ms) that have not ended,
 /// dropping those that have: the locked addresses, or the targets cooling down.
 ///
-/// KEYS: 1 the index. ARGV: 1 the most returned.
+/// KEYS: 1 the index. ARGV: 1 the most returned (those ending last first).
 /// Returns {now in unix ms, member, end ms, member, end ms, …}.
 pub const LIVE: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local out = {now}
-local live = redis.call('ZRANGEBYSCORE', KEYS[1], now + 1, '+inf', 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[1]))
+local live = redis.call('ZREVRANGEBYSCORE', KEYS[1], '+inf', now + 1, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[1]))
 for i = 1, #live do out[#out + 1] = live[i] end
 return out
 "#;
