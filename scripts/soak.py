@@ -877,7 +877,22 @@ def quiesce(run, workers, t0, phase, samples, fixed_threads):
         time.sleep(1.0)
     print_row(s, samples[-1])
     samples.append(s)
+    save_smaps(run, phase)
     return s, settled
+
+
+def save_smaps(run, phase):
+    """With SOAK_SMAPS=DIR: keeps the quiet gateway's /proc/PID/smaps as DIR/PHASE.smaps, for
+    scripts/smaps-summary (where the resident memory is: arenas, stacks, heap)."""
+    directory = os.environ.get("SOAK_SMAPS")
+    if not directory:
+        return
+    try:
+        os.makedirs(directory, exist_ok=True)
+        with open(f"/proc/{run.args.pid}/smaps") as src, open(os.path.join(directory, f"{phase}.smaps"), "w") as dst:
+            dst.write(src.read())
+    except OSError as e:
+        print(f"soak: cannot save smaps: {e}", file=sys.stderr)
 
 
 # --- the usage log --------------------------------------------------------------------------
@@ -933,6 +948,7 @@ def main():
     header_row()
     first = sample(run, t0, "start")
     print_row(first, None)
+    save_smaps(run, "start")
     # Threads of an idle gateway with its pool empty; a little room for ones started lazily.
     fixed_threads = first.threads + 2
     samples = [first]
