@@ -11,10 +11,17 @@ use crate::http::{Request, Response};
 
 const LOGIN_HTML: &str = include_str!("assets/login.html");
 const DASHBOARD_HTML: &str = include_str!("assets/dashboard.html");
-const APP_JS: &str = include_str!("assets/app.js");
+/// Each page's script is served with the shared helpers (`common.js`) in front of it.
+const APP_JS: &str = concat!(
+    include_str!("assets/common.js"),
+    include_str!("assets/app.js")
+);
 const APP_CSS: &str = include_str!("assets/app.css");
 const KEYS_HTML: &str = include_str!("assets/keys.html");
-const KEYS_JS: &str = include_str!("assets/keys.js");
+const KEYS_JS: &str = concat!(
+    include_str!("assets/common.js"),
+    include_str!("assets/keys.js")
+);
 const KEYS_CSS: &str = include_str!("assets/keys.css");
 
 /// The session cookie's name.

@@ -10,12 +10,7 @@
   let range = "day";
   let timer = null;
 
-  function el(tag, attrs, text) {
-    const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
-    if (text !== undefined) node.textContent = text;
-    return node;
-  }
+  const { el, fmtUsd } = noviqiUi;
 
   function svgEl(tag, attrs, text) {
     const node = document.createElementNS(SVG, tag);
@@ -44,15 +39,6 @@
     if (x === null || x === undefined) return "–";
     const p = x * 100;
     return (p === 0 ? "0" : p < 1 ? p.toFixed(2) : p.toFixed(1)) + "%";
-  }
-
-  function fmtUsd(x) {
-    if (x === null || x === undefined) return "–";
-    if (x === 0) return "$0";
-    if (x >= 100) return "$" + x.toFixed(0);
-    if (x >= 1) return "$" + x.toFixed(2);
-    if (x >= 0.01) return "$" + x.toFixed(3);
-    return "$" + x.toPrecision(2);
   }
 
   function fmtTime(t, bucket) {

@@ -9,26 +9,12 @@
   let keys = [];
   let editing = null;
 
-  function el(tag, attrs, text) {
-    const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
-    if (text !== undefined) node.textContent = text;
-    return node;
-  }
+  const { el, fmtUsd } = noviqiUi;
 
   function say(text, bad) {
     const status = document.getElementById("status");
     status.textContent = text;
     status.classList.toggle("bad", !!bad);
-  }
-
-  function fmtUsd(x) {
-    if (x === null || x === undefined) return "–";
-    if (x === 0) return "$0";
-    if (x >= 100) return "$" + x.toFixed(0);
-    if (x >= 1) return "$" + x.toFixed(2);
-    if (x >= 0.01) return "$" + x.toFixed(3);
-    return "$" + x.toPrecision(2);
   }
 
   function fmtLimit(n) {
