@@ -2,12 +2,15 @@
 //! requests finish, and read back from the log (rotated files included) on start.
 //!
 //! State owned here, behind one mutex: two tiers of buckets — one per minute for the last two
-//! hours (the `hour` range) and one per hour for the last 32 days (`day`, `week`, `month`) —
-//! each holding one [`Cell`] per (key, model, status class) with counts, token sums and a small
-//! fixed-bucket latency histogram (percentiles come from it). Memory is bounded: at most
-//! [`MAX_NAMES`] distinct key names and model names are tracked (later ones count as
-//! `(other)`), at most [`MAX_CELLS`] cells per bucket, and buckets past their tier's window are
-//! dropped.
+//! hours (the `hour` range) and one per hour for the last 32 days (`day`, `week`, `month`).
+//! A bucket holds what the dashboard shows and no more: one [`Cell`] per key, one per model and
+//! one per status class (the totals are the status cells' sum), each with counts, token sums
+//! and a small fixed-bucket latency histogram (percentiles come from it). Storing these
+//! marginals rather than every (key, model, status) combination keeps a bucket to a few cells
+//! (a sorted vector, trimmed when its minute or hour is over), so the minute tier's two hours
+//! cost kilobytes, not megabytes. Memory is bounded: at most [`MAX_NAMES`] distinct key names
+//! and model names are tracked (later ones count as `(other)`), so a bucket has at most
+//! 2 × ([`MAX_NAMES`] + 2) + 6 cells, and buckets past their tier's window are dropped.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -31,8 +34,6 @@ pub const LATENCY_BOUNDS_MS: [u64; 15] = [
 const SLOTS: usize = LATENCY_BOUNDS_MS.len() + 1;
 /// Distinct key names (and, separately, model names) tracked by name.
 pub const MAX_NAMES: usize = 100;
-/// Cells per bucket; past it new combinations fold into (other, other, class).
-pub const MAX_CELLS: usize = 512;
 /// Longest usage-log line read back; longer ones are skipped.
 const MAX_LINE: usize = 64 * 1024;
 /// The name counted for keys/models past [`MAX_NAMES`] or not worth a name.
@@ -122,7 +123,15 @@ impl Range {
     }
 }
 
-/// Counts for one (key, model, status class) in one bucket, or any sum of those.
+/// The latency histogram's slot for `ms`.
+fn latency_slot(ms: u64) -> usize {
+    LATENCY_BOUNDS_MS
+        .iter()
+        .position(|&b| ms <= b)
+        .unwrap_or(SLOTS - 1)
+}
+
+/// Counts for one key, model or status class in one bucket, or any sum of those.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Cell {
     pub requests: u64,
@@ -139,7 +148,8 @@ pub struct Cell {
 }
 
 impl Cell {
-    fn add_sample(&mut self, s: &Sample<'_>) {
+    /// Counts `s`, whose latency falls in histogram slot `slot` ([`latency_slot`]).
+    fn add_sample(&mut self, s: &Sample<'_>, slot: usize) {
         self.min_ms = if self.requests == 0 {
             s.latency_ms
         } else {
@@ -151,11 +161,9 @@ impl Cell {
         self.errors += u64::from(s.error.is_some());
         self.prompt_tokens += s.prompt_tokens;
         self.completion_tokens += s.completion_tokens;
-        let slot = LATENCY_BOUNDS_MS
-            .iter()
-            .position(|&b| s.latency_ms <= b)
-            .unwrap_or(SLOTS - 1);
-        self.latency[slot] = self.latency[slot].saturating_add(1);
+        if let Some(count) = self.latency.get_mut(slot) {
+            *count = count.saturating_add(1);
+        }
     }
 
     fn add(&mut self, other: &Cell) {
@@ -251,13 +259,27 @@ impl Names {
     }
 }
 
-type CellKey = (u16, u16, u8);
+/// Which marginal a cell counts: a key's, a model's, a status class's or a target's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Dim {
+    Key,
+    Model,
+    Status,
+    Target,
+}
+
+/// A cell's place in its bucket: the dimension and the name's index (the class for
+/// [`Dim::Status`]).
+type CellKey = (Dim, u16);
+
+/// One bucket's cells, sorted by key.
+type Cells = Vec<(CellKey, Cell)>;
 
 /// Buckets of one width, kept for `keep` buckets back from now.
 struct Tier {
     width: i64,
     keep: i64,
-    buckets: BTreeMap<i64, HashMap<CellKey, Cell>>,
+    buckets: BTreeMap<i64, Cells>,
 }
 
 impl Tier {
@@ -269,15 +291,9 @@ impl Tier {
         }
     }
 
-    fn add(&mut self, now: i64, key: CellKey, sample: &Sample<'_>) {
-        if let Some(cell) = self.cell(now, key, sample.ts) {
-            cell.add_sample(sample);
-        }
-    }
-
-    /// The cell for `key` in the bucket holding `ts`; `None` when that bucket is past keeping.
-    /// Dropping the buckets past keeping happens here, when a new bucket starts.
-    fn cell(&mut self, now: i64, key: CellKey, ts: i64) -> Option<&mut Cell> {
+    /// The bucket holding `ts`; `None` when that bucket is past keeping. Starting a bucket
+    /// drops the ones past keeping and trims the others' spare capacity.
+    fn bucket(&mut self, now: i64, ts: i64) -> Option<&mut Cells> {
         let oldest = (now.div_euclid(self.width) - self.keep + 1) * self.width;
         let start = ts.div_euclid(self.width) * self.width;
         if start < oldest {
@@ -285,15 +301,37 @@ impl Tier {
         }
         if !self.buckets.contains_key(&start) {
             self.buckets = self.buckets.split_off(&oldest);
+            for cells in self.buckets.values_mut() {
+                cells.shrink_to_fit();
+            }
         }
-        let cells = self.buckets.entry(start).or_default();
-        let key = if cells.len() >= MAX_CELLS && !cells.contains_key(&key) {
-            (0, 0, key.2)
-        } else {
-            key
-        };
-        Some(cells.entry(key).or_default())
+        Some(self.buckets.entry(start).or_default())
     }
+
+    /// The cell for `key` in the bucket holding `ts`, as [`Tier::bucket`].
+    fn cell(&mut self, now: i64, key: CellKey, ts: i64) -> Option<&mut Cell> {
+        self.bucket(now, ts).map(|cells| cell_in(cells, key))
+    }
+
+    /// The cells of the buckets from `first` to `last` (starts), with their starts.
+    fn cells(&self, first: i64, last: i64) -> impl Iterator<Item = (i64, CellKey, &Cell)> {
+        self.buckets
+            .range(first..=last)
+            .flat_map(|(&start, cells)| cells.iter().map(move |(key, cell)| (start, *key, cell)))
+    }
+}
+
+/// The cell for `key` in `cells`, added in order when missing.
+fn cell_in(cells: &mut Cells, key: CellKey) -> &mut Cell {
+    let i = match cells.binary_search_by_key(&key, |(k, _)| *k) {
+        Ok(i) => i,
+        Err(i) => {
+            cells.insert(i, (key, Cell::default()));
+            i
+        }
+    };
+    // `i` is where the key was found or has just been inserted.
+    &mut cells[i].1
 }
 
 /// One target's attempts in the current minute, folded into the target tiers when the minute
@@ -316,7 +354,7 @@ impl Inner {
             return;
         }
         let cell = std::mem::take(&mut p.cell);
-        let key = (self.targets.intern(&p.target), 0, 0);
+        let key = (Dim::Target, self.targets.intern(&p.target));
         for tier in [&mut self.target_minutes, &mut self.target_hours] {
             if let Some(total) = tier.cell(now, key, p.minute) {
                 total.add(&cell);
@@ -392,13 +430,19 @@ impl Analytics {
         }
         let mut inner = self.inner.lock();
         let inner = &mut *inner;
-        let cell = (
-            inner.keys.intern(sample.key.unwrap_or(NONE)),
-            inner.models.intern(model),
-            status_class(sample.status),
-        );
-        inner.minutes.add(now, cell, sample);
-        inner.hours.add(now, cell, sample);
+        let keys = [
+            (Dim::Key, inner.keys.intern(sample.key.unwrap_or(NONE))),
+            (Dim::Model, inner.models.intern(model)),
+            (Dim::Status, u16::from(status_class(sample.status))),
+        ];
+        let slot = latency_slot(sample.latency_ms);
+        for tier in [&mut inner.minutes, &mut inner.hours] {
+            if let Some(cells) = tier.bucket(now, sample.ts) {
+                for key in keys {
+                    cell_in(cells, key).add_sample(sample, slot);
+                }
+            }
+        }
         if let Some(key) = sample.key {
             let room = inner.last_used.len() < MAX_LAST_USED;
             match inner.last_used.get_mut(key) {
@@ -451,8 +495,11 @@ impl Analytics {
             }
             None => {
                 // More targets than names: counted as (other), straight into the tiers.
+                let slot = latency_slot(latency_ms);
                 for tier in [&mut inner.target_minutes, &mut inner.target_hours] {
-                    tier.add(now, (0, 0, 0), &sample);
+                    if let Some(cell) = tier.cell(now, (Dim::Target, 0), now) {
+                        cell.add_sample(&sample, slot);
+                    }
                 }
                 return;
             }
@@ -462,7 +509,7 @@ impl Analytics {
         }
         if let Some(p) = inner.pending.get_mut(i) {
             p.minute = minute;
-            p.cell.add_sample(&sample);
+            p.cell.add_sample(&sample, latency_slot(latency_ms));
         }
     }
 
@@ -517,9 +564,14 @@ impl Analytics {
             .iter()
             .filter(|(start, _)| (first..=last).contains(start))
             .flat_map(|(start, cells)| cells.iter().map(move |c| (*start, c)))
-            .map(|(start, c)| {
-                let key = (inner.keys.intern(&c.k), inner.models.intern(&c.m), c.c);
-                (start, key, c.cell())
+            .filter_map(|(start, c)| {
+                let key = match (&c.k, &c.m, c.c) {
+                    (Some(k), None, None) => (Dim::Key, inner.keys.intern(k)),
+                    (None, Some(m), None) => (Dim::Model, inner.models.intern(m)),
+                    (None, None, Some(class)) => (Dim::Status, u16::from(class)),
+                    _ => return None,
+                };
+                Some((start, key, c.cell()))
             })
             .collect();
         let tier = if width == 60 {
@@ -531,30 +583,28 @@ impl Analytics {
         let mut series = vec![Cell::default(); n];
         let mut by_key: BTreeMap<u16, Group> = BTreeMap::new();
         let mut by_model: BTreeMap<u16, Group> = BTreeMap::new();
-        let mut by_status: BTreeMap<u8, Group> = BTreeMap::new();
-        let local = tier
-            .buckets
-            .range(first..=last)
-            .flat_map(|(&start, cells)| cells.iter().map(move |(&key, cell)| (start, key, cell)));
+        let mut by_status: BTreeMap<u16, Group> = BTreeMap::new();
         let remote = others.iter().map(|(start, key, cell)| (*start, *key, cell));
-        for (start, (k, m, class), cell) in local.chain(remote) {
+        for (start, (dim, index), cell) in tier.cells(first, last).chain(remote) {
             let i = ((start - first) / width) as usize;
-            {
-                total.add(cell);
-                series[i].add(cell);
-                by_key
-                    .entry(k)
-                    .or_insert_with(|| Group::new(n))
-                    .add(i, cell);
-                by_model
-                    .entry(m)
-                    .or_insert_with(|| Group::new(n))
-                    .add(i, cell);
-                by_status
-                    .entry(class)
-                    .or_insert_with(|| Group::new(n))
-                    .add(i, cell);
-            }
+            let groups = match dim {
+                Dim::Key => &mut by_key,
+                Dim::Model => &mut by_model,
+                Dim::Status => {
+                    // Every request has exactly one status class: their cells sum to the
+                    // totals.
+                    total.add(cell);
+                    if let Some(slot) = series.get_mut(i) {
+                        slot.add(cell);
+                    }
+                    &mut by_status
+                }
+                Dim::Target => continue,
+            };
+            groups
+                .entry(index)
+                .or_insert_with(|| Group::new(n))
+                .add(i, cell);
         }
         drop(others);
         let keys: Vec<Value> = sorted(by_key)
@@ -579,10 +629,8 @@ impl Analytics {
             &inner.target_hours
         };
         let mut by_target: BTreeMap<u16, Cell> = BTreeMap::new();
-        for cells in target_tier.buckets.range(first..=last).map(|(_, c)| c) {
-            for (&(t, _, _), cell) in cells {
-                by_target.entry(t).or_default().add(cell);
-            }
+        for (_, (_, t), cell) in target_tier.cells(first, last) {
+            by_target.entry(t).or_default().add(cell);
         }
         let targets: serde_json::Map<String, Value> = by_target
             .iter()
@@ -613,12 +661,15 @@ impl Analytics {
 }
 
 /// One cell as another instance publishes it: names instead of this instance's indices.
+/// Exactly one of `k`, `m` and `c` is set (a key's, a model's or a status class's cell).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
 pub struct SharedCell {
-    /// Key name, model name, status class.
-    pub k: String,
-    pub m: String,
-    pub c: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub m: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub c: Option<u8>,
     /// Requests, errors, prompt and completion tokens, cost in pico-dollars.
     pub n: u64,
     pub e: u64,
@@ -632,10 +683,16 @@ pub struct SharedCell {
 }
 
 impl SharedCell {
-    fn of(k: &str, m: &str, c: u8, cell: &Cell) -> SharedCell {
-        SharedCell {
-            k: k.to_owned(),
-            m: m.to_owned(),
+    fn of(inner: &Inner, (dim, index): CellKey, cell: &Cell) -> Option<SharedCell> {
+        let (k, m, c) = match dim {
+            Dim::Key => (Some(inner.keys.name(index).to_owned()), None, None),
+            Dim::Model => (None, Some(inner.models.name(index).to_owned()), None),
+            Dim::Status => (None, None, u8::try_from(index).ok()),
+            Dim::Target => return None,
+        };
+        Some(SharedCell {
+            k,
+            m,
             c,
             n: cell.requests,
             e: cell.errors,
@@ -645,7 +702,7 @@ impl SharedCell {
             lo: cell.min_ms,
             hi: cell.max_ms,
             l: cell.latency.to_vec(),
-        }
+        })
     }
 
     fn cell(&self) -> Cell {
@@ -681,9 +738,7 @@ impl Analytics {
             .map(|(&start, cells)| {
                 let shared = cells
                     .iter()
-                    .map(|(&(k, m, c), cell)| {
-                        SharedCell::of(inner.keys.name(k), inner.models.name(m), c, cell)
-                    })
+                    .filter_map(|&(key, ref cell)| SharedCell::of(&inner, key, cell))
                     .collect();
                 (start, shared)
             })
@@ -939,12 +994,15 @@ mod tests {
         let mut c = Cell::default();
         assert_eq!(c.percentile(0.5), None);
         for ms in [30, 40, 45, 50] {
-            c.add_sample(&sample(0, "k", "m", 200, ms));
+            c.add_sample(&sample(0, "k", "m", 200, ms), latency_slot(ms));
         }
         // All four fall in the 25..=50 slot.
         assert_eq!(c.percentile(0.5), Some(38));
         assert_eq!(c.percentile(0.95), Some(50));
-        c.add_sample(&sample(0, "k", "m", 200, 1_000_000));
+        c.add_sample(
+            &sample(0, "k", "m", 200, 1_000_000),
+            latency_slot(1_000_000),
+        );
         assert_eq!(c.percentile(1.0), Some(300_000));
     }
 
@@ -1008,5 +1066,60 @@ mod tests {
         let r = a.report(Range::Day, NOW, &no_prefix);
         assert_eq!(r["totals"]["p95_ms"], 7);
         assert_eq!(r["totals"]["cost_usd"], 0.02);
+    }
+
+    /// A bucket holds one cell per key, per model and per status class, however they combine:
+    /// 100 keys × 100 models in one minute make 100 + 100 + 1 cells, not 10,000.
+    #[test]
+    fn a_bucket_holds_marginals_only() {
+        let a = Analytics::default();
+        let names: Vec<String> = (0..100).map(|i| format!("n{i}")).collect();
+        for k in &names {
+            for m in &names {
+                let s = Sample {
+                    key: Some(k),
+                    model: Some(m),
+                    ..sample(NOW, "x", "y", 200, 1)
+                };
+                a.record(&s, NOW);
+            }
+        }
+        let inner = a.inner.lock();
+        let bucket = inner.minutes.buckets.values().next().unwrap();
+        assert_eq!(bucket.len(), 201);
+        assert!(
+            bucket.windows(2).all(|w| w[0].0 < w[1].0),
+            "sorted, no duplicates"
+        );
+        drop(inner);
+        let r = a.report(Range::Hour, NOW, &no_prefix);
+        assert_eq!(r["totals"]["requests"], 10_000);
+        assert_eq!(r["by_key"].as_array().unwrap().len(), 100);
+        assert_eq!(r["by_model"][0]["totals"]["requests"], 100);
+    }
+
+    /// What one instance exports, another adds to its own report, name by name.
+    #[test]
+    fn exported_cells_join_another_instances_report() {
+        let (a, b) = (Analytics::default(), Analytics::default());
+        a.record(&sample(NOW - 10, "laptop", "gpt", 200, 40), NOW);
+        a.record(&sample(NOW - 10, "ci", "gpt", 502, 900), NOW);
+        b.record(&sample(NOW - 70, "laptop", "claude", 200, 60), NOW);
+        let exported = a.export(60, 0);
+        let json = serde_json::to_string(&exported[0].1).unwrap();
+        assert!(
+            !json.contains("\"k\":null"),
+            "unset names are left out: {json}"
+        );
+        let cells: Vec<SharedCell> = serde_json::from_str(&json).unwrap();
+        let r = b.report_with(Range::Hour, NOW, &no_prefix, &[(exported[0].0, cells)]);
+        assert_eq!(r["totals"]["requests"], 3);
+        assert_eq!(r["totals"]["errors"], 1);
+        assert_eq!(r["series"]["requests"][57], 1, "10:28:50");
+        assert_eq!(r["series"]["requests"][58], 2, "10:29:50");
+        assert_eq!(r["by_key"][0]["name"], "laptop");
+        assert_eq!(r["by_key"][0]["totals"]["requests"], 2);
+        assert_eq!(r["by_model"][0]["name"], "gpt");
+        assert_eq!(r["by_status"][1]["name"], "5xx");
     }
 }

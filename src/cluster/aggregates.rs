@@ -2,10 +2,12 @@
 //! (per minute for the last two hours, per hour for 32 days) as one field of a hash per bucket,
 //! and a dashboard on any instance adds the others' fields to its own.
 //!
-//! `<prefix>agg:<width>:<bucket start>` → { instance → JSON cells }, expiring with the tier
+//! `<prefix>agg2:<width>:<bucket start>` → { instance → JSON cells }, expiring with the tier
 //! (2 hours for minutes, 32 days for hours). A field is written whole, so publishing again is
 //! harmless; an instance publishes its whole history once at start, then its two newest
-//! buckets of each tier every [`PUBLISH_EVERY`].
+//! buckets of each tier every [`PUBLISH_EVERY`]. (`agg2`: the cells are per key, per model and
+//! per status class; the earlier `agg` held one cell per combination, which this version does
+//! not read.)
 
 use std::time::Duration;
 
@@ -84,6 +86,6 @@ impl Cluster {
     }
 
     fn bucket_key(&self, width: i64, start: i64) -> String {
-        format!("{}agg:{width}:{start}", self.prefix)
+        format!("{}agg2:{width}:{start}", self.prefix)
     }
 }
