@@ -6,7 +6,8 @@ use serde_json::Value;
 use crate::config;
 use crate::translate;
 use crate::translate::plan::{self, Endpoint};
-use crate::translate::rewrite;
+use crate::translate::scan::{self, ScanErrorKind};
+use crate::translate::{json_out, rewrite};
 
 // ---------------------------------------------------------------------------------------------
 // Client bodies: the probe, the model splice and the request translators
@@ -15,11 +16,24 @@ use crate::translate::rewrite;
 const MODELS: [&str; 3] = ["gpt-4o-mini", "a\"b\\c\u{1F600}\n\u{7f}", ""];
 
 /// `rewrite`: a client body through `probe`, then the model splice (with and without the
-/// injected `stream_options.include_usage`). Properties: when the body is a JSON object the
-/// spliced body is JSON that equals the original with the new model (and, when asked,
-/// `include_usage: true`), and it grows by no more than the new name and the injection.
+/// injected `stream_options.include_usage`). Properties: the probe (our JSON scanner) reads
+/// exactly what serde_json reads — the same verdict and the same fields — except that it
+/// refuses nesting past `scan::MAX_DEPTH`; when the body is a JSON object the spliced body is
+/// JSON that equals the original with the new model (and, when asked, `include_usage: true`),
+/// and it grows by no more than the new name and the injection.
 pub fn rewrite(data: &[u8]) {
-    let Ok(probe) = rewrite::probe(data) else {
+    let ours = rewrite::probe(data);
+    match (&ours, rewrite::probe_with_serde(data)) {
+        (Ok(a), Ok(b)) => assert_eq!(*a, b, "the scanner and serde_json read different fields"),
+        (Err(_), Err(_)) => {}
+        (Ok(_), Err(_)) => panic!("the scanner accepted a body serde_json refuses"),
+        (Err(_), Ok(_)) => {
+            let deep =
+                scan::members(data, ["model"]).is_err_and(|e| e.kind == ScanErrorKind::TooDeep);
+            assert!(deep, "the scanner refused a body serde_json accepts");
+        }
+    }
+    let Ok(probe) = ours else {
         return;
     };
     let parsed: Option<serde_json::Map<String, Value>> = serde_json::from_slice(data).ok();
@@ -68,17 +82,27 @@ pub fn rewrite(data: &[u8]) {
     }
 }
 
-/// Runs one request translator on `data` (when it is JSON) and checks it gives an object.
+/// Runs one request translator on `data` (when it is JSON) and checks it gives an object,
+/// written by `json_out` exactly as serde_json writes it.
 fn request_translator(data: &[u8], f: fn(&Value) -> Result<Value, translate::TranslateError>) {
     let Ok(req) = serde_json::from_slice::<Value>(data) else {
         return;
     };
+    assert_eq!(
+        Ok(json_out::to_vec(&req)),
+        serde_json::to_vec(&req).map_err(|_| ()),
+        "json_out wrote the request differently"
+    );
     if let Ok(out) = f(&req) {
         assert!(
             out.is_object(),
             "a translated request that is not an object"
         );
-        assert!(serde_json::to_vec(&out).is_ok());
+        assert_eq!(
+            Ok(json_out::to_vec(&out)),
+            serde_json::to_vec(&out).map_err(|_| ()),
+            "json_out wrote the translation differently"
+        );
     }
 }
 

@@ -85,15 +85,17 @@ impl<'a> Request<'a> {
     /// reading past the limit. After an error the connection is closed after the response.
     pub fn read_body(&mut self, limit: u64) -> Result<Vec<u8>, BodyError> {
         self.body.restrict(limit)?;
-        let hint = self.body.declared_left().unwrap_or(0).min(64 * 1024);
-        let mut out = Vec::with_capacity(usize::try_from(hint).unwrap_or(0));
+        // A declared length is allocated once, whole (it is within the limit and already
+        // reserved against `max_buffered_bytes`; pages a slow client never fills are never
+        // touched), so a big body is never copied to grow. It is zeroed only just ahead of
+        // the reads, at most 256 KiB at a time; chunked bodies grow 16 KiB at a time.
+        let declared = self.body.declared_left().unwrap_or(0);
+        let mut out = Vec::with_capacity(usize::try_from(declared).unwrap_or(0));
         let mut len = 0;
         loop {
             if out.len() - len < 8192 {
-                // A declared length gets exactly the room it needs (no zeroing of 16 KiB for a
-                // 100-byte body); chunked bodies grow 16 KiB at a time.
                 let room = match self.body.declared_left() {
-                    Some(left) => usize::try_from(left.min(64 * 1024)).unwrap_or(0).max(1),
+                    Some(left) => usize::try_from(left.min(256 * 1024)).unwrap_or(0).max(1),
                     None => 16 * 1024,
                 };
                 out.resize(len + room, 0);

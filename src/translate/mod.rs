@@ -8,6 +8,8 @@
 //! |---|---|
 //! | [`plan`] | the client's endpoint and a target's kind → the upstream path, body and [`Translation`] |
 //! | [`rewrite`] | the client's body read (`model`, `stream`, `stream_options`) and the model spliced in, without re-serialising |
+//! | [`json_out`] | a translated request's JSON text: serde_json's, with a faster string escaper |
+//! | [`scan`] | the validating JSON scanner under the probe: top-level members' spans, nothing built |
 //! | [`chat_via_anthropic`] | an OpenAI chat client, Anthropic upstream: request, response, stream |
 //! | [`messages_via_chat`] | an Anthropic Messages client, OpenAI-kind upstream: request, response, stream |
 //! | [`responses_via_anthropic`] | an OpenAI Responses client, Anthropic upstream: request, response, stream |
@@ -21,11 +23,13 @@
 //! in the stream readers.
 
 pub mod chat_via_anthropic;
+pub mod json_out;
 pub mod messages_via_chat;
 pub mod passthrough;
 pub mod plan;
 pub mod responses_via_anthropic;
 pub mod rewrite;
+pub mod scan;
 pub mod stream;
 pub mod usage;
 

@@ -8,6 +8,7 @@
 
 use serde_json::Value;
 
+use super::json_out;
 use super::rewrite::{self, Probe};
 use super::stream::{StreamReader, StreamTranslator};
 use super::usage::{anthropic_usage, body_usage, openai_usage};
@@ -122,7 +123,7 @@ pub fn plan(
         out["model"] = Value::String(upstream_model.to_owned());
         Ok(Plan {
             path,
-            body: to_vec(&out)?,
+            body: json_out::to_vec(&out),
             translation,
             hide_usage_chunk: false,
         })
@@ -260,10 +261,6 @@ pub fn working_memory_factor(endpoint: Endpoint, kind: ProviderKind) -> u64 {
 
 fn parse(body: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(body).map_err(|_| ApiError::bad_request("malformed JSON body", None))
-}
-
-fn to_vec(value: &Value) -> Result<Vec<u8>, ApiError> {
-    serde_json::to_vec(value).map_err(|_| ApiError::internal())
 }
 
 fn bad_translation(e: TranslateError) -> ApiError {

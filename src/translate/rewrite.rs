@@ -10,6 +10,7 @@ use std::ops::Range;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::scan::{self, ScanErrorKind};
 use crate::error::ApiError;
 
 /// What the gateway reads from a request body.
@@ -49,6 +50,86 @@ struct StreamOptions {
 
 /// Reads the fields the gateway routes on. A body that is not one JSON object is a 400.
 pub fn probe(body: &[u8]) -> Result<Probe, ApiError> {
+    let [model, stream, stream_options] =
+        scan::members(body, ["model", "stream", "stream_options"]).map_err(|e| match e.kind {
+            ScanErrorKind::NotAnObject => {
+                ApiError::bad_request("request body must be a JSON object", None)
+            }
+            kind => ApiError::bad_request(
+                format!("malformed JSON body: {}", where_(body, kind, e.at)),
+                None,
+            ),
+        })?;
+    // The values read are text (the scanner checks UTF-8 only of what it returns, here).
+    let text = |span: &Option<Range<usize>>| -> Result<Option<&str>, ApiError> {
+        span.clone()
+            .map(|r| std::str::from_utf8(&body[r]))
+            .transpose()
+            .map_err(|_| ApiError::bad_request("malformed JSON body: invalid UTF-8", None))
+    };
+    let (model_text, stream_text, options_text) =
+        (text(&model)?, text(&stream)?, text(&stream_options)?);
+    let model_name = match model_text {
+        // `"model": null` is no model (a 400 for the gateway), but its bytes are where a
+        // splice puts one: adding a second `model` key would leave the null in force.
+        Some("null") | None => None,
+        Some(value) => Some(
+            serde_json::from_str::<String>(value)
+                .map_err(|_| ApiError::bad_request("`model` must be a string", Some("model")))?,
+        ),
+    };
+    let include_usage = match options_text.filter(|v| *v != "null") {
+        None => false,
+        Some(text) => stream_options_include_usage(text)?,
+    };
+    Ok(Probe {
+        model: model_name,
+        stream: stream_text == Some("true"),
+        include_usage,
+        // `null` too: the value must be replaced, not a second `stream_options` added.
+        has_stream_options: options_text.is_some(),
+        model_span: model,
+    })
+}
+
+/// `stream_options.include_usage` of a present, non-null `stream_options` value.
+fn stream_options_include_usage(text: &str) -> Result<bool, ApiError> {
+    // Anything but an object is the client's error, never ours to index into.
+    // (A derived struct also accepts a JSON array, hence the first-byte check.)
+    Some(text)
+        .filter(|text| text.starts_with('{'))
+        .and_then(|text| serde_json::from_str::<StreamOptions>(text).ok())
+        .map(|o| o.include_usage.unwrap_or(false))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "`stream_options` must be an object like {\"include_usage\": true}",
+                Some("stream_options"),
+            )
+        })
+}
+
+/// "syntax error at line 3 column 7" for a scan error at byte `at` (1-based, in bytes).
+fn where_(body: &[u8], kind: ScanErrorKind, at: usize) -> String {
+    let what = match kind {
+        ScanErrorKind::Eof => "unexpected end of input",
+        ScanErrorKind::TooDeep => "nested too deep",
+        ScanErrorKind::Duplicate => "duplicate field",
+        ScanErrorKind::Syntax | ScanErrorKind::NotAnObject => "syntax error",
+    };
+    let before = &body[..at.min(body.len())];
+    let line = 1 + before.iter().filter(|&&c| c == b'\n').count();
+    let column = 1 + before.len()
+        - before
+            .iter()
+            .rposition(|&c| c == b'\n')
+            .map_or(0, |n| n + 1);
+    format!("{what} at line {line} column {column}")
+}
+
+/// The probe as serde_json reads it: the reference [`probe`] must agree with (the fuzz
+/// target `rewrite` compares them on every input). Not used on the request path.
+#[doc(hidden)]
+pub fn probe_with_serde(body: &[u8]) -> Result<Probe, ApiError> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     if first != Some(&b'{') {
         return Err(ApiError::bad_request(
@@ -60,8 +141,6 @@ pub fn probe(body: &[u8]) -> Result<Probe, ApiError> {
         ApiError::bad_request(format!("malformed JSON body: {}", describe(&e)), None)
     })?;
     let (model, model_span) = match raw.model {
-        // `"model": null` is no model (a 400 for the gateway), but its bytes are where a
-        // splice puts one: adding a second `model` key would leave the null in force.
         Some(value) if value.get() == "null" => (None, span_of(body, value.get())),
         Some(value) => {
             let model: String = serde_json::from_str(value.get())
@@ -70,29 +149,15 @@ pub fn probe(body: &[u8]) -> Result<Probe, ApiError> {
         }
         None => (None, None),
     };
-    let stream = raw.stream.is_some_and(|v| v.get() == "true");
     let stream_options = raw.stream_options.filter(|v| v.get() != "null");
     let include_usage = match stream_options {
         None => false,
-        // Anything but an object is the client's error, never ours to index into.
-        // (A derived struct also accepts a JSON array, hence the first-byte check.)
-        Some(v) => Some(v.get())
-            .filter(|text| text.starts_with('{'))
-            .and_then(|text| serde_json::from_str::<StreamOptions>(text).ok())
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    "`stream_options` must be an object like {\"include_usage\": true}",
-                    Some("stream_options"),
-                )
-            })?
-            .include_usage
-            .unwrap_or(false),
+        Some(v) => stream_options_include_usage(v.get())?,
     };
     Ok(Probe {
         model,
-        stream,
+        stream: raw.stream.is_some_and(|v| v.get() == "true"),
         include_usage,
-        // `null` too: the value must be replaced, not a second `stream_options` added.
         has_stream_options: raw.stream_options.is_some(),
         model_span,
     })

@@ -33,10 +33,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// them small). ureq's default, 128 KiB each zero-filled up front, was 256 KiB resident per
 /// upstream connection, over 250 MiB at 1000 concurrent streams. The input buffer's limit
 /// bounds an upstream's response head (providers send 1–4 KiB; nginx's default
-/// `proxy_buffer_size` is 4 or 8 KiB). Request bodies larger than half the output buffer go
-/// out in several writes.
+/// `proxy_buffer_size` is 4 or 8 KiB). The output buffer doubles from 2 KiB as a request body
+/// needs and is given back once the request is sent, so its limit costs memory only while a
+/// big body goes out: 256 KiB sends a 2 MB Claude Code session in about ten writes (16 KiB
+/// took 130, each a syscall).
 const INPUT_BUFFER: usize = 32 * 1024;
-const OUTPUT_BUFFER: usize = 16 * 1024;
+const OUTPUT_BUFFER: usize = 256 * 1024;
 
 /// Response headers relayed to the client (everything else is the gateway's business).
 const KEPT_HEADERS: &[&str] = &["content-type", "retry-after"];

@@ -48,6 +48,16 @@ pub(crate) const SLACK: Duration = Duration::from_millis(500);
 /// about 1%; holding 16 KiB per connection was 16 MiB at 1000 open streams).
 const SMALL_OUTPUT: usize = 2 * 1024;
 
+/// Past this, a request's output buffer jumps to the configured size (a big body), taken from
+/// [`SPARE_OUTPUTS`] when one is there.
+const MEDIUM_OUTPUT: usize = 16 * 1024;
+
+/// Full-size output buffers given back by big requests, kept for the next ones: zero-filling
+/// (or faulting in) 256 KiB per big request cost more than copying its body. At most
+/// [`SPARES_KEPT`], so at most 1 MiB stays allocated between big requests.
+static SPARE_OUTPUTS: parking_lot::Mutex<Vec<Vec<u8>>> = parking_lot::Mutex::new(Vec::new());
+const SPARES_KEPT: usize = 4;
+
 /// The input buffer a connection starts with: a response head and a stream's events fit. It
 /// doubles when a read fills it (up to [`READ_GROWTH_LIMIT`]) or when a response head does
 /// not fit (up to the configured size, which bounds the head).
@@ -201,7 +211,13 @@ impl UpstreamLink {
             self.flush(timeout)?;
         }
         if !self.bufs.output.is_empty() {
-            self.bufs.output = Vec::new();
+            let output = std::mem::take(&mut self.bufs.output);
+            if output.len() > MEDIUM_OUTPUT && output.len() == self.bufs.output_size {
+                let mut spares = SPARE_OUTPUTS.lock();
+                if spares.len() < SPARES_KEPT {
+                    spares.push(output);
+                }
+            }
         }
         Ok(())
     }
@@ -360,10 +376,30 @@ impl LinkBuffers {
         }
     }
 
+    /// Doubles the output buffer up to [`MEDIUM_OUTPUT`], then makes it `output_size` (a spare
+    /// one when there is one): a small body gets only the room it needs, a big one leaves in
+    /// few writes.
     fn grow_output(&mut self) {
-        if self.output.len() < self.output_size {
-            self.output.resize(self.output_size, 0);
+        let len = self.output.len();
+        let grown = if len < MEDIUM_OUTPUT {
+            len * 2
+        } else {
+            self.output_size
+        };
+        let grown = grown.min(self.output_size);
+        if grown <= len {
+            return;
         }
+        if grown == self.output_size && grown > MEDIUM_OUTPUT {
+            let spare = SPARE_OUTPUTS.lock().pop();
+            if let Some(mut spare) = spare.filter(|s| s.len() == grown) {
+                let pending = self.pending.min(len);
+                spare[..pending].copy_from_slice(&self.output[..pending]);
+                self.output = spare;
+                return;
+            }
+        }
+        self.output.resize(grown, 0);
     }
 
     fn allocate_input(&mut self) {
@@ -508,7 +544,11 @@ mod tests {
             SMALL_OUTPUT / 2 + 1,
             "kept, in a grown buffer"
         );
-        assert_eq!(link.bufs.output.len(), max);
+        assert_eq!(link.bufs.output.len(), 2 * SMALL_OUTPUT, "doubled");
+        link.transmit_output(SMALL_OUTPUT, NextTimeout::default())
+            .unwrap();
+        assert_eq!(link.bufs.output.len(), max, "doubled again, to the limit");
+        assert_eq!(link.bufs.pending, 3 * SMALL_OUTPUT / 2 + 1);
         link.transmit_output(max / 2, NextTimeout::default())
             .unwrap();
         assert_eq!(
@@ -520,6 +560,32 @@ mod tests {
         assert_eq!(link.bufs.pending, 0);
         assert!(link.bufs.output.is_empty(), "the buffer is given back");
         assert_eq!(link.buffers().output().len(), SMALL_OUTPUT);
+    }
+
+    /// A big request's full-size buffer is kept for the next big request, not zero-filled
+    /// again; small and medium requests never take one.
+    #[test]
+    fn a_full_size_output_buffer_is_reused() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let size = 3 * MEDIUM_OUTPUT + 8; // no other test uses this size
+        let mut grown = Vec::new();
+        for _ in 0..2 {
+            let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let _server = listener.accept().unwrap();
+            let mut link = UpstreamLink::new(stream, 64, size);
+            while link.bufs.output.len() < size {
+                let room = link.buffers().output().len();
+                link.transmit_output(room, NextTimeout::default()).unwrap();
+            }
+            assert_eq!(link.bufs.output.len(), size);
+            grown.push(link.bufs.output.as_ptr() as usize);
+            link.finish_request(NextTimeout::default()).unwrap();
+            assert!(link.bufs.output.is_empty());
+        }
+        assert_eq!(
+            grown[0], grown[1],
+            "the second request got the first one's buffer"
+        );
     }
 
     #[test]
