@@ -137,3 +137,33 @@ fn spend_sums_exactly_across_instances_and_every_key_expires() {
         assert!(ttl > 0, "{k} has no TTL");
     }
 }
+
+#[test]
+fn a_script_flush_costs_one_counted_write_and_the_scripts_are_loaded_again() {
+    let redis = RedisServer::start();
+    let c = cluster(&redis, "a");
+    let hash = KeyHash::of("flush");
+    let limits = Limits {
+        requests_per_minute: Some(10),
+        tokens_per_minute: Some(100),
+    };
+    assert!(c.admit(&hash, limits, None).unwrap().rate.allowed);
+    redis.query(&["SCRIPT", "FLUSH"]);
+    // Refused where nobody waits (NOSCRIPT): whoever reads that reply counts it.
+    c.settle(&hash, 5, None);
+    let d = c.admit(&hash, limits, None).unwrap();
+    assert!(d.rate.allowed, "the admit loads the scripts again");
+    assert_eq!(d.rate.headers.requests.unwrap().remaining, 8);
+    assert_eq!(
+        d.rate.headers.tokens.unwrap().remaining,
+        100,
+        "that settle was lost"
+    );
+    assert_eq!(c.errors(), 1);
+    assert!(c.is_up());
+    c.settle(&hash, 5, None);
+    c.settle_writes();
+    let d = c.admit(&hash, limits, None).unwrap();
+    assert_eq!(d.rate.headers.tokens.unwrap().remaining, 95);
+    assert_eq!(c.errors(), 1);
+}

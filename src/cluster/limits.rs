@@ -4,8 +4,10 @@
 //! The answer is turned into the same [`Decision`] the in-process limiter gives, so clients see
 //! the same `x-ratelimit-*` headers and `Retry-After` whichever instance answers.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use super::packed::{self, Packed};
 use super::{Cluster, ClusterError};
 use crate::config::model::{Budget, Limits};
 use crate::cost::Usd;
@@ -35,8 +37,9 @@ pub struct Spend {
     pub now: i64,
 }
 
-/// The reply of [`super::scripts::ADMIT`].
-type AdmitReply = (u8, u8, u64, u64, u64, u64, u64, u64, u64, u64, u64);
+/// The reply of [`super::scripts::ADMIT`]: allowed, over budget, now, requests, oldest,
+/// newest, tokens, token retry, newest token, spend high, spend low.
+type AdmitReply = [u64; 11];
 
 impl Cluster {
     /// Checks `key`'s budget and windows and counts the request when it is admitted.
@@ -50,50 +53,43 @@ impl Cluster {
             .requests_per_minute
             .map_or(0, |l| l.min(MAX_REQUESTS_PER_WINDOW));
         let tpm = limits.tokens_per_minute.unwrap_or(0);
-        let (budget_key, limit_hi, limit_lo) = match spend {
-            Some(s) => {
-                let picos = s.budget.limit.picos();
-                (
-                    self.budget_key(key, s),
-                    (picos / HALF).to_string(),
-                    (picos % HALF).to_string(),
-                )
-            }
-            None => (self.key_of(key, "b"), String::new(), String::new()),
-        };
-        let member = self.member();
-        let base = self.key_base(key);
-        let reply: String = self.with(|con, scripts| {
-            scripts
-                .admit
-                .key(format!("{base}r"))
-                .key(format!("{base}tt"))
-                .key(format!("{base}ts"))
-                .key(&budget_key)
-                .arg(rpm)
-                .arg(tpm)
-                .arg(&limit_hi)
-                .arg(&limit_lo)
-                .arg(&member)
-                .invoke(con)
+        let keys = KeyParts::new(self, key);
+        let budget = spend.map(|s| keys.budget(s));
+        let (limit_hi, limit_lo) = spend.map_or((None, None), |s| {
+            let picos = s.budget.limit.picos();
+            (Some(picos / HALF), Some(picos % HALF))
+        });
+        let mut digits = [
+            itoa::Buffer::new(),
+            itoa::Buffer::new(),
+            itoa::Buffer::new(),
+        ];
+        let [hi, lo, n] = &mut digits;
+        let hi = limit_hi.map_or("", |v| hi.format(v)).as_bytes();
+        let lo = limit_lo.map_or("", |v| lo.format(v)).as_bytes();
+        let n = n
+            .format(self.next.fetch_add(1, Ordering::Relaxed))
+            .as_bytes();
+        let reply = self.call(|out| {
+            Packed::new(out, 12)
+                .arg(&[b"EVALSHA"])
+                .arg(&[self.scripts.admit.get_hash().as_bytes()])
+                .num(4u8)
+                .arg(&keys.key(b"r"))
+                .arg(&keys.key(b"tt"))
+                .arg(&keys.key(b"ts"))
+                .arg(&keys.key(budget.as_deref().unwrap_or("b").as_bytes()))
+                .num(rpm)
+                .num(tpm)
+                .arg(&[hi])
+                .arg(&[lo])
+                // This request's unique member (see `Cluster::member`).
+                .arg(&[self.run.as_bytes(), b":", n]);
         })?;
-        let mut numbers = reply
-            .split_ascii_whitespace()
-            .map(|n| n.parse::<u64>().unwrap_or(0));
-        let mut next = || numbers.next().unwrap_or(0);
-        let reply: AdmitReply = (
-            next() as u8,
-            next() as u8,
-            next(),
-            next(),
-            next(),
-            next(),
-            next(),
-            next(),
-            next(),
-            next(),
-            next(),
-        );
+        let Some(reply) = packed::numbers::<11>(&reply) else {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+            return Err(ClusterError("an admit reply of another shape".to_owned()));
+        };
         Ok(decide(reply, rpm, tpm, spend.is_some()))
     }
 
@@ -103,46 +99,88 @@ impl Cluster {
     /// logged at debug level (the window then misses these tokens; the spend is written whole
     /// again with the next charge).
     pub fn settle(&self, key: &KeyHash, tokens: u64, spend: Option<(Spend, Usd)>) {
-        let (budget_key, picos, expire_at) = match spend {
+        let keys = KeyParts::new(self, key);
+        let budget = spend.map(|(s, _)| keys.budget(s));
+        let (picos, expire_at) = match spend {
             Some((s, mine)) => {
                 let end = s.budget.period.days(s.now).end * 86_400;
                 // A day past the period's end: a late write never keeps it for long.
-                (
-                    self.budget_key(key, s),
-                    mine.picos().to_string(),
-                    end + 86_400,
-                )
+                (Some(mine.picos()), end + 86_400)
             }
-            None => (self.key_of(key, "b"), String::new(), 0),
+            None => (None, 0),
         };
-        let base = self.key_base(key);
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(self.scripts.settle.get_hash())
-            .arg(3)
-            .arg(format!("{base}tt"))
-            .arg(format!("{base}ts"))
-            .arg(&budget_key)
-            .arg(tokens)
-            .arg(&self.instance)
-            .arg(&picos)
-            .arg(expire_at);
+        let mut digits = itoa::Buffer::new();
+        let picos = picos.map_or("", |p| digits.format(p)).as_bytes();
         // Sent before the response's last byte, read later: Redis has it before the client can
         // send its next request anywhere.
-        if let Err(e) = self.send_only(&cmd) {
+        let sent = self.send_only(|out| {
+            Packed::new(out, 10)
+                .arg(&[b"EVALSHA"])
+                .arg(&[self.scripts.settle.get_hash().as_bytes()])
+                .num(3u8)
+                .arg(&keys.key(b"tt"))
+                .arg(&keys.key(b"ts"))
+                .arg(&keys.key(budget.as_deref().unwrap_or("b").as_bytes()))
+                .num(tokens)
+                .arg(&[self.instance.as_bytes()])
+                .arg(&[picos])
+                .num(expire_at);
+        });
+        if let Err(e) = sent {
             log::debug!("cluster: a response's tokens and spend were not recorded: {e}");
         }
     }
+}
 
-    fn budget_key(&self, key: &KeyHash, spend: Spend) -> String {
+/// A gateway key's Redis keys, `<prefix>{k:<32 hex of its hash>}:<what>`, as the parts each
+/// is written from (no string is built for them).
+struct KeyParts<'a> {
+    prefix: &'a [u8],
+    hex: [u8; 32],
+}
+
+impl<'a> KeyParts<'a> {
+    fn new(cluster: &'a Cluster, key: &KeyHash) -> KeyParts<'a> {
+        let mut hex = [b'0'; 32];
+        // 16 bytes are 32 hex digits, so the buffer is exactly the right size.
+        let _ = hex::encode_to_slice(&key.0[..16], &mut hex);
+        KeyParts {
+            prefix: cluster.prefix.as_bytes(),
+            hex,
+        }
+    }
+
+    fn key<'b>(&'b self, what: &'b [u8]) -> [&'b [u8]; 5] {
+        [self.prefix, b"{k:", &self.hex, b"}:", what]
+    }
+
+    /// `what` of the key's spend for the period `spend` falls in: `b:<period>:<first day>`.
+    fn budget(&self, spend: Spend) -> String {
         let period = spend.budget.period;
-        let first = period.days(spend.now).start;
-        self.key_of(key, &format!("b:{}:{first}", period.name()))
+        let mut what = String::with_capacity(24);
+        what.push_str("b:");
+        what.push_str(period.name());
+        what.push(':');
+        what.push_str(itoa::Buffer::new().format(period.days(spend.now).start));
+        what
     }
 }
 
 /// The script's reply as the limiter's [`Decision`].
 fn decide(reply: AdmitReply, rpm: u32, tpm: u64, budgeted: bool) -> ClusterDecision {
-    let (allowed, over, now, count, oldest, newest, tsum, tretry, tnewest, hi, lo) = reply;
+    let [
+        allowed,
+        over,
+        now,
+        count,
+        oldest,
+        newest,
+        tsum,
+        tretry,
+        tnewest,
+        hi,
+        lo,
+    ] = reply;
     let allowed = allowed == 1;
     let window = micros(WINDOW);
     // Time from `now` until `at + window` (0 when past).

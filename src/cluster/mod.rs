@@ -15,6 +15,7 @@ pub mod aggregates;
 pub mod cooldowns;
 mod limits;
 pub mod lockouts;
+mod packed;
 mod prober;
 pub mod scripts;
 pub mod sessions;
@@ -29,12 +30,13 @@ use redis::{Connection, IntoConnectionInfo};
 pub use limits::{ClusterDecision, Spend};
 
 use crate::config::model::{ClusterSettings, OnRedisError};
-use crate::crypto::apikey::KeyHash;
 
 /// Connecting, and every command, gives up after this long.
 pub const TIMEOUT: Duration = Duration::from_millis(500);
 /// Idle connections kept for reuse.
 const MAX_IDLE: usize = 128;
+/// Replies a pooled connection may owe before a `send_only` reads them first.
+const MAX_OWED: usize = 16;
 
 /// Why a call to Redis failed (never holds the password or the URL's credentials).
 #[derive(Debug)]
@@ -56,10 +58,22 @@ impl From<redis::RedisError> for ClusterError {
     }
 }
 
-/// An idle connection and how many replies to commands sent on it are still unread.
+/// An idle connection, how many replies to commands sent on it are still unread, and the
+/// buffer its `admit` and `settle` commands are packed into ([`packed`]).
 struct Pooled {
     con: Connection,
     owed: usize,
+    out: Vec<u8>,
+}
+
+impl Pooled {
+    fn new(con: Connection) -> Pooled {
+        Pooled {
+            con,
+            owed: 0,
+            out: Vec::new(),
+        }
+    }
 }
 
 /// The scripts, ready to run by SHA-1.
@@ -112,6 +126,9 @@ impl Cluster {
                 .set_password(password.expose());
             info = info.set_redis_settings(redis);
         }
+        // Small commands, each waited for or sent before a response's last byte: Nagle's
+        // algorithm would hold one back until the reply to the one before it came in.
+        let info = info.set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
         let client = redis::Client::open(info)
             .map_err(|e| format!("cluster.redis_url: {}", ClusterError::from(e)))?;
         let cluster = Arc::new(Cluster {
@@ -213,13 +230,58 @@ impl Cluster {
         }
     }
 
-    /// Sends `cmd` without waiting for its reply, which the connection's next user reads
-    /// first: for writes whose result nobody waits on (a response's settle), this takes the
-    /// round trip off the request's path. Replies are still read, in order, so an error is
-    /// seen and counted.
-    fn send_only(&self, cmd: &redis::Cmd) -> Result<(), ClusterError> {
-        let mut pooled = self.checkout()?;
-        match pooled.con.send_packed_command(&cmd.get_packed_command()) {
+    /// Sends the command `pack` writes (see [`packed`]) and returns its reply. Replies still
+    /// owed on the connection are read after the command is sent, so a settle's reply that
+    /// has not come in yet costs no wait of its own: one wait covers both. A script the server
+    /// no longer has (`SCRIPT FLUSH`) is loaded again on this connection and the command sent
+    /// once more.
+    fn call(&self, pack: impl FnOnce(&mut Vec<u8>)) -> Result<redis::Value, ClusterError> {
+        let mut pooled = self.pop()?;
+        pack(&mut pooled.out);
+        let mut reply = self.exchange(&mut pooled);
+        if let Ok(redis::Value::ServerError(e)) = &reply
+            && e.kind() == Some(redis::ServerErrorKind::NoScript)
+        {
+            reply = self
+                .load_scripts(&mut pooled.con)
+                .and_then(|()| self.exchange(&mut pooled));
+        }
+        match reply {
+            Ok(redis::Value::ServerError(e)) => Err(self.failed(redis::RedisError::from(e).into())),
+            Ok(value) => {
+                self.checkin(pooled);
+                Ok(value)
+            }
+            Err(e) => Err(self.failed(e.into())),
+        }
+    }
+
+    /// Sends `pooled.out`, reads the replies owed before it (counting any that is an error),
+    /// then its own.
+    fn exchange(&self, pooled: &mut Pooled) -> redis::RedisResult<redis::Value> {
+        pooled.con.send_packed_command(&pooled.out)?;
+        while pooled.owed > 0 {
+            let owed = pooled.con.recv_response()?;
+            pooled.owed -= 1;
+            if let redis::Value::ServerError(e) = owed {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                log::debug!("cluster: a write was refused: {:?}", e.kind());
+            }
+        }
+        pooled.con.recv_response()
+    }
+
+    /// Sends the command `pack` writes without waiting for its reply, which the connection's
+    /// next user reads: for writes whose result nobody waits on (a response's settle), this
+    /// takes the round trip off the request's path. Replies are still read, in order, so an
+    /// error is seen and counted; a connection owing [`MAX_OWED`] reads them before sending.
+    fn send_only(&self, pack: impl FnOnce(&mut Vec<u8>)) -> Result<(), ClusterError> {
+        let mut pooled = self.pop()?;
+        if pooled.owed >= MAX_OWED {
+            pooled = self.settled(pooled)?;
+        }
+        pack(&mut pooled.out);
+        match pooled.con.send_packed_command(&pooled.out) {
             Ok(()) => {
                 pooled.owed += 1;
                 self.checkin(pooled);
@@ -229,20 +291,27 @@ impl Cluster {
         }
     }
 
-    /// A pooled connection (or a new one) with no replies owed.
-    fn checkout(&self) -> Result<Pooled, ClusterError> {
+    /// A pooled connection (or a new one), replies owed or not.
+    fn pop(&self) -> Result<Pooled, ClusterError> {
         if !self.is_up() {
             self.errors.fetch_add(1, Ordering::Relaxed);
             return Err(ClusterError("Redis is unreachable".to_owned()));
         }
         let pooled = self.idle.lock().pop();
-        let mut pooled = match pooled {
-            Some(pooled) => pooled,
-            None => match self.connect() {
-                Ok(con) => Pooled { con, owed: 0 },
-                Err(e) => return Err(self.failed(e)),
-            },
-        };
+        match pooled {
+            Some(pooled) => Ok(pooled),
+            None => self.checkout_fresh(),
+        }
+    }
+
+    /// A pooled connection (or a new one) with no replies owed.
+    fn checkout(&self) -> Result<Pooled, ClusterError> {
+        let pooled = self.pop()?;
+        self.settled(pooled)
+    }
+
+    /// `pooled` once the replies it owes are read.
+    fn settled(&self, mut pooled: Pooled) -> Result<Pooled, ClusterError> {
         while pooled.owed > 0 {
             match pooled.con.recv_response() {
                 Ok(redis::Value::ServerError(e)) => {
@@ -261,7 +330,7 @@ impl Cluster {
 
     fn checkout_fresh(&self) -> Result<Pooled, ClusterError> {
         match self.connect() {
-            Ok(con) => Ok(Pooled { con, owed: 0 }),
+            Ok(con) => Ok(Pooled::new(con)),
             Err(e) => Err(self.failed(e)),
         }
     }
@@ -279,6 +348,11 @@ impl Cluster {
         let mut con = self.client.get_connection_with_timeout(TIMEOUT)?;
         con.set_read_timeout(Some(TIMEOUT))?;
         con.set_write_timeout(Some(TIMEOUT))?;
+        self.load_scripts(&mut con)?;
+        Ok(con)
+    }
+
+    fn load_scripts(&self, con: &mut Connection) -> redis::RedisResult<()> {
         let Scripts {
             admit,
             settle,
@@ -287,9 +361,9 @@ impl Cluster {
             cool,
         } = &self.scripts;
         for script in [admit, settle, fail, live, cool] {
-            script.prepare_invoke().load(&mut con)?;
+            script.prepare_invoke().load(con)?;
         }
-        Ok(con)
+        Ok(())
     }
 
     /// Counts a failure; the first after a success marks Redis down and logs one line.
@@ -314,7 +388,7 @@ impl Cluster {
                 redis::cmd("PING").query::<String>(&mut con)?;
                 Ok(con)
             })
-            .map(|con| self.checkin(Pooled { con, owed: 0 }))
+            .map(|con| self.checkin(Pooled::new(con)))
             .is_ok();
         if ok && !self.up.swap(true, Ordering::Relaxed) {
             log::info!("cluster: Redis is reachable again; shared state is back in use");
@@ -322,27 +396,8 @@ impl Cluster {
         ok
     }
 
-    /// `<prefix>{k:<hash>}:<what>`: one hash tag per gateway key.
-    fn key_of(&self, hash: &KeyHash, what: &str) -> String {
-        let mut key = self.key_base(hash);
-        key.push_str(what);
-        key
-    }
-
-    /// `<prefix>{k:<hash>}:`, to which each of the key's Redis keys adds its name.
-    fn key_base(&self, hash: &KeyHash) -> String {
-        let mut base = String::with_capacity(self.prefix.len() + 40);
-        base.push_str(&self.prefix);
-        base.push_str("{k:");
-        let mut hex = [0u8; 32];
-        // 16 bytes are 32 hex digits, so the buffer is exactly the right size.
-        if hex::encode_to_slice(&hash.0[..16], &mut hex).is_ok() {
-            base.push_str(std::str::from_utf8(&hex).unwrap_or(""));
-        }
-        base.push_str("}:");
-        base
-    }
-
+    /// A unique member for a window (the same run, counter scheme as the admit's, whose
+    /// member is written in place in `limits.rs`).
     fn member(&self) -> String {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         format!("{}:{n}", self.run)
