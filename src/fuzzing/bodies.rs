@@ -6,7 +6,7 @@ use serde_json::Value;
 use crate::config;
 use crate::translate;
 use crate::translate::plan::{self, Endpoint};
-use crate::translate::scan::{self, ScanErrorKind};
+use crate::translate::scan::{self, ScanErrorKind, Strings};
 use crate::translate::{json_out, rewrite};
 
 // ---------------------------------------------------------------------------------------------
@@ -22,16 +22,30 @@ const MODELS: [&str; 3] = ["gpt-4o-mini", "a\"b\\c\u{1F600}\n\u{7f}", ""];
 /// JSON that equals the original with the new model (and, when asked, `include_usage: true`),
 /// and it grows by no more than the new name and the injection.
 pub fn rewrite(data: &[u8]) {
-    let ours = rewrite::probe(data);
-    match (&ours, rewrite::probe_with_serde(data)) {
+    let kind = scan::members(data, ["model", "stream", "stream_options"], Strings::Strict)
+        .err()
+        .map(|e| e.kind);
+    let strict = rewrite::probe_with(data, Strings::Strict);
+    match (&strict, rewrite::probe_with_serde(data)) {
         (Ok(a), Ok(b)) => assert_eq!(*a, b, "the scanner and serde_json read different fields"),
         (Err(_), Err(_)) => {}
-        (Ok(_), Err(_)) => panic!("the scanner accepted a body serde_json refuses"),
-        (Err(_), Ok(_)) => {
-            let deep =
-                scan::members(data, ["model"]).is_err_and(|e| e.kind == ScanErrorKind::TooDeep);
-            assert!(deep, "the scanner refused a body serde_json accepts");
-        }
+        (Ok(_), Err(_)) => panic!("the strict scanner accepted a body serde_json refuses"),
+        (Err(_), Ok(_)) => assert_eq!(
+            kind,
+            Some(ScanErrorKind::TooDeep),
+            "the strict scanner refused a body serde_json accepts"
+        ),
+    }
+    let ours = rewrite::probe(data);
+    match (&ours, &strict) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b, "the probe and the strict scan read different fields"),
+        (Err(_), Err(_)) => {}
+        (Ok(_), Err(_)) => assert_eq!(
+            kind,
+            Some(ScanErrorKind::BadString),
+            "the probe accepted a body that is malformed outside its strings"
+        ),
+        (Err(_), Ok(_)) => panic!("the probe refused a body the strict scan accepts"),
     }
     let Ok(probe) = ours else {
         return;

@@ -297,7 +297,7 @@ impl Gateway {
 struct Answer<'r> {
     target: &'r Target,
     response: UpstreamResponse,
-    plan: Plan,
+    plan: Plan<'r>,
     sent_at: Instant,
     /// Counts the target in flight until the draft that takes it drops.
     attempt: Option<Attempt>,

@@ -6,6 +6,8 @@
 //! call it once per target tried, since targets of one model may speak different protocols.
 //! Owns no state.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 use super::json_out;
@@ -90,21 +92,22 @@ pub enum Translation {
 }
 
 #[derive(Debug)]
-pub struct Plan {
+pub struct Plan<'a> {
     pub path: &'static str,
-    pub body: Vec<u8>,
+    /// The client's body itself when nothing in it changes.
+    pub body: Cow<'a, [u8]>,
     pub translation: Translation,
     /// For streamed OpenAI passthrough: drop the usage-only chunk the gateway asked for.
     pub hide_usage_chunk: bool,
 }
 
-pub fn plan(
+pub fn plan<'a>(
     endpoint: Endpoint,
     kind: ProviderKind,
-    body: &[u8],
+    body: &'a [u8],
     probe: &Probe,
     upstream_model: &str,
-) -> Result<Plan, ApiError> {
+) -> Result<Plan<'a>, ApiError> {
     let openai = matches!(kind, ProviderKind::OpenAi | ProviderKind::Mock);
     let passthrough = |path, translation, add_usage: bool| {
         Ok(Plan {
@@ -123,7 +126,7 @@ pub fn plan(
         out["model"] = Value::String(upstream_model.to_owned());
         Ok(Plan {
             path,
-            body: json_out::to_vec(&out),
+            body: Cow::Owned(json_out::to_vec(&out)),
             translation,
             hide_usage_chunk: false,
         })
@@ -170,7 +173,7 @@ pub fn plan(
     }
 }
 
-impl Plan {
+impl Plan<'_> {
     /// Whether the client gets another format than the upstream's.
     pub fn changes_format(&self) -> bool {
         !matches!(

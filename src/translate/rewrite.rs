@@ -5,12 +5,13 @@
 //! with the upstream's name; it finds the exact byte span of the `model` value while skipping
 //! everything else, and splices the new value in. Owns no state.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::scan::{self, ScanErrorKind};
+use super::scan::{self, ScanErrorKind, Strings};
 use crate::error::ApiError;
 
 /// What the gateway reads from a request body.
@@ -48,10 +49,20 @@ struct StreamOptions {
     include_usage: Option<bool>,
 }
 
-/// Reads the fields the gateway routes on. A body that is not one JSON object is a 400.
+/// Reads the fields the gateway routes on. A body that is not one JSON object is a 400. The
+/// JSON structure is checked whole (so no second `model` hides further on); the contents of
+/// strings it skips are left to whoever reads them ([`Strings::Bounds`]).
 pub fn probe(body: &[u8]) -> Result<Probe, ApiError> {
+    probe_with(body, Strings::Bounds)
+}
+
+/// [`probe`], checking skipped strings as `strings` says.
+#[doc(hidden)]
+pub fn probe_with(body: &[u8], strings: Strings) -> Result<Probe, ApiError> {
     let [model, stream, stream_options] =
-        scan::members(body, ["model", "stream", "stream_options"]).map_err(|e| match e.kind {
+        scan::members(body, ["model", "stream", "stream_options"], strings).map_err(|e| match e
+            .kind
+        {
             ScanErrorKind::NotAnObject => {
                 ApiError::bad_request("request body must be a JSON object", None)
             }
@@ -114,6 +125,7 @@ fn where_(body: &[u8], kind: ScanErrorKind, at: usize) -> String {
         ScanErrorKind::Eof => "unexpected end of input",
         ScanErrorKind::TooDeep => "nested too deep",
         ScanErrorKind::Duplicate => "duplicate field",
+        ScanErrorKind::BadString => "invalid string",
         ScanErrorKind::Syntax | ScanErrorKind::NotAnObject => "syntax error",
     };
     let before = &body[..at.min(body.len())];
@@ -182,13 +194,15 @@ fn describe(e: &serde_json::Error) -> String {
 }
 
 /// The body with `model` set to `upstream_model` and, when `add_include_usage`, with
-/// `stream_options.include_usage = true` (so the upstream reports a stream's tokens).
-pub fn rewrite(
-    body: &[u8],
+/// `stream_options.include_usage = true` (so the upstream reports a stream's tokens). The
+/// body itself, uncopied, when it already says exactly that (a model named as upstream names
+/// it: a 2 MB body then costs no copy).
+pub fn rewrite<'a>(
+    body: &'a [u8],
     probe: &Probe,
     upstream_model: &str,
     add_include_usage: bool,
-) -> Result<Vec<u8>, ApiError> {
+) -> Result<Cow<'a, [u8]>, ApiError> {
     if add_include_usage && probe.has_stream_options && !probe.include_usage {
         // Rare: the client sent stream_options without include_usage. Edit it as a value.
         // `probe` saw one JSON object whose `stream_options` is an object; a body it accepted
@@ -220,10 +234,18 @@ pub fn rewrite(
             ));
         };
         options.insert("include_usage".to_owned(), serde_json::Value::Bool(true));
-        return serde_json::to_vec(&value).map_err(|_| ApiError::internal());
+        return serde_json::to_vec(&value)
+            .map(Cow::Owned)
+            .map_err(|_| ApiError::internal());
     }
     let model = serde_json::to_string(upstream_model).map_err(|_| ApiError::internal())?;
     let inject = add_include_usage && !probe.has_stream_options;
+    if let Some(span) = &probe.model_span
+        && !inject
+        && body.get(span.clone()) == Some(model.as_bytes())
+    {
+        return Ok(Cow::Borrowed(body));
+    }
     let mut out = Vec::with_capacity(body.len() + model.len() + 48);
     let open = body
         .iter()
@@ -253,7 +275,7 @@ pub fn rewrite(
             out.extend_from_slice(rest);
         }
     }
-    Ok(out)
+    Ok(Cow::Owned(out))
 }
 
 #[cfg(test)]
@@ -272,7 +294,7 @@ mod tests {
         assert_eq!(p.model.as_deref(), Some("fast"));
         assert!(p.stream);
         let out = rewrite(body, &p, "gpt-4o-mini", false).unwrap();
-        let text = String::from_utf8(out.clone()).unwrap();
+        let text = String::from_utf8(out.to_vec()).unwrap();
         assert!(text.contains(r#""model" : "gpt-4o-mini" ,"#), "{text}");
         assert_eq!(parse(&out)["messages"][0]["content"], "hi \"model\"");
     }
@@ -380,5 +402,27 @@ mod tests {
             let out = parse(&rewrite(&body, &p, &upstream, false).unwrap());
             proptest::prop_assert_eq!(out, json!({"other": other, "model": upstream, "n": [1, 2]}));
         }
+    }
+
+    /// A body that already names the upstream's model goes out as it came, uncopied.
+    #[test]
+    fn an_unchanged_body_is_not_copied() {
+        let body = br#"{"model": "gpt-4o-mini", "messages": []}"#;
+        let p = probe(body).unwrap();
+        assert!(matches!(
+            rewrite(body, &p, "gpt-4o-mini", false).unwrap(),
+            Cow::Borrowed(_)
+        ));
+        assert!(matches!(
+            rewrite(body, &p, "other", false).unwrap(),
+            Cow::Owned(_)
+        ));
+        assert!(
+            matches!(
+                rewrite(body, &p, "gpt-4o-mini", true).unwrap(),
+                Cow::Owned(_)
+            ),
+            "include_usage must be added"
+        );
     }
 }

@@ -4,17 +4,19 @@
 //! Why not serde_json: deserialising a probe struct from an 80 KB Claude Code turn spent five
 //! instructions a byte, half of everything the gateway did for that request and forty times
 //! the cost of copying the body. Strings are nearly all of a client body (prompts, tool
-//! results, base64 images); this scanner finds the next special byte of a string eight bytes
-//! at a time ([`first_special`]) and builds nothing.
+//! results, file contents, base64 images). The probe scans with [`Strings::Bounds`]: the
+//! structure is checked whole and exactly (every bracket, comma, colon, number and literal,
+//! so a second `model` cannot hide in a body), but a string is only searched for its closing
+//! quote (`memchr`, vector instructions, restarted only at a quote), its contents left to the
+//! upstream that reads them. [`Strings::Strict`] also checks escapes and control characters.
 //!
-//! It accepts exactly the documents `serde_json::from_slice` accepts when it deserialises a
-//! struct of borrowed raw values (the previous probe), which `fuzz/fuzz_targets/rewrite.rs`
-//! checks on every input: RFC 8259 grammar, no control characters in strings, valid escapes,
-//! nothing but whitespace after the value. One deliberate difference: serde_json skips
-//! containers nested to any depth, this refuses more than [`MAX_DEPTH`] (no client nests a
-//! request 1024 deep, and the open containers then fit in a fixed 128-byte bitset). Like
-//! serde_json's skipping, it does not check UTF-8 inside strings it skips; top-level keys and
-//! the values it returns are checked. Owns no state.
+//! Strict, it accepts exactly the documents `serde_json::from_slice` accepts when it
+//! deserialises a struct of borrowed raw values (the previous probe), and Bounds differs from
+//! Strict only on string contents; `fuzz/fuzz_targets/rewrite.rs` checks both on every input.
+//! One deliberate difference: serde_json skips containers nested to any depth, this refuses
+//! more than [`MAX_DEPTH`] (no client nests a request 1024 deep, and the open containers then
+//! fit in a fixed 128-byte bitset). Neither mode checks UTF-8 inside strings it skips (nor
+//! does serde_json); top-level keys and the values it returns are checked. Owns no state.
 
 use std::ops::Range;
 
@@ -35,6 +37,8 @@ pub enum ScanErrorKind {
     Eof,
     /// A byte that does not belong where it is.
     Syntax,
+    /// A control character or an invalid escape inside a string ([`Strings::Strict`] only).
+    BadString,
     /// Containers nested deeper than [`MAX_DEPTH`].
     TooDeep,
     /// A wanted member appears twice (which value counts would be up to the reader).
@@ -49,11 +53,24 @@ impl ScanError {
     }
 }
 
+/// How much of a skipped string's contents is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strings {
+    /// Only where it ends: the next `"` not escaped (an even run of backslashes before it),
+    /// found with `memchr`. Escapes and control characters inside are left to the reader of
+    /// the body (the upstream refuses a malformed one with its own 400).
+    Bounds,
+    /// Every escape valid and no control character, as serde_json checks: the reference the
+    /// fuzz target holds [`Strings::Bounds`] to, and what a caller that needs it can ask for.
+    Strict,
+}
+
 /// The byte spans of the values of the top-level members named `wanted` (unescaped names
 /// compared), `None` for a member that is absent. `body` must be one JSON object.
 pub fn members<const N: usize>(
     body: &[u8],
     wanted: [&str; N],
+    strings: Strings,
 ) -> Result<[Option<Range<usize>>; N], ScanError> {
     let mut spans: [Option<Range<usize>>; N] = std::array::from_fn(|_| None);
     let mut i = ws(body, 0);
@@ -65,8 +82,8 @@ pub fn members<const N: usize>(
         i += 1;
     } else {
         loop {
-            let (key, value_at) = member_key(body, i)?;
-            let end = skip_value(body, value_at, 1)?;
+            let (key, value_at) = member_key(body, i, strings)?;
+            let end = skip_value(body, value_at, 1, strings)?;
             if let Some(slot) = wanted_slot(body, key, &wanted)? {
                 if spans[slot].is_some() {
                     return Err(ScanError::new(ScanErrorKind::Duplicate, value_at));
@@ -113,13 +130,13 @@ fn wanted_slot(
 
 /// At `i`, an object member's `"key" :`; returns the key's span (quotes included) and where
 /// its value starts.
-fn member_key(b: &[u8], i: usize) -> Result<(Range<usize>, usize), ScanError> {
+fn member_key(b: &[u8], i: usize, strings: Strings) -> Result<(Range<usize>, usize), ScanError> {
     match b.get(i) {
         Some(b'"') => {}
         Some(_) => return Err(ScanError::new(ScanErrorKind::Syntax, i)),
         None => return Err(ScanError::new(ScanErrorKind::Eof, i)),
     }
-    let end = string_end(b, i + 1)?;
+    let end = string_end(b, i + 1, strings)?;
     let colon = ws(b, end);
     match b.get(colon) {
         Some(b':') => Ok((i..end, ws(b, colon + 1))),
@@ -131,7 +148,7 @@ fn member_key(b: &[u8], i: usize) -> Result<(Range<usize>, usize), ScanError> {
 /// Skips the value starting at `i`, inside `depth` containers already; returns where it ends.
 /// Iterative: the open containers are bits of a fixed bitset (1 = object), so no input can
 /// grow the call stack or the heap.
-fn skip_value(b: &[u8], mut i: usize, depth: usize) -> Result<usize, ScanError> {
+fn skip_value(b: &[u8], mut i: usize, depth: usize, strings: Strings) -> Result<usize, ScanError> {
     let mut open = [0u64; MAX_DEPTH / 64];
     let mut n: usize = 0;
     let is_object = |open: &[u64; MAX_DEPTH / 64], level: usize| {
@@ -156,12 +173,12 @@ fn skip_value(b: &[u8], mut i: usize, depth: usize) -> Result<usize, ScanError> 
                     }
                     n += 1;
                     if c == b'{' {
-                        i = member_key(b, i)?.1;
+                        i = member_key(b, i, strings)?.1;
                     }
                     continue;
                 }
             }
-            Some(b'"') => i = string_end(b, i + 1)?,
+            Some(b'"') => i = string_end(b, i + 1, strings)?,
             Some(b'-' | b'0'..=b'9') => i = number_end(b, i)?,
             Some(b't') => i = literal(b, i, b"true")?,
             Some(b'f') => i = literal(b, i, b"false")?,
@@ -180,7 +197,7 @@ fn skip_value(b: &[u8], mut i: usize, depth: usize) -> Result<usize, ScanError> 
                 Some(b',') => {
                     i = ws(b, i + 1);
                     if in_object {
-                        i = member_key(b, i)?.1;
+                        i = member_key(b, i, strings)?.1;
                     }
                     break;
                 }
@@ -196,14 +213,45 @@ fn skip_value(b: &[u8], mut i: usize, depth: usize) -> Result<usize, ScanError> 
 }
 
 /// `i` is just past a string's opening quote; returns the index just past its closing quote.
-fn string_end(b: &[u8], mut i: usize) -> Result<usize, ScanError> {
+fn string_end(b: &[u8], i: usize, strings: Strings) -> Result<usize, ScanError> {
+    match strings {
+        Strings::Bounds => string_bounds(b, i),
+        Strings::Strict => string_strict(b, i),
+    }
+}
+
+/// [`string_end`] by [`Strings::Bounds`]: a quote preceded by an even run of backslashes
+/// (none included) ends the string; any other is escaped. A vector search per quote, not per
+/// byte: client strings hold an escaped newline every line but few quotes.
+fn string_bounds(b: &[u8], start: usize) -> Result<usize, ScanError> {
+    let mut i = start;
+    loop {
+        let rest = b.get(i..).unwrap_or_default();
+        let Some(k) = memchr::memchr(b'"', rest) else {
+            return Err(ScanError::new(ScanErrorKind::Eof, b.len()));
+        };
+        let quote = i + k;
+        let backslashes = b[start..quote]
+            .iter()
+            .rev()
+            .take_while(|&&c| c == b'\\')
+            .count();
+        if backslashes % 2 == 0 {
+            return Ok(quote + 1);
+        }
+        i = quote + 1;
+    }
+}
+
+/// [`string_end`] by [`Strings::Strict`].
+fn string_strict(b: &[u8], mut i: usize) -> Result<usize, ScanError> {
     loop {
         let rest = b.get(i..).unwrap_or_default();
         i += first_special(rest).unwrap_or(rest.len());
         match b.get(i) {
             Some(b'"') => return Ok(i + 1),
             Some(b'\\') => {}
-            Some(_) => return Err(ScanError::new(ScanErrorKind::Syntax, i)),
+            Some(_) => return Err(ScanError::new(ScanErrorKind::BadString, i)),
             None => return Err(ScanError::new(ScanErrorKind::Eof, i)),
         }
         // A backslash: one valid escape.
@@ -212,10 +260,10 @@ fn string_end(b: &[u8], mut i: usize) -> Result<usize, ScanError> {
             Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += 1,
             Some(b'u') => match b.get(i + 1..i + 5) {
                 Some(h) if h.iter().all(u8::is_ascii_hexdigit) => i += 5,
-                Some(_) => return Err(ScanError::new(ScanErrorKind::Syntax, i)),
+                Some(_) => return Err(ScanError::new(ScanErrorKind::BadString, i)),
                 None => return Err(ScanError::new(ScanErrorKind::Eof, b.len())),
             },
-            Some(_) => return Err(ScanError::new(ScanErrorKind::Syntax, i)),
+            Some(_) => return Err(ScanError::new(ScanErrorKind::BadString, i)),
             None => return Err(ScanError::new(ScanErrorKind::Eof, i)),
         }
     }
@@ -324,8 +372,16 @@ fn ws(b: &[u8], mut i: usize) -> usize {
 mod tests {
     use super::*;
 
+    /// Both modes' verdict, which must agree but for string contents.
     fn spans(body: &str) -> Result<[Option<Range<usize>>; 2], ScanErrorKind> {
-        members(body.as_bytes(), ["model", "stream"]).map_err(|e| e.kind)
+        let strict = members(body.as_bytes(), ["model", "stream"], Strings::Strict);
+        let bounds = members(body.as_bytes(), ["model", "stream"], Strings::Bounds);
+        match &strict {
+            Ok(spans) => assert_eq!(bounds.as_ref().ok(), Some(spans), "{body:?}"),
+            Err(e) if e.kind != ScanErrorKind::BadString => assert!(bounds.is_err(), "{body:?}"),
+            Err(_) => {}
+        }
+        strict.map_err(|e| e.kind)
     }
 
     fn text(body: &str, span: &Option<Range<usize>>) -> Option<String> {
@@ -399,6 +455,22 @@ mod tests {
             );
         }
         assert_eq!(spans(" [1] ").unwrap_err(), ScanErrorKind::NotAnObject);
+    }
+
+    #[test]
+    fn bounds_mode_finds_string_ends_by_backslash_parity() {
+        let members = |body: &str| {
+            members(body.as_bytes(), ["model"], Strings::Bounds)
+                .map(|[m]| m.map(|r| body[r].to_owned()))
+        };
+        let body = r#"{"a":"x\\","model":"m\"q\\\"\\"}"#;
+        assert_eq!(members(body).unwrap().as_deref(), Some(r#""m\"q\\\"\\""#));
+        // Contents are not checked in this mode; structure is.
+        assert!(members("{\"a\":\"\x01\\q\",\"model\":1}").is_ok());
+        assert!(
+            members(r#"{"a":"\"}"#).is_err(),
+            "the quote is escaped: unterminated"
+        );
     }
 
     #[test]
