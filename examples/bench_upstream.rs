@@ -259,7 +259,9 @@ fn write_reply(out: &mut Tls, reply: Reply, close: bool) -> io::Result<()> {
             thread::sleep(delay);
             write_reply(out, *reply, close)
         }
-        _ => Err(io::Error::other("the bench script gave a reply the TLS side cannot send")),
+        _ => Err(io::Error::other(
+            "the bench script gave a reply the TLS side cannot send",
+        )),
     }
 }
 

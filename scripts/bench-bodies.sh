@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2154 # R[...] keys and the variables of scripts/bench
 # Sourced by `scripts/bench` (not run on its own): big bodies, as Claude Code and Codex send
 # them (bodies and wrk scripts written by scripts/bench-bodies.py into $TMP). Each asks for a
 # stream; the fake answers a short one at once, so wrk's latency is the body's way through.
@@ -130,7 +131,7 @@ bodies_targets() {
 bodies_warnings() {
     local w c e=0 k
     for w in $BODY_WORKLOADS cc2mo; do
-        for c in 1 16; do e=$((e + R[b_${w}_${c}_n_err])); done
+        for c in 1 16; do e=$((e + ${R[b_${w}_${c}_n_err]})); done
     done
     [ "$e" -gt 0 ] && echo "warning: noviqi answered $e non-2xx or socket errors during the big-body runs"
     for k in hold_n hold_no; do

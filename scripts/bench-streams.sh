@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2154 # R[...] keys and the variables of scripts/bench
 # Sourced by `scripts/bench` (not run on its own): long streams, LEVENTS (2000) small events
 # LDELAY (2) ms apart — a long answer, faster than any model writes, so that a proxy's cost per
 # event shows in the total — at c=1 (LSEQ sequential streams) and 200 concurrent; and the

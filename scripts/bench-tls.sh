@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2154 # R[...] keys and the variables of scripts/bench
 # Sourced by `scripts/bench` (not run on its own): TLS on both sides. The client talks TLS to
 # the proxy (noviqi's [server.tls], rustls; nginx `listen … ssl`, OpenSSL) and the proxy talks
 # TLS to a second fake upstream (`bench_upstream --tls-cert/--tls-key`, rustls), which both
@@ -93,8 +94,12 @@ TOML
     echo 'wrk.headers["Connection"] = "close"' >>"$TMP/post-tls-close.lua"
 }
 
+tls_stats() { curl -s --cacert "$TMP/tls/ca.pem" "https://127.0.0.1:$UTPORT/stats"; }
+
+# Each cell also counts the connections the proxy opened to the TLS upstream (warm-up
+# included), to show whether it keeps them alive and reuses them.
 tls_measure() {
-    local t c port pid mode script
+    local t c port pid mode script s0 s1 k
     for mode in keep close; do
         script="$TMP/post-tls.lua"; [ "$mode" = close ] && script="$TMP/post-tls-close.lua"
         for c in 1 16; do
@@ -102,17 +107,22 @@ tls_measure() {
             log "TLS both sides, $mode-alive client connections, c=$c"
             for t in d x n; do
                 case $t in d) port=$UTPORT; pid=$UTPID ;; x) port=$XTPORT; pid=$XPID ;; n) port=$NTPORT; pid=$NTPID ;; esac
-                cell "tls_${mode}_${c}_$t" "https://127.0.0.1:$port/v1/chat/completions" "$c" "$pid" "$script"
+                k="tls_${mode}_${c}_$t"
+                s0=$(tls_stats)
+                cell "$k" "https://127.0.0.1:$port/v1/chat/completions" "$c" "$pid" "$script"
+                s1=$(tls_stats)
+                R[${k}_upconn]=$(( $(stat_field "$s1" connections) - $(stat_field "$s0" connections) ))
+                R[${k}_upreq]=$(( $(stat_field "$s1" requests) - $(stat_field "$s0" requests) ))
             done
         done
     done
 }
 
 tls_table() {
-    local t c mode name k added cpu
+    local t c mode name k added cpu up
     echo
     echo "TLS on both sides, small body, wrk ${DUR}s per cell after ${WARM}s warm-up (keep: kept-alive; close: a new client TLS connection per request)"
-    printf "%-6s %-5s %-7s %9s %8s %8s %9s %11s %7s\n" conn conc target "req/s" "p50 ms" "p99 ms" "+p50 ms" "cpu us/req" errors
+    printf "%-6s %-5s %-7s %9s %8s %8s %9s %11s %7s %18s\n" conn conc target "req/s" "p50 ms" "p99 ms" "+p50 ms" "cpu us/req" errors "upstream conns"
     for mode in keep close; do
         for c in 1 16; do
             [ "$mode" = close ] && [ "$c" = 1 ] && continue
@@ -121,9 +131,10 @@ tls_table() {
                 k="tls_${mode}_${c}"
                 added=$(awk -v a="${R[${k}_${t}_p50]}" -v b="${R[${k}_d_p50]}" 'BEGIN { printf "%.3f", a - b }')
                 cpu=${R[${k}_${t}_cpu]}
-                [ "$t" = d ] && { cpu="(upstream ${cpu})"; added="-"; }
-                printf "%-6s %-5s %-7s %9s %8s %8s %9s %11s %7s\n" "$mode" "$c" "$name" "${R[${k}_${t}_rps]}" \
-                    "${R[${k}_${t}_p50]}" "${R[${k}_${t}_p99]}" "$added" "$cpu" "${R[${k}_${t}_err]}"
+                up="${R[${k}_${t}_upconn]}/${R[${k}_${t}_upreq]} reqs"
+                [ "$t" = d ] && { cpu="(upstream ${cpu})"; added="-"; up="-"; }
+                printf "%-6s %-5s %-7s %9s %8s %8s %9s %11s %7s %18s\n" "$mode" "$c" "$name" "${R[${k}_${t}_rps]}" \
+                    "${R[${k}_${t}_p50]}" "${R[${k}_${t}_p99]}" "$added" "$cpu" "${R[${k}_${t}_err]}" "$up"
             done
         done
     done
@@ -136,5 +147,5 @@ tls_targets() {
 
 tls_warnings() {
     local e=$(( R[tls_keep_1_n_err] + R[tls_keep_16_n_err] + R[tls_close_16_n_err] ))
-    [ "$e" -gt 0 ] && echo "warning: noviqi answered $e non-2xx or socket errors over TLS" || true
+    if [ "$e" -gt 0 ]; then echo "warning: noviqi answered $e non-2xx or socket errors over TLS"; fi
 }
