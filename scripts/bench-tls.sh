@@ -18,10 +18,26 @@ wait_https() {
 }
 
 # A CA and a leaf for 127.0.0.1 (IP SAN, and DNS localhost for nginx's name check), ECDSA
-# P-256 as the big providers serve, valid two days; then the TLS fake upstream.
+# P-256 as the big providers serve, valid two days (rcgen's when openssl is missing or
+# BENCH_RCGEN is set); then the TLS fake upstream.
 tls_upstream() {
     local d="$TMP/tls"
     mkdir -p "$d"
+    if command -v openssl >/dev/null 2>&1 && [ -z "${BENCH_RCGEN:-}" ]; then
+        tls_certs_openssl "$d"
+    else
+        "$BIN/examples/bench_certs" "$d"
+    fi
+    UTPORT=$(free_port)
+    "$UPSTREAM_BIN" "127.0.0.1:$UTPORT" --chunks "$SEVENTS" --delay-ms "$SDELAY" \
+        --tls-cert "$d/leaf.pem" --tls-key "$d/leaf.key" 2>"$TMP/upstream-tls.log" &
+    UTPID=$!; PIDS+=("$UTPID")
+    wait_https "$UTPORT" /stats
+    XTPORT=$(free_port) # nginx's TLS port; tls_nginx_conf runs in a subshell
+}
+
+tls_certs_openssl() {
+    local d=$1
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
         -subj "/CN=noviqi bench CA" -keyout "$d/ca.key" -out "$d/ca.pem" \
         -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" \
@@ -32,12 +48,6 @@ tls_upstream() {
         "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth" >"$d/leaf.ext"
     openssl x509 -req -in "$d/leaf.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
         -days 2 -extfile "$d/leaf.ext" -out "$d/leaf.pem" 2>>"$d/openssl.log"
-    UTPORT=$(free_port)
-    "$UPSTREAM_BIN" "127.0.0.1:$UTPORT" --chunks "$SEVENTS" --delay-ms "$SDELAY" \
-        --tls-cert "$d/leaf.pem" --tls-key "$d/leaf.key" 2>"$TMP/upstream-tls.log" &
-    UTPID=$!; PIDS+=("$UTPID")
-    wait_https "$UTPORT" /stats
-    XTPORT=$(free_port) # nginx's TLS port; tls_nginx_conf runs in a subshell
 }
 
 # nginx's TLS server: the same proxy settings as the plain one, over TLS on both sides.
