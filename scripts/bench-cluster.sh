@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2153,SC2154 # the variables of scripts/bench
 # Sourced by `scripts/bench --cluster` (not run on its own): two noviqi instances sharing one
 # redis-server against the single instance scripts/bench already started ($NPORT, $NPID), with
 # the same config plus [cluster]. Uses scripts/bench's helpers (free_port, wait_http, load,
