@@ -255,3 +255,22 @@ fn connection_threads_have_stack_for_deep_json() {
     );
     assert_eq!(c.read_response(false).unwrap().status, 400);
 }
+
+/// A declared body is read into one allocation of exactly its size: never grown by
+/// reallocation (a copy of the whole body), not even by one byte at its end.
+#[test]
+fn a_declared_body_is_read_into_exactly_its_size() {
+    let srv = start(opts(), |req: &mut Request<'_>| {
+        let body = req.read_body(4 << 20).unwrap();
+        let exact = body.capacity() == body.len() && body.iter().all(|&b| b == b'x');
+        Response::new(if exact { 200 } else { 500 })
+    });
+    for len in [0usize, 1, 8191, 100_000, 2 << 20] {
+        let mut c = Client::new(connect(srv.addr()));
+        let mut request =
+            format!("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\n").into_bytes();
+        request.resize(request.len() + len, b'x');
+        c.send(&request);
+        assert_eq!(c.read_response(false).unwrap().status, 200, "{len} bytes");
+    }
+}

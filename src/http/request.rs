@@ -95,6 +95,9 @@ impl<'a> Request<'a> {
         loop {
             if out.len() - len < 8192 {
                 let room = match self.body.declared_left() {
+                    // Complete: growing by even a byte here would reallocate, copying the
+                    // whole body into twice its size.
+                    Some(0) => break,
                     Some(left) => usize::try_from(left.min(256 * 1024)).unwrap_or(0).max(1),
                     None => 16 * 1024,
                 };
