@@ -15,6 +15,7 @@
 //! Events with no `data:` line are not dispatched (as the standard says); an `event:` field
 //! with an empty value means the default type and is reported as `None`.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// One dispatched event: its `event:` name (if any) and its `data:` lines joined with `\n`.
@@ -104,7 +105,7 @@ impl SseParser {
                 bytes = rest;
             }
         }
-        while let Some(pos) = bytes.iter().position(|&b| b == b'\n' || b == b'\r') {
+        while let Some(pos) = memchr::memchr2(b'\n', b'\r', bytes) {
             let (head, tail) = (&bytes[..pos], &bytes[pos..]);
             // Consume the terminator: `\r\n` as one, or `\r` whose `\n` may come next push.
             let skip = match tail {
@@ -219,7 +220,7 @@ impl SseParser {
         match name {
             b"data" => {
                 // Lossy decoding may grow invalid bytes threefold: bound the decoded text.
-                let value = String::from_utf8_lossy(value);
+                let value = text(value);
                 let extra = value.len() + usize::from(self.has_data);
                 if self.pending_event_len() + extra > self.max_event {
                     return Err(SseError::EventTooLarge {
@@ -233,7 +234,7 @@ impl SseParser {
                 self.has_data = true;
             }
             b"event" => {
-                let value = String::from_utf8_lossy(value);
+                let value = text(value);
                 if self.data.len() + value.len() > self.max_event {
                     return Err(SseError::EventTooLarge {
                         limit: self.max_event,
@@ -261,6 +262,15 @@ impl SseParser {
     }
 }
 
+/// A field's value as text: borrowed when it is UTF-8 (std's check runs a word at a time),
+/// else decoded lossily (which goes byte by byte).
+fn text(value: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(value) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(value),
+    }
+}
+
 /// Appends one SSE frame: `event: NAME\n` (if any), one `data:` line per line of `data`
 /// (split at `\r\n`, `\n` or `\r`, so data can never end the frame early), then a blank line.
 /// Line breaks in `event` are removed so a relayed name cannot inject fields.
@@ -272,7 +282,7 @@ pub fn write_event(out: &mut Vec<u8>, event: Option<&str>, data: &str) {
     }
     let mut rest = data.as_bytes();
     loop {
-        let end = rest.iter().position(|&b| b == b'\n' || b == b'\r');
+        let end = memchr::memchr2(b'\n', b'\r', rest);
         out.extend_from_slice(b"data: ");
         out.extend_from_slice(&rest[..end.unwrap_or(rest.len())]);
         out.push(b'\n');

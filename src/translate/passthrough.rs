@@ -71,7 +71,7 @@ impl StreamTranslator for OpenAiPassthrough {
         }
         if ev.data == "[DONE]" {
             self.done = true;
-        } else if ev.data.contains("\"usage\"") || ev.data.contains("\"error\"") {
+        } else if may_carry_usage_or_end(&ev.data) {
             match serde_json::from_str::<OpenAiChunk<'_>>(&ev.data) {
                 Ok(chunk) => {
                     if chunk.error.is_some() {
@@ -190,6 +190,34 @@ fn truncated(dialect: Dialect, out: &mut Vec<u8>) {
 }
 
 // Keeps `anthropic_usage_object` and this module's typed read in step (tests below).
+/// Whether an OpenAI-shaped stream event needs parsing: it may carry usage, an error or the
+/// Responses API's end. A chat chunk from a client that asked for usage says `"usage":null`
+/// in every chunk; parsing each of them cost a sixth of a relayed event's instructions. Only
+/// a chunk whose every `"usage"` is `null`, with no `"error"` and no `"type"` (which chat
+/// chunks have only in tool calls, and every Responses event has), is passed unparsed.
+fn may_carry_usage_or_end(data: &str) -> bool {
+    // One pass over the quotes (a chunk has a few dozen), not a substring search per word:
+    // building each searcher cost more than the parse it saved.
+    let bytes = data.as_bytes();
+    let trim = |b: &[u8]| -> usize { b.iter().take_while(|c| c.is_ascii_whitespace()).count() };
+    for at in memchr::memchr_iter(b'"', bytes) {
+        let rest = &bytes[at + 1..];
+        if rest.starts_with(b"error\"") || rest.starts_with(b"type\"") {
+            return true;
+        }
+        if let Some(after) = rest.strip_prefix(b"usage\"") {
+            let after = &after[trim(after)..];
+            let Some(value) = after.strip_prefix(b":") else {
+                return true;
+            };
+            if !value[trim(value)..].starts_with(b"null") {
+                return true;
+            }
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,5 +273,25 @@ mod tests {
         assert_eq!(out, b"data: [DONE]\n\n");
         assert_eq!(s.usage().map(|u| u.completion_tokens), Some(4));
         assert!(s.finished());
+    }
+
+    #[test]
+    fn only_chunks_that_may_carry_usage_or_an_end_are_parsed() {
+        for skip in [
+            r#"{"id":"c","choices":[{"delta":{"content":"hi"}}],"usage":null}"#,
+            r#"{"choices":[{"delta":{"content":"\"usage\": 1"}}],"usage" : null}"#,
+            r#"{"choices":[]}"#,
+        ] {
+            assert!(!may_carry_usage_or_end(skip), "{skip}");
+        }
+        for parse in [
+            r#"{"choices":[],"usage":{"prompt_tokens":1}}"#,
+            r#"{"usage":null,"x":{"usage":{"total_tokens":3}}}"#,
+            r#"{"error":{"message":"boom"}}"#,
+            r#"{"type":"response.completed","response":{"usage":null}}"#,
+            r#"{"usage":"#,
+        ] {
+            assert!(may_carry_usage_or_end(parse), "{parse}");
+        }
     }
 }
