@@ -196,26 +196,26 @@ fn truncated(dialect: Dialect, out: &mut Vec<u8>) {
 /// a chunk whose every `"usage"` is `null`, with no `"error"` and no `"type"` (which chat
 /// chunks have only in tool calls, and every Responses event has), is passed unparsed.
 fn may_carry_usage_or_end(data: &str) -> bool {
-    // One pass over the quotes (a chunk has a few dozen), not a substring search per word:
-    // building each searcher cost more than the parse it saved.
+    use memchr::memmem::Finder;
+    use std::sync::LazyLock;
+    // Searchers built once: building one per chunk (`str::contains`) cost more than the parse
+    // it saved, and so did a `memchr` per quote.
+    static ERROR: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"error\""));
+    static TYPE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"type\""));
+    static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"usage\""));
     let bytes = data.as_bytes();
-    let trim = |b: &[u8]| -> usize { b.iter().take_while(|c| c.is_ascii_whitespace()).count() };
-    for at in memchr::memchr_iter(b'"', bytes) {
-        let rest = &bytes[at + 1..];
-        if rest.starts_with(b"error\"") || rest.starts_with(b"type\"") {
-            return true;
-        }
-        if let Some(after) = rest.strip_prefix(b"usage\"") {
-            let after = &after[trim(after)..];
-            let Some(value) = after.strip_prefix(b":") else {
-                return true;
-            };
-            if !value[trim(value)..].starts_with(b"null") {
-                return true;
-            }
-        }
+    if ERROR.find(bytes).is_some() || TYPE.find(bytes).is_some() {
+        return true;
     }
-    false
+    let trim = |b: &[u8]| -> usize { b.iter().take_while(|c| c.is_ascii_whitespace()).count() };
+    USAGE.find_iter(bytes).any(|at| {
+        let after = &bytes[at + b"\"usage\"".len()..];
+        let after = &after[trim(after)..];
+        match after.strip_prefix(b":") {
+            Some(value) => !value[trim(value)..].starts_with(b"null"),
+            None => true,
+        }
+    })
 }
 
 #[cfg(test)]
