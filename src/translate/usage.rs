@@ -8,8 +8,9 @@
 //! that is not a non-negative integer counts as 0. Owns no state.
 
 use serde::Deserialize;
+
+use super::scan::{ScanError, Strings, members};
 use serde_json::Value;
-use serde_json::value::RawValue;
 
 use crate::cost::{Usage, Usd};
 
@@ -230,26 +231,24 @@ pub fn usage_from_json(raw: &str, anthropic: bool) -> Option<Usage> {
 }
 
 /// Usage of a whole non-streamed upstream body, read without building it as a `Value`: its
-/// `usage` object, or the Responses API's `response.usage`. `Err` when the body is not JSON
-/// (the caller passes the body on unchanged only once it is known to be JSON).
-pub fn body_usage(body: &[u8], anthropic: bool) -> Result<Option<Usage>, serde_json::Error> {
-    #[derive(Deserialize)]
-    struct UsageOnly<'a> {
-        #[serde(borrow, default)]
-        usage: Option<&'a RawValue>,
-        #[serde(borrow, default)]
-        response: Option<Nested<'a>>,
-    }
-    #[derive(Deserialize)]
-    struct Nested<'a> {
-        #[serde(borrow, default)]
-        usage: Option<&'a RawValue>,
-    }
-    let probe: UsageOnly<'_> = serde_json::from_slice(body)?;
-    Ok(probe
-        .usage
-        .or(probe.response.and_then(|r| r.usage))
-        .and_then(|u| usage_from_json(u.get(), anthropic)))
+/// `usage` object, or the Responses API's `response.usage`. `Err` when the body is not one
+/// JSON object (the caller passes the body on unchanged only once it is known to be JSON).
+/// The body is checked whole by the strict scanner, which also finds the members: parsing it
+/// into a struct with serde_json cost a tenth of a small request's instructions.
+pub fn body_usage(body: &[u8], anthropic: bool) -> Result<Option<Usage>, ScanError> {
+    let [usage, response] = members(body, ["usage", "response"], Strings::Strict)?;
+    let nested = || {
+        let response = &body[response.clone()?];
+        let [usage] = members(response, ["usage"], Strings::Strict).ok()?;
+        Some(&response[usage?])
+    };
+    let raw = match usage {
+        Some(span) => Some(&body[span]),
+        None => nested(),
+    };
+    Ok(raw
+        .and_then(|raw| std::str::from_utf8(raw).ok())
+        .and_then(|text| usage_from_json(text, anthropic)))
 }
 
 #[cfg(test)]
@@ -339,5 +338,34 @@ mod tests {
             "ephemeral_1h_input_tokens": 4, "ephemeral_5m_input_tokens": "3"}});
         let got = usage_from_json(&u.to_string(), true).unwrap();
         assert_eq!((got.cache_write_tokens, got.cache_write_1h_tokens), (4, 4));
+    }
+
+    #[test]
+    fn body_usage_finds_top_level_and_responses_usage_and_refuses_non_json() {
+        let openai = br#"{"id":"x","choices":[{"message":{"content":"\"usage\":{}"}}],
+            "usage":{"prompt_tokens":3,"completion_tokens":4}}"#;
+        let got = body_usage(openai, false).unwrap().unwrap();
+        assert_eq!((got.prompt_tokens, got.completion_tokens), (3, 4));
+        let responses = br#"{"type":"response.completed","response":{"id":"r","usage":{"input_tokens":5,"output_tokens":6}}}"#;
+        let got = body_usage(responses, false).unwrap().unwrap();
+        assert_eq!((got.prompt_tokens, got.completion_tokens), (5, 6));
+        let anthropic = br#"{"type":"message","usage":{"input_tokens":2,"output_tokens":1,"cache_read_input_tokens":1}}"#;
+        assert_eq!(body_usage(anthropic, true).unwrap().unwrap().cache_read_tokens, 1);
+        for none in [
+            &br#"{"choices":[]}"#[..],
+            br#"{"response":null}"#,
+            br#"{"usage":null}"#,
+        ] {
+            assert_eq!(body_usage(none, false).unwrap(), None);
+        }
+        for bad in [
+            &b"not json"[..],
+            b"[1]",
+            br#"{"usage":{}"#,
+            br#"{"usage":1,"usage":2}"#,
+            b"{\"a\":\"\x01\"}",
+        ] {
+            assert!(body_usage(bad, false).is_err());
+        }
     }
 }
