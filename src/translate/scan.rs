@@ -258,11 +258,19 @@ fn string_strict(b: &[u8], mut i: usize) -> Result<usize, ScanError> {
         i += 1;
         match b.get(i) {
             Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += 1,
-            Some(b'u') => match b.get(i + 1..i + 5) {
-                Some(h) if h.iter().all(u8::is_ascii_hexdigit) => i += 5,
-                Some(_) => return Err(ScanError::new(ScanErrorKind::BadString, i)),
-                None => return Err(ScanError::new(ScanErrorKind::Eof, b.len())),
-            },
+            Some(b'u') => {
+                // Four hex digits; a non-hex byte among them is a bad string even when the
+                // input ends before the fourth.
+                let hex = b.get(i + 1..).unwrap_or_default();
+                let hex = &hex[..hex.len().min(4)];
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return Err(ScanError::new(ScanErrorKind::BadString, i));
+                }
+                if hex.len() < 4 {
+                    return Err(ScanError::new(ScanErrorKind::Eof, b.len()));
+                }
+                i += 5;
+            }
             Some(_) => return Err(ScanError::new(ScanErrorKind::BadString, i)),
             None => return Err(ScanError::new(ScanErrorKind::Eof, i)),
         }

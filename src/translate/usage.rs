@@ -350,7 +350,13 @@ mod tests {
         let got = body_usage(responses, false).unwrap().unwrap();
         assert_eq!((got.prompt_tokens, got.completion_tokens), (5, 6));
         let anthropic = br#"{"type":"message","usage":{"input_tokens":2,"output_tokens":1,"cache_read_input_tokens":1}}"#;
-        assert_eq!(body_usage(anthropic, true).unwrap().unwrap().cache_read_tokens, 1);
+        assert_eq!(
+            body_usage(anthropic, true)
+                .unwrap()
+                .unwrap()
+                .cache_read_tokens,
+            1
+        );
         for none in [
             &br#"{"choices":[]}"#[..],
             br#"{"response":null}"#,
