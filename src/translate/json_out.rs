@@ -16,7 +16,14 @@ use super::scan::first_special;
 
 /// `value` as compact JSON text, identical to `serde_json::to_vec(value)`.
 pub fn to_vec(value: &Value) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256);
+    to_vec_sized(value, 256)
+}
+
+/// [`to_vec`] into a buffer of `capacity` to start with: a translated request is about as
+/// long as the client's, so sized from it the buffer is neither copied as it grows nor left
+/// with up to half of it spare.
+pub fn to_vec_sized(value: &Value, capacity: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(capacity);
     write_value(&mut out, value);
     out
 }

@@ -126,7 +126,7 @@ pub fn plan<'a>(
         out["model"] = Value::String(upstream_model.to_owned());
         Ok(Plan {
             path,
-            body: Cow::Owned(json_out::to_vec(&out)),
+            body: Cow::Owned(json_out::to_vec_sized(&out, body.len() + 1024)),
             translation,
             hide_usage_chunk: false,
         })
