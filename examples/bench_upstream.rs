@@ -13,7 +13,7 @@
 #[path = "../tests/support/upstream/mod.rs"]
 mod upstream;
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,10 +26,7 @@ use rustls::{ServerConfig, ServerConnection, StreamOwned};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use upstream::bench::Bench;
-use upstream::{Counters, FakeUpstream, Options, Received, Reply};
-
-/// Largest request body the TLS side reads (the plain fake's own bound).
-const MAX_BODY: usize = 64 * 1024 * 1024;
+use upstream::{Counters, FakeUpstream, Options, Reply};
 
 fn main() -> ExitCode {
     let mut addr = "127.0.0.1:0".to_owned();
@@ -165,7 +162,7 @@ fn serve_tls_conn(sock: TcpStream, config: Arc<ServerConfig>, bench: &Bench) -> 
     sock.set_write_timeout(Some(Duration::from_secs(30)))?;
     let conn = ServerConnection::new(config).map_err(io::Error::other)?;
     let mut tls = BufReader::new(StreamOwned::new(conn, sock));
-    while let Some(request) = read_request(&mut tls)? {
+    while let Some(request) = upstream::read_request(&mut tls)? {
         bench.counters.requests.fetch_add(1, Ordering::SeqCst);
         let close = request
             .header("connection")
@@ -178,51 +175,6 @@ fn serve_tls_conn(sock: TcpStream, config: Arc<ServerConfig>, bench: &Bench) -> 
     let out = tls.get_mut();
     out.conn.send_close_notify();
     out.flush()
-}
-
-/// The next request; `None` when the peer closed before one began.
-fn read_request(input: &mut BufReader<Tls>) -> io::Result<Option<Received>> {
-    let mut line = String::new();
-    if input.read_line(&mut line)? == 0 {
-        return Ok(None);
-    }
-    let mut parts = line.split_whitespace();
-    let method = parts.next().unwrap_or_default().to_owned();
-    let path = parts.next().unwrap_or_default().to_owned();
-    let mut headers = Vec::new();
-    loop {
-        line.clear();
-        if input.read_line(&mut line)? == 0 || headers.len() > 100 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        let l = line.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = l.split_once(':') {
-            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
-        }
-    }
-    let mut request = Received {
-        method,
-        path,
-        headers,
-        body: Vec::new(),
-    };
-    if request.header("transfer-encoding").is_some() {
-        // Neither noviqi nor nginx (request buffering on) sends a chunked body here.
-        return Err(io::Error::other("chunked request bodies are not supported"));
-    }
-    let length = match request.header("content-length") {
-        Some(n) => n.parse::<usize>().map_err(io::Error::other)?,
-        None => 0,
-    };
-    if length > MAX_BODY {
-        return Err(io::Error::other("body too large"));
-    }
-    request.body.resize(length, 0);
-    input.read_exact(&mut request.body)?;
-    Ok(Some(request))
 }
 
 fn write_reply(out: &mut Tls, reply: Reply, close: bool) -> io::Result<()> {

@@ -529,7 +529,7 @@ fn bad(why: &str) -> io::Error {
 }
 
 /// Reads one `\n`-terminated line, counting it against `budget`.
-fn line(input: &mut BufReader<TcpStream>, budget: &mut usize) -> io::Result<String> {
+fn line(input: &mut impl BufRead, budget: &mut usize) -> io::Result<String> {
     let mut raw = Vec::new();
     let n = input
         .by_ref()
@@ -546,8 +546,8 @@ fn line(input: &mut BufReader<TcpStream>, budget: &mut usize) -> io::Result<Stri
 }
 
 /// The next request on the connection; `None` at a clean end (EOF or idle timeout before a
-/// request starts).
-fn read_request(input: &mut BufReader<TcpStream>) -> io::Result<Option<Received>> {
+/// request starts). Plain TCP here; `examples/bench_upstream.rs` reads TLS with it too.
+pub fn read_request(input: &mut impl BufRead) -> io::Result<Option<Received>> {
     let mut budget = MAX_HEAD;
     let Ok(first) = line(input, &mut budget) else {
         return Ok(None);
@@ -586,7 +586,7 @@ fn read_request(input: &mut BufReader<TcpStream>) -> io::Result<Option<Received>
     Ok(Some(request))
 }
 
-fn read_chunked(input: &mut BufReader<TcpStream>) -> io::Result<Vec<u8>> {
+fn read_chunked(input: &mut impl BufRead) -> io::Result<Vec<u8>> {
     let mut body = Vec::new();
     loop {
         let mut budget = 1024;
