@@ -20,8 +20,19 @@ use crate::upstream::{Method, Provider as _, UpstreamRequest};
 // Upstream answers: the HTTP response over our transport, and the body's translation
 
 /// `upstream_body`: a non-streamed upstream body as the gateway reads it: usage (both
-/// formats, raw and as a value, which must agree) and each response translator.
+/// formats, raw and as a value, which must agree; and from the whole body by the scanner,
+/// which accepts only what serde_json accepts and finds the same usage) and each response
+/// translator.
 pub fn upstream_body(data: &[u8]) {
+    let scanned = translate::usage::body_usage(data, false);
+    let reference = body_usage_with_serde(data);
+    match (&scanned, &reference) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b, "body_usage read another usage than serde_json"),
+        (Ok(_), Err(_)) => panic!("body_usage accepted a body serde_json refuses"),
+        // Refused by serde_json too, nested past the scanner's depth, or a `response` that is
+        // not an object (serde_json's struct refuses it; the scanner just finds no usage).
+        (Err(_), _) => {}
+    }
     let Ok(v) = serde_json::from_slice::<Value>(data) else {
         return;
     };
@@ -105,6 +116,35 @@ fn answer_once(mut conn: TcpStream, bytes: &[u8]) {
 
 /// Most of an upstream body [`upstream_response`] reads (a gzip bomb stops here).
 const UPSTREAM_BODY_MAX: u64 = 8 << 20;
+
+/// `body_usage` as serde_json reads it (the implementation it replaced): the body as a struct
+/// of raw values, `usage` or `response.usage`.
+fn body_usage_with_serde(body: &[u8]) -> Result<Option<translate::Usage>, serde_json::Error> {
+    use serde_json::value::RawValue;
+    #[derive(serde::Deserialize)]
+    struct UsageOnly<'a> {
+        #[serde(borrow, default)]
+        usage: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        response: Option<&'a RawValue>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Nested<'a> {
+        #[serde(borrow, default)]
+        usage: Option<&'a RawValue>,
+    }
+    let probe: UsageOnly<'_> = serde_json::from_slice(body)?;
+    // Only an object `response` counts (a derived struct would also read an array).
+    let nested = probe
+        .response
+        .filter(|r| r.get().starts_with('{'))
+        .and_then(|r| serde_json::from_str::<Nested<'_>>(r.get()).ok())
+        .and_then(|n| n.usage);
+    Ok(probe
+        .usage
+        .or(nested)
+        .and_then(|u| translate::usage_from_json(u.get(), false)))
+}
 
 /// `upstream_response`: the input is what an upstream sends back; it goes through a real
 /// `Remote` (ureq over our TCP transport and its buffers) and the body is read as the

@@ -9,7 +9,7 @@
 
 use serde::Deserialize;
 
-use super::scan::{ScanError, Strings, members};
+use super::scan::{ScanError, ScanErrorKind, Strings, members};
 use serde_json::Value;
 
 use crate::cost::{Usage, Usd};
@@ -237,18 +237,26 @@ pub fn usage_from_json(raw: &str, anthropic: bool) -> Option<Usage> {
 /// into a struct with serde_json cost a tenth of a small request's instructions.
 pub fn body_usage(body: &[u8], anthropic: bool) -> Result<Option<Usage>, ScanError> {
     let [usage, response] = members(body, ["usage", "response"], Strings::Strict)?;
+    // Both values must be text, as serde_json's raw values were (the scanner checks no UTF-8
+    // inside strings).
+    let text = |span: Option<std::ops::Range<usize>>| {
+        span.map(|r| std::str::from_utf8(&body[r]))
+            .transpose()
+            .map_err(|e| ScanError {
+                kind: ScanErrorKind::BadString,
+                at: e.valid_up_to(),
+            })
+    };
+    let (usage, response) = (text(usage)?, text(response)?);
     let nested = || {
-        let response = &body[response.clone()?];
-        let [usage] = members(response, ["usage"], Strings::Strict).ok()?;
-        Some(&response[usage?])
+        let response = response?;
+        let [usage] = members(response.as_bytes(), ["usage"], Strings::Strict).ok()?;
+        response.get(usage?)
     };
-    let raw = match usage {
-        Some(span) => Some(&body[span]),
-        None => nested(),
+    let Some(text) = usage.or_else(nested) else {
+        return Ok(None);
     };
-    Ok(raw
-        .and_then(|raw| std::str::from_utf8(raw).ok())
-        .and_then(|text| usage_from_json(text, anthropic)))
+    Ok(usage_from_json(text, anthropic))
 }
 
 #[cfg(test)]
@@ -370,6 +378,7 @@ mod tests {
             br#"{"usage":{}"#,
             br#"{"usage":1,"usage":2}"#,
             b"{\"a\":\"\x01\"}",
+            b"{\"usage\":{\"a\xff\":1}}",
         ] {
             assert!(body_usage(bad, false).is_err());
         }
